@@ -1,0 +1,48 @@
+//! The small HTTP surface every service has: `GET /health` (live), `GET /ready` (dependencies reachable)
+//! and `GET /metrics` (Prometheus text).
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use futures::future::BoxFuture;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Checks the service's dependencies; `Err` carries a short, non-secret reason.
+pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+#[derive(Clone)]
+struct Probes {
+    ready: ReadyCheck,
+    metrics: PrometheusHandle,
+}
+
+/// Routes for `/health`, `/ready`, `/metrics`, to merge into a service's router.
+pub fn probe_routes(ready: ReadyCheck, metrics: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready_handler))
+        .route("/metrics", get(metrics_handler))
+        .with_state(Probes { ready, metrics })
+}
+
+async fn ready_handler(State(p): State<Probes>) -> impl IntoResponse {
+    match (p.ready)().await {
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")),
+    }
+}
+
+async fn metrics_handler(State(p): State<Probes>) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], p.metrics.render())
+}
+
+/// A readiness check that always passes (for services without dependencies).
+pub fn always_ready() -> ReadyCheck {
+    Arc::new(|| Box::pin(async { Ok(()) }))
+}
+
+/// Serves `router` on an already-bound listener until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}

@@ -1,0 +1,72 @@
+//! Kafka clients with every setting written out in one place.
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use std::time::Duration;
+
+/// Idempotent producer: no duplicates or reordering per partition on retries.
+pub fn producer_config(brokers: &str, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("client.id", client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("retries", "2147483647")
+        .set("message.timeout.ms", "120000")
+        .set("request.timeout.ms", "30000")
+        .set("linger.ms", "2")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("compression.type", "lz4")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "5000");
+    c
+}
+
+pub fn producer(brokers: &str, client_id: &str) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+    producer_config(brokers, client_id).create()
+}
+
+/// Consumer with manual offset handling: nothing is committed automatically; a service stores offsets
+/// only after the work they stand for is durable (in Kafka or in Postgres).
+pub fn consumer_config(brokers: &str, group_id: &str, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("group.id", group_id)
+        .set("client.id", client_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
+        .set("max.poll.interval.ms", "300000")
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.min.bytes", "1")
+        .set("partition.assignment.strategy", "range,roundrobin")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "5000");
+    c
+}
+
+pub fn consumer(brokers: &str, group_id: &str, client_id: &str) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
+    consumer_config(brokers, group_id, client_id).create()
+}
+
+pub fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, rdkafka::error::KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "open-bank-admin")
+        .set("request.timeout.ms", "10000")
+        .create()
+}
+
+/// Number of brokers in the cluster, from a metadata request (blocking; call from `spawn_blocking`).
+pub fn broker_count<C: Consumer>(client: &C, timeout: Duration) -> Result<usize, rdkafka::error::KafkaError> {
+    Ok(client.fetch_metadata(None, timeout)?.brokers().len())
+}

@@ -1,0 +1,26 @@
+//! Open Bank's shared core: domain types (`Iban`, `Money`, `AccountToken`, `CommandId`), the wire contract
+//! (every topic in [`topics::TOPICS`], the Avro records in [`avro`] whose `.avsc` files live in `bank-core/avro/`),
+//! Kafka client builders, schema-registry encoding, shared config, telemetry, the shutdown token, the
+//! `/health` `/ready` `/metrics` HTTP helper and Postgres migrations.
+//!
+//! Reads and writes no topic or table itself; services do, through these building blocks.
+
+pub mod avro;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod iban;
+pub mod ids;
+pub mod kafka;
+pub mod money;
+pub mod registry;
+pub mod shutdown;
+pub mod telemetry;
+pub mod testing;
+pub mod token;
+pub mod topics;
+
+pub use iban::{CASH, COMPANY_IBAN, Iban, IbanError};
+pub use ids::CommandId;
+pub use money::{Money, MoneyError};
+pub use token::AccountToken;

@@ -1,0 +1,79 @@
+//! Helpers for integration tests against the real stack of `cargo xtask up`.
+//!
+//! Settings come from the environment (`cargo xtask test` sets them) or else from `.openbank/env`, which
+//! `cargo xtask up` writes. A test whose infrastructure is missing fails with a message saying how to start it;
+//! it never skips silently.
+
+use sqlx::postgres::PgPool;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The repository root (parent of `bank-core`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("bank-core has a parent").to_path_buf()
+}
+
+fn stack_file() -> &'static HashMap<String, String> {
+    static FILE: OnceLock<HashMap<String, String>> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = workspace_root().join(".openbank").join("env");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('\'').to_owned()))
+            .collect()
+    })
+}
+
+/// A stack setting: the environment first, then `.openbank/env`, then `default`.
+pub fn setting(key: &str, default: &str) -> String {
+    std::env::var(key).ok().or_else(|| stack_file().get(key).cloned()).unwrap_or_else(|| default.to_owned())
+}
+
+pub fn kafka_brokers() -> String {
+    setting("KAFKA_BROKERS", "localhost:9092")
+}
+
+pub fn registry_url() -> String {
+    setting("SCHEMA_REGISTRY_URL", "http://localhost:8081")
+}
+
+pub fn database_url() -> String {
+    setting("DATABASE_URL", "postgres://openbank@localhost:5432/openbank")
+}
+
+/// Fails the test with a clear message when infrastructure is missing.
+pub fn infra_missing(what: &str, error: impl std::fmt::Display) -> ! {
+    panic!(
+        "{what} is not reachable ({error}); integration tests need the dev stack: run `cargo xtask up` \
+         (or `cargo xtask test`, which starts it), or point KAFKA_BROKERS / DATABASE_URL / SCHEMA_REGISTRY_URL at one"
+    )
+}
+
+/// A random prefix for topics, subjects and consumer groups so tests never see each other's data.
+pub fn unique_prefix() -> String {
+    format!("t{}_", crate::token::random_hex::<4>())
+}
+
+/// A new, empty database on the stack's PostgreSQL; returns its URL and a pool.
+pub async fn fresh_database() -> (String, PgPool) {
+    let admin_url = database_url();
+    let admin = crate::db::connect(&admin_url, 1).await.unwrap_or_else(|e| infra_missing("PostgreSQL", e));
+    let name = format!("test_{}", crate::token::random_hex::<6>());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test database (does the role have CREATEDB?): {e}"));
+    admin.close().await;
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, last)) => {
+            let query = last.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+            format!("{base}/{name}{query}")
+        }
+        None => panic!("DATABASE_URL has no database path"),
+    };
+    let pool = crate::db::connect(&url, 5).await.expect("connect to fresh test database");
+    (url, pool)
+}

@@ -1,0 +1,148 @@
+//! Every Kafka topic of the wire contract in one table, used by the synchronizer and the services.
+
+use crate::avro::{
+    AccountCreationConfirmed, AccountCreationFailed, AvroRecord, BalanceChanged, ConfirmAccountCreation,
+    ConfirmMoneyTransfer, Heartbeat, MoneyTransferConfirmed, MoneyTransferFailed,
+};
+
+pub const HEARTBEAT: &str = "heartbeat";
+pub const CONFIRM_ACCOUNT_CREATION: &str = "confirm_account_creation";
+pub const ACCOUNT_CREATION_CONFIRMED: &str = "account_creation_confirmed";
+pub const ACCOUNT_CREATION_FAILED: &str = "account_creation_failed";
+pub const CONFIRM_MONEY_TRANSFER: &str = "confirm_money_transfer";
+pub const MONEY_TRANSFER_CONFIRMED: &str = "money_transfer_confirmed";
+pub const MONEY_TRANSFER_FAILED: &str = "money_transfer_failed";
+pub const BALANCE_CHANGED: &str = "balance_changed";
+pub const DEAD_LETTERS: &str = "dead_letters";
+
+/// Header names on `dead_letters` records.
+pub mod dead_letter_headers {
+    pub const SOURCE_TOPIC: &str = "dlq.source.topic";
+    pub const SOURCE_PARTITION: &str = "dlq.source.partition";
+    pub const SOURCE_OFFSET: &str = "dlq.source.offset";
+    pub const ERROR: &str = "dlq.error";
+}
+
+const DAY_MS: &str = "604800000";
+const HOUR_MS: &str = "3600000";
+
+/// One topic of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: &'static str,
+    pub partitions: i32,
+    /// What the record key means.
+    pub key: &'static str,
+    /// The value's record type (full Avro name) and schema; `None` for raw payloads (dead letters).
+    pub record: Option<(&'static str, &'static str)>,
+    /// Topic configs the synchronizer enforces.
+    pub configs: &'static [(&'static str, &'static str)],
+}
+
+impl TopicSpec {
+    /// The topic name with a deployment prefix (empty in production; tests use a random one).
+    pub fn name_with(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.name)
+    }
+
+    /// The registry subject of the value schema (TopicNameStrategy).
+    pub fn value_subject(&self, prefix: &str) -> String {
+        format!("{}-value", self.name_with(prefix))
+    }
+}
+
+const fn record<R: AvroRecord>() -> Option<(&'static str, &'static str)> {
+    Some((R::FULL_NAME, R::SCHEMA))
+}
+
+const EVENTS: &[(&str, &str)] =
+    &[("cleanup.policy", "delete"), ("retention.ms", DAY_MS), ("compression.type", "producer")];
+
+pub const TOPICS: &[TopicSpec] = &[
+    TopicSpec {
+        name: HEARTBEAT,
+        partitions: 1,
+        key: "none",
+        record: record::<Heartbeat>(),
+        configs: &[("cleanup.policy", "delete"), ("retention.ms", HOUR_MS), ("compression.type", "producer")],
+    },
+    TopicSpec {
+        name: CONFIRM_ACCOUNT_CREATION,
+        partitions: 3,
+        key: "command id",
+        record: record::<ConfirmAccountCreation>(),
+        configs: EVENTS,
+    },
+    TopicSpec {
+        name: ACCOUNT_CREATION_CONFIRMED,
+        partitions: 3,
+        key: "command id",
+        record: record::<AccountCreationConfirmed>(),
+        configs: EVENTS,
+    },
+    TopicSpec {
+        name: ACCOUNT_CREATION_FAILED,
+        partitions: 3,
+        key: "command id",
+        record: record::<AccountCreationFailed>(),
+        configs: EVENTS,
+    },
+    TopicSpec {
+        name: CONFIRM_MONEY_TRANSFER,
+        partitions: 12,
+        key: "the debited account: `from`, or `to` for cash deposits",
+        record: record::<ConfirmMoneyTransfer>(),
+        configs: EVENTS,
+    },
+    TopicSpec {
+        name: MONEY_TRANSFER_CONFIRMED,
+        partitions: 12,
+        key: "command id",
+        record: record::<MoneyTransferConfirmed>(),
+        configs: EVENTS,
+    },
+    TopicSpec {
+        name: MONEY_TRANSFER_FAILED,
+        partitions: 12,
+        key: "command id",
+        record: record::<MoneyTransferFailed>(),
+        configs: EVENTS,
+    },
+    TopicSpec {
+        name: BALANCE_CHANGED,
+        partitions: 12,
+        key: "iban",
+        record: record::<BalanceChanged>(),
+        configs: EVENTS,
+    },
+    TopicSpec {
+        name: DEAD_LETTERS,
+        partitions: 3,
+        key: "the original key",
+        record: None,
+        configs: &[("cleanup.policy", "delete"), ("retention.ms", "2592000000"), ("compression.type", "producer")],
+    },
+];
+
+pub fn spec(name: &str) -> Option<&'static TopicSpec> {
+    TOPICS.iter().find(|t| t.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_record_type_has_exactly_one_topic() {
+        for (name, _) in crate::avro::ALL_SCHEMAS {
+            assert_eq!(TOPICS.iter().filter(|t| t.record.map(|r| r.0) == Some(*name)).count(), 1, "{name}");
+        }
+        assert_eq!(spec(DEAD_LETTERS).unwrap().record, None);
+    }
+
+    #[test]
+    fn subjects_use_topic_name_strategy() {
+        assert_eq!(spec(HEARTBEAT).unwrap().value_subject(""), "heartbeat-value");
+        assert_eq!(spec(HEARTBEAT).unwrap().value_subject("t1_"), "t1_heartbeat-value");
+    }
+}

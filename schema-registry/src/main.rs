@@ -1,0 +1,16 @@
+use clap::Parser;
+use schema_registry::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    bank_core::telemetry::init_logging("schema-registry", &config.log_format);
+    let shutdown = bank_core::shutdown::on_signal();
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {}: {e} (is another registry running? see `cargo xtask status`)",
+            config.listen
+        )
+    })?;
+    schema_registry::run(config, listener, shutdown).await
+}

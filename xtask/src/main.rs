@@ -1,0 +1,74 @@
+//! `cargo xtask`: the Open Bank dev stack without Docker.
+
+mod kafka;
+mod paths;
+mod postgres;
+mod proc;
+mod stack;
+mod state;
+mod test;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Open Bank dev stack: PostgreSQL, Apache Kafka (KRaft), schema registry and services"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build and start (or reuse) everything, wait until healthy, print the URLs
+    Up {
+        /// Run release builds of the services
+        #[arg(long)]
+        release: bool,
+    },
+    /// Stop what `up` started
+    Down {
+        /// Also delete data and logs
+        #[arg(long)]
+        clean: bool,
+    },
+    /// Table of components with pid, address and health; exit 0 only if all are healthy
+    Status,
+    /// Where the logs are, or the last lines of one component's log
+    Logs {
+        component: Option<String>,
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+    },
+    /// Install what is missing, start the stack, run every test, stop what was started
+    Test {
+        /// Skip `cargo fmt --check` and `cargo clippy`
+        #[arg(long)]
+        no_lint: bool,
+        /// Leave the stack running afterwards
+        #[arg(long)]
+        keep_up: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Up { release } => stack::up(&stack::UpOptions { release, quiet_build: false }).map(|_| 0),
+        Cmd::Down { clean } => stack::down(clean).map(|_| 0),
+        Cmd::Status => stack::status().map(|ok| if ok { 0 } else { 1 }),
+        Cmd::Logs { component, lines } => stack::logs(component.as_deref(), lines).map(|()| 0),
+        Cmd::Test { no_lint, keep_up } => test::run(&test::TestOptions { lint: !no_lint, keep_up }),
+    };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
