@@ -118,46 +118,62 @@ pub async fn sync(
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for spec in topics {
         let name = spec.name_with(prefix);
-        match existing.partitions.get(&name) {
+        let current = match existing.partitions.get(&name) {
+            Some(&current) => Some(current),
             None => {
                 let mut topic = NewTopic::new(&name, spec.partitions, TopicReplication::Fixed(replication));
                 for (k, v) in spec.configs {
                     topic = topic.set(k, v);
                 }
-                for result in admin.create_topics([&topic], &options).await.context("create topics request failed")? {
-                    match result {
-                        Ok(_) => {
-                            tracing::info!(topic = %name, partitions = spec.partitions, replication, "topic created");
-                            report.created.push(name.clone());
-                        }
-                        // Another synchronizer won the race; reconcile it next run.
-                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((t, code)) => bail!("cannot create topic {t}: {code}"),
+                match admin.create_topics([&topic], &options).await.context("create topics request failed")?.remove(0) {
+                    Ok(_) => {
+                        tracing::info!(topic = %name, partitions = spec.partitions, replication, "topic created");
+                        report.created.push(name.clone());
+                        None
                     }
+                    // Created since our metadata snapshot (another synchronizer, or metadata lag): reconcile it.
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                        Some(retry(&name, deadline, || topic_partitions(admin.clone(), name.clone())).await?)
+                    }
+                    Err((t, code)) => bail!("cannot create topic {t}: {code}"),
                 }
             }
-            Some(&current) => {
-                if current < spec.partitions {
-                    let grow = NewPartitions::new(&name, usize::try_from(spec.partitions).unwrap_or(0));
-                    for result in
-                        admin.create_partitions([&grow], &options).await.context("create partitions request failed")?
-                    {
-                        if let Err((t, code)) = result {
-                            bail!("cannot grow topic {t} to {} partitions: {code}", spec.partitions);
-                        }
+        };
+        if let Some(current) = current {
+            if current < spec.partitions {
+                let grow = NewPartitions::new(&name, usize::try_from(spec.partitions).unwrap_or(0));
+                for result in
+                    admin.create_partitions([&grow], &options).await.context("create partitions request failed")?
+                {
+                    if let Err((t, code)) = result {
+                        bail!("cannot grow topic {t} to {} partitions: {code}", spec.partitions);
                     }
-                    tracing::info!(topic = %name, from = current, to = spec.partitions, "partitions added");
-                    report.grown.push((name.clone(), current, spec.partitions));
-                } else if current > spec.partitions {
-                    tracing::warn!(topic = %name, partitions = current, contract = spec.partitions, "topic has more partitions than the contract; left as is");
-                    report.oversized.push(name.clone());
                 }
-                if reconcile_configs(&admin, &name, spec, &options).await? {
-                    report.reconfigured.push(name.clone());
-                }
+                tracing::info!(topic = %name, from = current, to = spec.partitions, "partitions added");
+                report.grown.push((name.clone(), current, spec.partitions));
+            } else if current > spec.partitions {
+                tracing::warn!(topic = %name, partitions = current, contract = spec.partitions, "topic has more partitions than the contract; left as is");
+                report.oversized.push(name.clone());
+            }
+            if reconcile_configs(&admin, &name, spec, &options).await? {
+                report.reconfigured.push(name.clone());
             }
         }
     }
+
+    // Services start right after us: wait until every contract topic is visible in metadata.
+    retry("topics to appear in metadata", deadline, || {
+        let admin = admin.clone();
+        let wanted: Vec<String> = topics.iter().map(|t| t.name_with(prefix)).collect();
+        async move {
+            let state = metadata(admin).await?;
+            match wanted.iter().find(|t| !state.partitions.contains_key(*t)) {
+                Some(missing) => Err(format!("{missing} not in metadata yet")),
+                None => Ok(()),
+            }
+        }
+    })
+    .await?;
 
     for spec in topics {
         let Some((record, schema)) = spec.record else { continue };
@@ -216,6 +232,21 @@ async fn reconcile_configs(
 struct ClusterState {
     brokers: usize,
     partitions: HashMap<String, i32>,
+}
+
+/// Partition count of one topic, from a metadata request for it.
+async fn topic_partitions(admin: Arc<AdminClient<DefaultClientContext>>, name: String) -> Result<i32, String> {
+    tokio::task::spawn_blocking(move || {
+        let md = admin.inner().fetch_metadata(Some(&name), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        match md.topics().first() {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                Ok(i32::try_from(t.partitions().len()).unwrap_or(i32::MAX))
+            }
+            _ => Err(format!("{name} not in metadata yet")),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 async fn metadata(admin: Arc<AdminClient<DefaultClientContext>>) -> Result<ClusterState, String> {
