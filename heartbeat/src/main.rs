@@ -1,1 +1,13 @@
-fn main() {}
+use clap::Parser;
+use heartbeat::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    bank_core::telemetry::init_logging("heartbeat", &config.common.log_format);
+    let shutdown = bank_core::shutdown::on_signal();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    heartbeat::run(config, listener, shutdown).await
+}

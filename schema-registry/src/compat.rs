@@ -74,15 +74,15 @@ pub fn check(level: Level, new: &Schema, existing: &[(i32, Schema)]) -> Vec<Stri
         if level.is_transitive() { existing } else { existing.last().map(std::slice::from_ref).unwrap_or(&[]) };
     let mut problems = Vec::new();
     for (version, old) in against {
-        if level.backward() {
-            if let Some(p) = can_read(old, new) {
-                problems.push(format!("new schema cannot read data written with version {version}: {p}"));
-            }
+        if level.backward()
+            && let Some(p) = can_read(old, new)
+        {
+            problems.push(format!("new schema cannot read data written with version {version}: {p}"));
         }
-        if level.forward() {
-            if let Some(p) = can_read(new, old) {
-                problems.push(format!("version {version} cannot read data written with the new schema: {p}"));
-            }
+        if level.forward()
+            && let Some(p) = can_read(new, old)
+        {
+            problems.push(format!("version {version} cannot read data written with the new schema: {p}"));
         }
     }
     problems

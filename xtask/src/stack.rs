@@ -71,10 +71,10 @@ impl Endpoints {
 /// The local database password: generated once from the OS CSPRNG, kept in `.openbank/pg-password` (0600).
 fn password(paths: &Paths) -> anyhow::Result<String> {
     let file = paths.home.join("pg-password");
-    if let Ok(p) = std::fs::read_to_string(&file) {
-        if !p.trim().is_empty() {
-            return Ok(p.trim().to_owned());
-        }
+    if let Ok(p) = std::fs::read_to_string(&file)
+        && !p.trim().is_empty()
+    {
+        return Ok(p.trim().to_owned());
     }
     let mut buf = [0u8; 18];
     getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
@@ -120,10 +120,11 @@ fn run_dir(paths: &Paths, state: &mut State) -> anyhow::Result<PathBuf> {
 }
 
 fn healthy(c: &Component) -> bool {
-    if let Some(pid) = c.pid {
-        if c.managed && !proc::alive(pid, &c.needle) {
-            return false;
-        }
+    if let Some(pid) = c.pid
+        && c.managed
+        && !proc::alive(pid, &c.needle)
+    {
+        return false;
     }
     match c.name.as_str() {
         "postgres" => {
@@ -272,10 +273,10 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
             report.reused.push(s.name.into());
             continue;
         }
-        if let Some(c) = current.filter(|c| c.managed) {
-            if let Some(pid) = c.pid {
-                proc::stop(pid, &c.needle, Duration::from_secs(10));
-            }
+        if let Some(c) = current.filter(|c| c.managed)
+            && let Some(pid) = c.pid
+        {
+            proc::stop(pid, &c.needle, Duration::from_secs(10));
         }
         let log = run_dir(&paths, &mut state)?.join(format!("{}.log", s.name));
         let bin = paths.bin(s.name);
@@ -441,12 +442,12 @@ pub fn down(clean: bool) -> anyhow::Result<Vec<String>> {
             }
             continue;
         }
-        if let Some(pid) = c.pid {
-            if proc::alive(pid, &c.needle) {
-                let killed = proc::stop(pid, &c.needle, Duration::from_secs(20));
-                step(&c.name, if killed { "killed after 20s grace" } else { "stopped" });
-                stopped.push(c.name.clone());
-            }
+        if let Some(pid) = c.pid
+            && proc::alive(pid, &c.needle)
+        {
+            let killed = proc::stop(pid, &c.needle, Duration::from_secs(20));
+            step(&c.name, if killed { "killed after 20s grace" } else { "stopped" });
+            stopped.push(c.name.clone());
         }
     }
     state.components.clear();
@@ -473,7 +474,7 @@ pub fn status() -> anyhow::Result<bool> {
         eprintln!("nothing is up; start the stack with `cargo xtask up`");
         return Ok(false);
     }
-    println!("{:<16} {:>8}  {:<22} {:<8} {}", "COMPONENT", "PID", "ADDRESS", "HEALTH", "LOG");
+    println!("{:<16} {:>8}  {:<22} {:<8} LOG", "COMPONENT", "PID", "ADDRESS", "HEALTH");
     let mut all = true;
     for c in &state.components {
         let ok = healthy(c);
@@ -526,6 +527,13 @@ pub fn load_state() -> anyhow::Result<State> {
     Ok(State::load(&Paths::new(false)?.state_file()))
 }
 
+/// Whether a previous `up` left a fully healthy stack (without printing).
+pub fn status_quiet() -> bool {
+    let Ok(paths) = Paths::new(false) else { return false };
+    let state = State::load(&paths.state_file());
+    !state.components.is_empty() && state.components.iter().all(healthy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,11 +551,4 @@ mod tests {
             "postgres://openbank:***@localhost:5432/openbank"
         );
     }
-}
-
-/// Whether a previous `up` left a fully healthy stack (without printing).
-pub fn status_quiet() -> bool {
-    let Ok(paths) = Paths::new(false) else { return false };
-    let state = State::load(&paths.state_file());
-    !state.components.is_empty() && state.components.iter().all(healthy)
 }
