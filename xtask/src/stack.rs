@@ -29,7 +29,19 @@ struct Service {
 const SERVICES: &[Service] = &[
     Service { name: "schema-registry", probe: Probe::Http("127.0.0.1:8081") },
     Service { name: "synchronizer", probe: Probe::OneShot },
+    Service { name: "heartbeat", probe: Probe::Http("127.0.0.1:17888") },
 ];
+
+/// Addresses the stack's own services listen on (for the "ports are free after down" check).
+pub fn service_addresses() -> Vec<&'static str> {
+    SERVICES
+        .iter()
+        .filter_map(|s| match s.probe {
+            Probe::Http(a) => Some(a),
+            Probe::OneShot => None,
+        })
+        .collect()
+}
 
 pub const REGISTRY_URL: &str = "http://localhost:8081";
 

@@ -126,7 +126,9 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
         let before = stack::load_state()?;
         stack::down(false)?;
         let left = stack::leftover_processes(&before);
-        let ports_free = [kafka::ADDRESS, "localhost:9093", "127.0.0.1:8081"].iter().all(|a| !proc::port_open(a));
+        let mut ports = vec![kafka::ADDRESS, "localhost:9093"];
+        ports.extend(stack::service_addresses());
+        let ports_free = ports.iter().all(|a| !proc::port_open(a));
         if !left.is_empty() {
             eprintln!("left behind: {}", left.join(", "));
         }
