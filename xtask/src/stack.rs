@@ -361,6 +361,10 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
 
 fn external(state: &mut State, name: &str, address: &str) {
     step(name, &format!("external at {address}"));
+    // Never forget a process xtask started itself, or `down` could not stop it.
+    if state.get(name).is_some_and(|c| c.managed && c.pid.is_some_and(|p| proc::alive(p, &c.needle))) {
+        return;
+    }
     state.put(Component {
         name: name.into(),
         pid: None,
@@ -463,6 +467,7 @@ pub fn down(clean: bool) -> anyhow::Result<Vec<String>> {
         }
     }
     state.components.clear();
+    state.run_id.clear(); // the next `up` logs into a new run folder
     state.save(&paths.state_file())?;
     if clean {
         for dir in [paths.data(), paths.logs()] {
