@@ -3,9 +3,8 @@
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
-use std::time::Duration;
 
 /// Idempotent producer: no duplicates or reordering per partition on retries.
 pub fn producer_config(brokers: &str, client_id: &str) -> ClientConfig {
@@ -64,9 +63,4 @@ pub fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, rdkafka
         .set("client.id", "open-bank-admin")
         .set("request.timeout.ms", "10000")
         .create()
-}
-
-/// Number of brokers in the cluster, from a metadata request (blocking; call from `spawn_blocking`).
-pub fn broker_count<C: Consumer>(client: &C, timeout: Duration) -> Result<usize, rdkafka::error::KafkaError> {
-    Ok(client.fetch_metadata(None, timeout)?.brokers().len())
 }

@@ -1,7 +1,6 @@
 //! Avro encoding and decoding through the schema registry (Confluent wire format: magic byte 0, 4-byte
 //! schema id, Avro binary), plus a small REST client for registering schemas.
 
-use apache_avro::types::Value;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::error::SRCError;
@@ -53,12 +52,6 @@ impl Codec {
             return Err(CodecError::UnexpectedRecord { expected: R::FULL_NAME, actual });
         }
         Ok(R::from_value(decoded.value)?)
-    }
-
-    /// Decodes to a generic value (for tools that do not know the record type).
-    pub async fn decode_value(&self, bytes: &[u8]) -> Result<(String, Value), CodecError> {
-        let decoded = self.decoder.decode(Some(bytes)).await?;
-        Ok((decoded.name.map(|n| n.fullname(None)).unwrap_or_default(), decoded.value))
     }
 }
 

@@ -43,27 +43,20 @@ pub const ALL_SCHEMAS: &[(&str, &str)] = &[
     (BalanceChanged::FULL_NAME, BalanceChanged::SCHEMA),
 ];
 
-/// Looks up a schema by the record's full name.
-pub fn schema_for(full_name: &str) -> Option<&'static str> {
-    ALL_SCHEMAS.iter().find(|(n, _)| *n == full_name).map(|(_, s)| *s)
-}
-
 /// The fields of a decoded record, by name.
 pub(crate) struct Fields {
-    record: &'static str,
     fields: HashMap<String, Value>,
 }
 
 impl Fields {
     pub(crate) fn of(record: &'static str, value: Value) -> Result<Self, RecordError> {
         match value {
-            Value::Record(fields) => Ok(Self { record, fields: fields.into_iter().collect() }),
+            Value::Record(fields) => Ok(Self { fields: fields.into_iter().collect() }),
             _ => Err(RecordError::NotARecord(record)),
         }
     }
 
     fn take(&mut self, field: &'static str) -> Result<Value, RecordError> {
-        let _ = self.record;
         self.fields.remove(field).ok_or(RecordError::Missing(field))
     }
 
