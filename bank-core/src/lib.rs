@@ -13,6 +13,7 @@ pub mod iban;
 pub mod ids;
 pub mod kafka;
 pub mod money;
+pub mod refusal;
 pub mod registry;
 pub mod shutdown;
 pub mod telemetry;

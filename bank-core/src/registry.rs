@@ -22,6 +22,16 @@ pub enum CodecError {
     Empty,
 }
 
+impl CodecError {
+    /// The registry was unreachable or failed on its side: retry later instead of treating the record as poison.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Registry(e) => e.retriable || e.to_string().contains("status 5"),
+            _ => false,
+        }
+    }
+}
+
 /// One encoder and one decoder per process; both cache schemas by subject and id.
 pub struct Codec {
     encoder: AvroEncoder,
@@ -39,6 +49,12 @@ impl Codec {
     pub async fn encode<R: AvroRecord>(&self, topic: &str, record: &R) -> Result<Vec<u8>, CodecError> {
         let strategy = SubjectNameStrategy::TopicNameStrategy(topic.to_owned(), false);
         Ok(self.encoder.encode_value(record.to_value(), &strategy).await?)
+    }
+
+    /// Drops cached failures so the next call asks the registry again (after it was down, for example).
+    pub fn forget_failures(&self) {
+        self.encoder.remove_errors_from_cache();
+        self.decoder.remove_errors_from_cache();
     }
 
     /// Decodes Confluent wire-format bytes written with any registered schema of `R`.

@@ -23,7 +23,7 @@ pub mod dead_letter_headers {
     pub const ERROR: &str = "dlq.error";
 }
 
-const DAY_MS: &str = "604800000";
+const WEEK_MS: &str = "604800000";
 const HOUR_MS: &str = "3600000";
 
 /// One topic of the contract.
@@ -55,8 +55,12 @@ const fn record<R: AvroRecord>() -> Option<(&'static str, &'static str)> {
     Some((R::FULL_NAME, R::SCHEMA))
 }
 
+/// Accounts are permanent facts: the generator (and later the gateway) rebuild their view of them from here.
+const FOREVER: &[(&str, &str)] =
+    &[("cleanup.policy", "delete"), ("retention.ms", "-1"), ("compression.type", "producer")];
+
 const EVENTS: &[(&str, &str)] =
-    &[("cleanup.policy", "delete"), ("retention.ms", DAY_MS), ("compression.type", "producer")];
+    &[("cleanup.policy", "delete"), ("retention.ms", WEEK_MS), ("compression.type", "producer")];
 
 pub const TOPICS: &[TopicSpec] = &[
     TopicSpec {
@@ -78,7 +82,7 @@ pub const TOPICS: &[TopicSpec] = &[
         partitions: 3,
         key: "command id",
         record: record::<AccountCreationConfirmed>(),
-        configs: EVENTS,
+        configs: FOREVER,
     },
     TopicSpec {
         name: ACCOUNT_CREATION_FAILED,

@@ -1,27 +1,296 @@
 //! Turns heartbeats into a realistic mix of account creations and money transfers.
 //!
-//! Skeleton: configuration and the `/health`, `/ready`, `/metrics` endpoints on port 9102. Its Kafka and
-//! Postgres work is not written yet, so `cargo xtask up` does not start it.
+//! Reads `heartbeat` (consumer group) and `account_creation_confirmed` (all of it, from the beginning, so the
+//! accounts it created survive a restart); writes `confirm_account_creation` (keyed by command id) and
+//! `confirm_money_transfer` (keyed by the debited account). Owns no table. `/health`, `/ready`, `/metrics`
+//! on port 9102.
 
+pub mod mix;
+
+use anyhow::Context;
+use bank_core::avro::{AccountCreationConfirmed, Atype};
 use bank_core::config::CommonArgs;
+use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
+use bank_core::topics;
 use clap::Parser;
+use mix::{Generated, Known};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "command-generator")]
+#[command(name = "command-generator", about = "Turn heartbeats into bank commands")]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// Address of the HTTP endpoints
+    /// Address of the HTTP endpoints (/health, /ready, /metrics)
     #[arg(long, env = "COMMAND_GENERATOR_LISTEN", default_value = "127.0.0.1:9102")]
     pub listen: SocketAddr,
+
+    /// Seed of the command mix: the same seed and heartbeats give the same commands
+    #[arg(long, env = "GENERATOR_SEED", default_value_t = 1)]
+    pub seed: u64,
+
+    /// Token of the company account (pays salaries); without it no salaries are generated
+    #[arg(long, env = "COMPANY_ACCOUNT_TOKEN", hide_env_values = true)]
+    pub company_token: Option<String>,
+
+    /// Consumer group for heartbeats (the topic prefix is put in front)
+    #[arg(long, env = "COMMAND_GENERATOR_GROUP", default_value = "command-generator")]
+    pub group: String,
+}
+
+/// Accounts of type AUTO confirmed so far.
+#[derive(Default)]
+struct Accounts {
+    list: Vec<Known>,
+    seen: HashSet<String>,
+}
+
+struct Topics {
+    heartbeat: String,
+    confirmed: String,
+    confirm_account_creation: String,
+    confirm_money_transfer: String,
 }
 
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, brokers = %config.common.kafka_brokers, "listening");
-    let router = bank_core::http::probe_routes(bank_core::http::always_ready(), bank_core::telemetry::metrics());
-    Ok(bank_core::http::serve(listener, router, shutdown).await?)
+    let p = &config.common.topic_prefix;
+    let t = Topics {
+        heartbeat: format!("{p}{}", topics::HEARTBEAT),
+        confirmed: format!("{p}{}", topics::ACCOUNT_CREATION_CONFIRMED),
+        confirm_account_creation: format!("{p}{}", topics::CONFIRM_ACCOUNT_CREATION),
+        confirm_money_transfer: format!("{p}{}", topics::CONFIRM_MONEY_TRANSFER),
+    };
+    let brokers = &config.common.kafka_brokers;
+    let producer = bank_core::kafka::producer(brokers, "command-generator").context("failed to create producer")?;
+    let codec =
+        Arc::new(Codec::new(&config.common.schema_registry_url).context("failed to create the registry codec")?);
+    if config.company_token.is_none() {
+        tracing::warn!("COMPANY_ACCOUNT_TOKEN is not set: no salaries will be generated");
+    }
+
+    let ready_producer = producer.clone();
+    let ready: bank_core::http::ReadyCheck = Arc::new(move || {
+        let p = ready_producer.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, Duration::from_secs(2)).map(|_| ()))
+                .await
+                .map_err(|_| "probe failed".to_owned())?
+                .map_err(|_| "kafka unreachable".to_owned())
+        })
+    });
+    let router = bank_core::http::probe_routes(ready, bank_core::telemetry::metrics());
+    tracing::info!(addr = %listener.local_addr()?, seed = config.seed, "command-generator listening");
+    let http = tokio::spawn(bank_core::http::serve(listener, router, shutdown.clone()));
+
+    // Known accounts: everything on account_creation_confirmed, then live updates.
+    let accounts = Arc::new(RwLock::new(Accounts::default()));
+    let (caught_up_tx, mut caught_up) = watch::channel(false);
+    let loader = {
+        let consumer: StreamConsumer =
+            bank_core::kafka::consumer(brokers, &format!("{p}command-generator-accounts"), "command-generator")?;
+        let highs = watermarks(&consumer, &t.confirmed).await?;
+        let mut tpl = TopicPartitionList::new();
+        for p in highs.keys() {
+            tpl.add_partition_offset(&t.confirmed, *p, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl).context("cannot read account_creation_confirmed")?;
+        tokio::spawn(follow_accounts(consumer, codec.clone(), accounts.clone(), highs, caught_up_tx, shutdown.clone()))
+    };
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        r = caught_up.wait_for(|c| *c) => { r.context("account loader stopped")?; }
+    }
+    tracing::info!(accounts = accounts.read().expect("lock").list.len(), "known accounts loaded");
+
+    let consumer: StreamConsumer =
+        bank_core::kafka::consumer(brokers, &format!("{p}{}", config.group), "command-generator")?;
+    consumer.subscribe(&[&t.heartbeat]).context("cannot subscribe to heartbeat")?;
+    let result = generate(&config, &t, &consumer, &producer, &codec, &accounts, &shutdown).await;
+    producer.flush(Duration::from_secs(10)).context("failed to flush commands on shutdown")?;
+    loader.abort();
+    http.await.context("http task failed")??;
+    result
+}
+
+async fn watermarks(consumer: &StreamConsumer, topic: &str) -> anyhow::Result<HashMap<i32, i64>> {
+    let mut backoff = Duration::from_millis(200);
+    let mut attempts = 0;
+    loop {
+        match try_watermarks(consumer, topic) {
+            Ok(found) => return Ok(found),
+            Err(e) if attempts < 60 => {
+                attempts += 1;
+                tracing::warn!(topic, error = %e, "cannot read the topic's offsets yet (is Kafka up, has the synchronizer run?); retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn try_watermarks(consumer: &StreamConsumer, topic: &str) -> anyhow::Result<HashMap<i32, i64>> {
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    let parts: Vec<i32> =
+        md.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
+    anyhow::ensure!(!parts.is_empty(), "topic {topic} does not exist");
+    let mut out = HashMap::new();
+    for p in parts {
+        out.insert(p, consumer.fetch_watermarks(topic, p, Duration::from_secs(5))?.1);
+    }
+    Ok(out)
+}
+
+async fn follow_accounts(
+    consumer: StreamConsumer,
+    codec: Arc<Codec>,
+    accounts: Arc<RwLock<Accounts>>,
+    highs: HashMap<i32, i64>,
+    caught_up: watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
+    let mut behind: HashMap<i32, i64> = highs.into_iter().filter(|(_, h)| *h > 0).collect();
+    if behind.is_empty() {
+        let _ = caught_up.send(true);
+    }
+    loop {
+        let m = tokio::select! {
+            () = shutdown.cancelled() => return,
+            m = consumer.recv() => m,
+        };
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading account_creation_confirmed failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        match codec.decode::<AccountCreationConfirmed>(m.payload()).await {
+            Ok(a) if a.a_type == Atype::Auto => {
+                let mut acc = accounts.write().expect("lock");
+                if acc.seen.insert(a.iban.clone()) {
+                    acc.list.push(Known { iban: a.iban, token: a.token });
+                    metrics::gauge!("generator_known_accounts").set(acc.list.len() as f64);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, offset = m.offset(), "skipping an undecodable account confirmation"),
+        }
+        if behind.get(&m.partition()).is_some_and(|h| m.offset() + 1 >= *h) {
+            behind.remove(&m.partition());
+            if behind.is_empty() {
+                let _ = caught_up.send(true);
+            }
+        }
+    }
+}
+
+async fn generate(
+    config: &Config,
+    t: &Topics,
+    consumer: &StreamConsumer,
+    producer: &FutureProducer,
+    codec: &Codec,
+    accounts: &RwLock<Accounts>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let mut beats = Vec::new();
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            m = consumer.recv() => m,
+        };
+        match first {
+            Ok(m) => beats.push(m.detach()),
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
+        while beats.len() < 2000 {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(m)) => beats.push(m.detach()),
+                Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat consumer error"),
+                Err(_) => break,
+            }
+        }
+        let mut commands = Vec::with_capacity(beats.len());
+        {
+            let acc = accounts.read().expect("lock");
+            for m in &beats {
+                if let Err(e) = codec_check(m.payload()) {
+                    tracing::warn!(error = %e, offset = m.offset(), "skipping a malformed heartbeat");
+                    continue;
+                }
+                // The position on the topic, not the beat number: heartbeat restarts its count, offsets never repeat.
+                let beat = u64::try_from(m.offset()).unwrap_or(0);
+                commands.push(mix::command(config.seed, beat, &acc.list, config.company_token.as_deref()));
+            }
+        }
+        let mut deliveries = Vec::with_capacity(commands.len());
+        for g in &commands {
+            let (topic, payload) = match g {
+                Generated::Creation(c) => {
+                    (&t.confirm_account_creation, codec.encode(&t.confirm_account_creation, c).await)
+                }
+                Generated::Transfer(c) => (&t.confirm_money_transfer, codec.encode(&t.confirm_money_transfer, c).await),
+            };
+            let payload = payload.context("failed to encode a command")?;
+            let key = g.key();
+            loop {
+                let record: FutureRecord<'_, str, [u8]> =
+                    FutureRecord::to(topic).key(key.as_str()).payload(payload.as_slice());
+                match producer.send_result(record) {
+                    Ok(d) => {
+                        deliveries.push(d);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+            metrics::counter!("generator_commands_total", "kind" => g.kind()).increment(1);
+        }
+        let failed = futures::future::join_all(deliveries).await.iter().filter(|d| !matches!(d, Ok(Ok(_)))).count();
+        if failed > 0 {
+            // Do not commit: the heartbeats are read again and yield the same command ids.
+            metrics::counter!("generator_delivery_errors_total").increment(failed as u64);
+            anyhow::bail!("{failed} commands could not be delivered");
+        }
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        for m in &beats {
+            let e = next.entry(m.partition()).or_default();
+            *e = (*e).max(m.offset() + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in next {
+            tpl.add_partition_offset(&t.heartbeat, partition, Offset::Offset(offset))?;
+        }
+        if tpl.count() > 0
+            && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
+        {
+            tracing::warn!(error = %e, "committing heartbeat offsets failed");
+        }
+    }
+}
+
+/// A heartbeat only needs to be a record; its content is not used beyond that.
+fn codec_check(payload: Option<&[u8]>) -> Result<(), &'static str> {
+    match payload {
+        Some(p) if p.len() > 5 && p[0] == 0 => Ok(()),
+        _ => Err("not a Confluent wire-format record"),
+    }
 }

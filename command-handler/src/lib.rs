@@ -1,27 +1,382 @@
 //! Validates commands and applies them to balances in PostgreSQL exactly once.
 //!
-//! Skeleton: configuration and the `/health`, `/ready`, `/metrics` endpoints on port 9103. Its Kafka and
-//! Postgres work is not written yet, so `cargo xtask up` does not start it.
+//! Reads `confirm_money_transfer` and `confirm_account_creation`; writes `money_transfer_confirmed`,
+//! `money_transfer_failed`, `balance_changed`, `account_creation_confirmed`, `account_creation_failed` and
+//! `dead_letters`. Owns the Postgres schema `bank` (accounts, results, outbox, consumed offsets).
+//!
+//! Each batch of records is handled in ONE transaction (see [`store`]); the consumed offsets live in that
+//! transaction and the consumer seeks to them whenever partitions are assigned, so a crash, a rebalance or a
+//! second instance never applies a command twice. Events leave through the outbox (see [`outbox`]).
 
-use bank_core::config::CommonArgs;
+pub mod audit;
+pub mod outbox;
+pub mod rules;
+pub mod store;
+
+use anyhow::Context;
+use bank_core::avro::{ConfirmAccountCreation, ConfirmMoneyTransfer};
+use bank_core::config::{CommonArgs, DatabaseArgs};
+use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
+use bank_core::{Money, topics};
 use clap::Parser;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::producer::Producer;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, TopicPartitionList as Tpl};
+use sqlx::postgres::PgPool;
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{Command, Handler, Incoming, Limits, Topics};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "command-handler")]
+#[command(name = "command-handler", about = "Apply commands to balances exactly once")]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// Address of the HTTP endpoints
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Address of the HTTP endpoints (/health, /ready, /metrics)
     #[arg(long, env = "COMMAND_HANDLER_LISTEN", default_value = "127.0.0.1:9103")]
     pub listen: SocketAddr,
+
+    /// Most commands handled in one database transaction
+    #[arg(long, env = "COMMAND_HANDLER_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+
+    /// Longest wait for more commands once a batch has its first, in milliseconds
+    #[arg(long, env = "COMMAND_HANDLER_BATCH_WAIT_MS", default_value_t = 2)]
+    pub batch_wait_ms: u64,
+
+    /// Consumer group (the topic prefix is put in front)
+    #[arg(long, env = "COMMAND_HANDLER_GROUP", default_value = "command-handler")]
+    pub group: String,
+
+    /// Largest amount of one transfer, in cents
+    #[arg(long, env = "MAX_TRANSFER_CENTS", default_value_t = 100_000_000)]
+    pub max_transfer_cents: i64,
+
+    /// Limit of new accounts (lowest allowed balance), in cents
+    #[arg(long, env = "DEFAULT_LIMIT_CENTS", default_value_t = -50_000, allow_negative_numbers = true)]
+    pub default_limit_cents: i64,
+
+    /// Token of the company account NL66OPEN0000000000 (it pays salaries); random if unset
+    #[arg(long, env = "COMPANY_ACCOUNT_TOKEN", hide_env_values = true)]
+    pub company_token: Option<String>,
+
+    /// Opening balance of the company account when it is first created, in cents
+    #[arg(long, env = "COMPANY_OPENING_BALANCE_CENTS", default_value_t = 100_000_000_000)]
+    pub company_opening_cents: i64,
 }
 
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_transfer: Money::from_cents(self.max_transfer_cents),
+            default_limit: Money::from_cents(self.default_limit_cents),
+        }
+    }
+}
+
+pub const MIGRATIONS: &[bank_core::db::Migration] = store::MIGRATIONS;
+
+/// Seeks every assigned partition to the offset stored in Postgres (the source of truth); partitions with no
+/// stored offset start from Kafka's committed offset, or the beginning.
+pub struct OffsetsContext {
+    pool: PgPool,
+}
+
+impl ClientContext for OffsetsContext {}
+
+impl ConsumerContext for OffsetsContext {
+    fn rebalance(&self, base: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let stored = self.stored_offsets(tpl);
+                let parts: Vec<(String, i32)> =
+                    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+                for (topic, partition) in &parts {
+                    if let Some(next) = stored.get(&(topic.clone(), *partition)) {
+                        let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(*next));
+                    }
+                }
+                tracing::info!(partitions = parts.len(), from_postgres = stored.len(), "partitions assigned");
+                metrics::counter!("handler_rebalances_total").increment(1);
+                if let Err(e) = base.assign(tpl) {
+                    tracing::error!(error = %e, "assigning partitions failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                if let Err(e) = base.unassign() {
+                    tracing::error!(error = %e, "unassigning partitions failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed");
+                let _ = base.unassign();
+            }
+        }
+    }
+}
+
+impl OffsetsContext {
+    /// Runs inside librdkafka's rebalance callback, on a runtime worker: block this worker briefly.
+    fn stored_offsets(&self, tpl: &TopicPartitionList) -> HashMap<(String, i32), i64> {
+        let mut topics: Vec<String> = tpl.elements().iter().map(|e| e.topic().to_owned()).collect();
+        topics.sort();
+        topics.dedup();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return HashMap::new() };
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            tracing::warn!("not on a multi-threaded runtime; using Kafka's committed offsets");
+            return HashMap::new();
+        }
+        let pool = self.pool.clone();
+        let load = async move {
+            let mut all = HashMap::new();
+            for t in topics {
+                for (p, n) in store::stored_offsets(&pool, &t).await? {
+                    all.insert((t.clone(), p), n);
+                }
+            }
+            Ok::<_, sqlx::Error>(all)
+        };
+        match tokio::task::block_in_place(|| handle.block_on(tokio::time::timeout(Duration::from_secs(5), load))) {
+            Ok(Ok(all)) => all,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read stored offsets; starting from Kafka's committed offsets");
+                HashMap::new()
+            }
+            Err(_) => {
+                tracing::warn!("reading stored offsets timed out; starting from Kafka's committed offsets");
+                HashMap::new()
+            }
+        }
+    }
+}
+
+type HandlerConsumer = StreamConsumer<OffsetsContext>;
+
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, brokers = %config.common.kafka_brokers, "listening");
-    let router = bank_core::http::probe_routes(bank_core::http::always_ready(), bank_core::telemetry::metrics());
-    Ok(bank_core::http::serve(listener, router, shutdown).await?)
+    let pool = bank_core::db::connect(&config.database.database_url, config.database.database_max_connections)
+        .await
+        .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+    bank_core::db::migrate(&pool, store::SCHEMA, MIGRATIONS).await.context("database migration failed")?;
+    store::ensure_company(
+        &pool,
+        config.company_token.as_deref(),
+        Money::from_cents(config.company_opening_cents),
+        Money::from_cents(config.default_limit_cents),
+    )
+    .await
+    .context("cannot create the company account")?;
+
+    let prefix = &config.common.topic_prefix;
+    let topics = Topics::with_prefix(prefix);
+    let brokers = &config.common.kafka_brokers;
+    let producer = bank_core::kafka::producer(brokers, "command-handler").context("failed to create producer")?;
+    let group = format!("{prefix}{}", config.group);
+    let consumer: Arc<HandlerConsumer> = Arc::new(
+        bank_core::kafka::consumer_config(brokers, &group, "command-handler")
+            .create_with_context(OffsetsContext { pool: pool.clone() })
+            .context("failed to create consumer")?,
+    );
+    let codec = Codec::new(&config.common.schema_registry_url).context("failed to create the registry codec")?;
+
+    let ready_pool = pool.clone();
+    let ready_producer = producer.clone();
+    let ready: bank_core::http::ReadyCheck = Arc::new(move || {
+        let pool = ready_pool.clone();
+        let p = ready_producer.clone();
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&pool).await.map_err(|_| "postgres unreachable".to_owned())?;
+            tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, Duration::from_secs(2)).map(|_| ()))
+                .await
+                .map_err(|_| "probe failed".to_owned())?
+                .map_err(|_| "kafka unreachable".to_owned())
+        })
+    });
+    let router = bank_core::http::probe_routes(ready, bank_core::telemetry::metrics());
+    tracing::info!(addr = %listener.local_addr()?, group = %group, batch_size = config.batch_size, "command-handler listening");
+    let http = tokio::spawn(bank_core::http::serve(listener, router, shutdown.clone()));
+
+    let publisher = outbox::Publisher { pool: pool.clone(), producer: producer.clone() };
+    publisher.drain(&shutdown).await.context("cannot publish the outbox")?;
+    let (tx, rx) = mpsc::channel(256);
+    let publishing = tokio::spawn(publisher.run(rx, shutdown.clone()));
+
+    consumer
+        .subscribe(&[&topics.confirm_money_transfer, &topics.confirm_account_creation])
+        .context("cannot subscribe")?;
+    let lag = tokio::spawn(report_lag(consumer.clone(), shutdown.clone()));
+    let handler = Handler { pool, codec, topics, limits: config.limits() };
+    let wait = Duration::from_millis(config.batch_wait_ms);
+    let result = consume(&consumer, &handler, config.batch_size as usize, wait, &tx, &shutdown).await;
+    drop(tx);
+    publishing.await.context("publisher failed")?;
+    producer.flush(Duration::from_secs(10)).context("failed to flush events on shutdown")?;
+    lag.abort();
+    http.await.context("http task failed")??;
+    tracing::info!("command-handler stopped");
+    result
+}
+
+async fn consume(
+    consumer: &HandlerConsumer,
+    handler: &Handler,
+    max: usize,
+    wait: Duration,
+    outbox: &mpsc::Sender<Vec<store::OutboxRow>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let mut batch: Vec<Incoming> = Vec::with_capacity(max.min(4096));
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            m = consumer.recv() => m,
+        };
+        match first {
+            Ok(m) => batch.push(read(handler, &m, shutdown).await),
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(read(handler, &m, shutdown).await),
+                Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                Err(_) => break,
+            }
+        }
+        if shutdown.is_cancelled()
+            && batch.iter().any(|r| matches!(r.command, Command::Poison(ref e) if e == INTERRUPTED))
+        {
+            return Ok(());
+        }
+
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        let outcome = loop {
+            match handler.handle_batch(&batch).await {
+                Ok(outcome) => break outcome,
+                Err(e) => {
+                    metrics::counter!("handler_batch_retries_total").increment(1);
+                    tracing::warn!(error = format!("{e:#}"), records = batch.len(), "batch failed; retrying");
+                    if shutdown.is_cancelled() {
+                        // Nothing of this batch committed; the next run starts at the stored offsets.
+                        return Ok(());
+                    }
+                    handler.codec.forget_failures();
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        metrics::histogram!("handler_batch_size").record(batch.len() as f64);
+        metrics::histogram!("handler_batch_seconds").record(started.elapsed().as_secs_f64());
+        let count = |outcome: &str, n: u64| {
+            metrics::counter!("handler_commands_total", "outcome" => outcome.to_owned()).increment(n)
+        };
+        count("confirmed", outcome.confirmed);
+        count("failed", outcome.failed);
+        count("replayed", outcome.replayed);
+        count("dead_lettered", outcome.dead_lettered);
+        count("skipped", outcome.skipped);
+        metrics::counter!("handler_accounts_created_total").increment(outcome.accounts_created);
+        for (code, n) in &outcome.refusals {
+            metrics::counter!("handler_refusals_total", "code" => *code).increment(*n);
+        }
+        if !outcome.outbox.is_empty() && outbox.send(outcome.outbox).await.is_err() {
+            anyhow::bail!("the outbox publisher stopped");
+        }
+        // Kafka's committed offsets only mirror Postgres (for lag tooling); Postgres decides on assignment.
+        let mut tpl = Tpl::new();
+        for ((topic, partition), next) in &outcome.offsets {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "mirroring offsets to Kafka failed");
+        }
+    }
+}
+
+const INTERRUPTED: &str = "interrupted by shutdown before it could be decoded";
+
+/// Copies a record and decodes it. A registry outage is waited out; anything else undecodable is poison.
+async fn read(handler: &Handler, m: &rdkafka::message::BorrowedMessage<'_>, shutdown: &CancellationToken) -> Incoming {
+    let topic = m.topic().to_owned();
+    let key = m.key().map(<[u8]>::to_vec);
+    let payload = m.payload().map(<[u8]>::to_vec);
+    let mut backoff = Duration::from_millis(100);
+    let command = loop {
+        let decoded = if topic == handler.topics.confirm_money_transfer {
+            handler.codec.decode::<ConfirmMoneyTransfer>(payload.as_deref()).await.map(Command::Transfer)
+        } else {
+            handler.codec.decode::<ConfirmAccountCreation>(payload.as_deref()).await.map(Command::Creation)
+        };
+        match decoded {
+            Ok(c) => break c,
+            Err(e) if e.is_transient() => {
+                if shutdown.is_cancelled() {
+                    break Command::Poison(INTERRUPTED.to_owned());
+                }
+                tracing::warn!(error = %e, "schema registry unavailable; retrying");
+                handler.codec.forget_failures();
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => break Command::Poison(e.to_string()),
+        }
+    };
+    Incoming { topic, partition: m.partition(), offset: m.offset(), key, payload, command }
+}
+
+/// Publishes consumer lag per assigned partition every few seconds.
+async fn report_lag(consumer: Arc<HandlerConsumer>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let c = consumer.clone();
+        let lags = tokio::task::spawn_blocking(move || -> KafkaResult<Vec<(String, i32, i64)>> {
+            let positions = c.position()?;
+            let mut out = Vec::new();
+            for e in positions.elements() {
+                let (_, high) = c.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))?;
+                if let Offset::Offset(pos) = e.offset() {
+                    out.push((e.topic().to_owned(), e.partition(), (high - pos).max(0)));
+                }
+            }
+            Ok(out)
+        })
+        .await;
+        if let Ok(Ok(lags)) = lags {
+            let mut total = 0;
+            for (topic, partition, lag) in lags {
+                total += lag;
+                metrics::gauge!("handler_consumer_lag", "topic" => topic, "partition" => partition.to_string())
+                    .set(lag as f64);
+            }
+            metrics::gauge!("handler_consumer_lag_total").set(total as f64);
+        }
+    }
+}
+
+/// Topics the handler consumes, for tools that inspect its progress.
+pub fn command_topics(prefix: &str) -> [String; 2] {
+    [format!("{prefix}{}", topics::CONFIRM_MONEY_TRANSFER), format!("{prefix}{}", topics::CONFIRM_ACCOUNT_CREATION)]
 }

@@ -43,6 +43,14 @@ enum Cmd {
         #[arg(short = 'n', long, default_value_t = 100)]
         lines: usize,
     },
+    /// Check the bank's invariants on the running stack (money conserved, one result per command, limits)
+    Audit {
+        /// Longest wait for the handler to catch up and the outbox to drain, in seconds
+        #[arg(long, default_value_t = 60)]
+        settle_secs: u64,
+    },
+    /// Restart kafka or postgres in place (used by the resilience tests)
+    Restart { component: String },
     /// Install what is missing, start the stack, run every test, stop what was started
     Test {
         /// Skip `cargo fmt --check` and `cargo clippy`
@@ -61,6 +69,8 @@ fn main() -> ExitCode {
         Cmd::Down { clean } => stack::down(clean).map(|_| 0),
         Cmd::Status => stack::status().map(|ok| if ok { 0 } else { 1 }),
         Cmd::Logs { component, lines } => stack::logs(component.as_deref(), lines).map(|()| 0),
+        Cmd::Audit { settle_secs } => stack::audit(settle_secs),
+        Cmd::Restart { component } => stack::restart(&component).map(|()| 0),
         Cmd::Test { no_lint, keep_up } => test::run(&test::TestOptions { lint: !no_lint, keep_up }),
     };
     match result {

@@ -213,6 +213,24 @@ pub fn down(paths: &Paths) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Restarts the running cluster (fast shutdown: open connections are cut, as in a crash of the server).
+pub fn restart(paths: &Paths) -> anyhow::Result<()> {
+    let (version, bin) = server_bin().context("PostgreSQL is not installed")?;
+    if system_cluster_mode() {
+        run(
+            Command::new("pg_ctlcluster").args([version.as_str(), "main", "restart", "-m", "fast"]),
+            "pg_ctlcluster restart",
+        )?;
+    } else {
+        let data = paths.data().join("postgres");
+        run(
+            Command::new(bin.join("pg_ctl")).arg("-D").arg(&data).args(["-m", "fast", "-w", "restart"]),
+            "pg_ctl restart",
+        )?;
+    }
+    Ok(())
+}
+
 /// Drops the stack's databases (system cluster) so `down --clean` leaves no data behind.
 pub fn drop_databases() -> anyhow::Result<()> {
     if !system_cluster_mode() {

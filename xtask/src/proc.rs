@@ -84,6 +84,35 @@ pub fn http_status(host_port: &str, path: &str) -> Option<u16> {
     head.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A small HTTP/1.0 request; returns status and body.
+pub fn http(host_port: &str, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    let a = addr(host_port)?;
+    let mut s = TcpStream::connect_timeout(&a, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {host_port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// Sum of the samples of a Prometheus counter in a `/metrics` body.
+pub fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Sends a Kafka Metadata (v1, all topics) request and returns the number of live brokers in the answer.
 pub fn kafka_brokers(host_port: &str) -> anyhow::Result<i32> {
     let a = addr(host_port).with_context(|| format!("cannot resolve {host_port}"))?;

@@ -30,6 +30,8 @@ const SERVICES: &[Service] = &[
     Service { name: "schema-registry", probe: Probe::Http("127.0.0.1:8081") },
     Service { name: "synchronizer", probe: Probe::OneShot },
     Service { name: "heartbeat", probe: Probe::Http("127.0.0.1:17888") },
+    Service { name: "command-handler", probe: Probe::Http("127.0.0.1:9103") },
+    Service { name: "command-generator", probe: Probe::Http("127.0.0.1:9102") },
 ];
 
 /// Addresses the stack's own services listen on (for the "ports are free after down" check).
@@ -50,6 +52,8 @@ pub struct Endpoints {
     pub kafka_brokers: String,
     pub registry_url: String,
     pub database_url: String,
+    /// Token of the company account, shared by the handler (which sets it) and the generator (which pays salaries).
+    pub company_token: String,
     pub external_kafka: bool,
     pub external_registry: bool,
     pub external_database: bool,
@@ -70,19 +74,29 @@ impl Endpoints {
             kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| kafka::ADDRESS.to_owned()),
             registry_url: var("SCHEMA_REGISTRY_URL").unwrap_or_else(|| REGISTRY_URL.to_owned()),
             database_url,
+            company_token: match var("COMPANY_ACCOUNT_TOKEN") {
+                Some(t) => t,
+                None => secret(paths, "company-token")?,
+            },
         })
     }
 
     pub fn apply(&self, cmd: &mut Command) {
         cmd.env("KAFKA_BROKERS", &self.kafka_brokers)
             .env("SCHEMA_REGISTRY_URL", &self.registry_url)
-            .env("DATABASE_URL", &self.database_url);
+            .env("DATABASE_URL", &self.database_url)
+            .env("COMPANY_ACCOUNT_TOKEN", &self.company_token);
     }
 }
 
 /// The local database password: generated once from the OS CSPRNG, kept in `.openbank/pg-password` (0600).
 fn password(paths: &Paths) -> anyhow::Result<String> {
-    let file = paths.home.join("pg-password");
+    secret(paths, "pg-password")
+}
+
+/// A secret generated once from the OS CSPRNG and kept in `.openbank/<name>` (0600).
+fn secret(paths: &Paths, name: &str) -> anyhow::Result<String> {
+    let file = paths.home.join(name);
     if let Ok(p) = std::fs::read_to_string(&file)
         && !p.trim().is_empty()
     {
@@ -156,7 +170,7 @@ fn healthy(c: &Component) -> bool {
 }
 
 fn step(name: &str, msg: &str) {
-    eprintln!("{name:>16}  {msg}");
+    eprintln!("{name:>17}  {msg}");
 }
 
 /// Installs Debian packages the stack needs when they are missing (as root); otherwise says what to install.
@@ -413,8 +427,9 @@ fn write_env(paths: &Paths, e: &Endpoints) -> anyhow::Result<()> {
         &paths.env_file(),
         &format!(
             "# written by `cargo xtask up`; `source .openbank/env` to point tools at the local stack\n\
-             export KAFKA_BROKERS='{}'\nexport SCHEMA_REGISTRY_URL='{}'\nexport DATABASE_URL='{}'\n",
-            e.kafka_brokers, e.registry_url, e.database_url
+             export KAFKA_BROKERS='{}'\nexport SCHEMA_REGISTRY_URL='{}'\nexport DATABASE_URL='{}'\n\
+             export COMPANY_ACCOUNT_TOKEN='{}'\n",
+            e.kafka_brokers, e.registry_url, e.database_url, e.company_token
         ),
     )
 }
@@ -481,6 +496,47 @@ pub fn down(clean: bool) -> anyhow::Result<Vec<String>> {
         eprintln!("nothing was running");
     }
     Ok(stopped)
+}
+
+/// Runs `bank-audit` against the stack; returns its exit code.
+pub fn audit(settle_secs: u64) -> anyhow::Result<i32> {
+    let paths = Paths::new(false)?;
+    let endpoints = Endpoints::resolve(&paths)?;
+    let bin = paths.bin("bank-audit");
+    if !bin.exists() {
+        build(&paths, &UpOptions { release: false, quiet_build: true })?;
+    }
+    let mut cmd = Command::new(&bin);
+    endpoints.apply(&mut cmd);
+    cmd.env("AUDIT_SETTLE_SECS", settle_secs.to_string());
+    let status = cmd.status().with_context(|| format!("failed to run {}", bin.display()))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// Restarts Kafka or PostgreSQL in place (same data, same address), for resilience tests and operators.
+pub fn restart(component: &str) -> anyhow::Result<()> {
+    let paths = Paths::new(false)?;
+    let mut state = State::load(&paths.state_file());
+    match component {
+        "postgres" => {
+            let t = Instant::now();
+            postgres::restart(&paths)?;
+            step("postgres", &format!("restarted in {:.1}s", t.elapsed().as_secs_f64()));
+        }
+        "kafka" => {
+            let c = state.get("kafka").filter(|c| c.managed).context("kafka was not started by `cargo xtask up`")?;
+            if let Some(pid) = c.pid {
+                proc::stop(pid, &c.needle, Duration::from_secs(30));
+            }
+            let log = run_dir(&paths, &mut state)?.join("kafka.log");
+            let (c, took) = kafka::up(&paths, &log)?;
+            step("kafka", &format!("restarted, ready in {:.1}s (pid {})", took.as_secs_f64(), c.pid.unwrap_or(0)));
+            state.put(c);
+            state.save(&paths.state_file())?;
+        }
+        other => bail!("cannot restart `{other}`: only kafka and postgres can be restarted in place"),
+    }
+    Ok(())
 }
 
 /// Prints a table of components; returns whether all are healthy.

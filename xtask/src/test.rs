@@ -5,7 +5,7 @@
 use anyhow::Context;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::paths::Paths;
 use crate::stack::{self, Endpoints, UpOptions};
@@ -107,6 +107,8 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
     let mut cmd = cargo(&paths);
     cmd.args(["test", "--workspace", "--no-fail-fast"]).stdout(Stdio::piped());
     endpoints.apply(&mut cmd);
+    // Resilience tests restart Kafka and PostgreSQL through this binary.
+    cmd.env("OPENBANK_XTASK", std::env::current_exe()?);
     if ci {
         cmd.env("CI", "true");
     }
@@ -120,6 +122,9 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
     }
     let tests_ok = child.wait()?.success();
     let counts = parse_counts(&output);
+
+    banner("pipeline under load, then `cargo xtask audit`");
+    checks.push(("the running pipeline handles load and `audit` passes".into(), pipeline_check()?));
 
     if !was_up && !opts.keep_up {
         banner("cargo xtask down (must leave no process behind)");
@@ -159,6 +164,30 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
         if ok { "OK" } else { "FAILED" }
     );
     Ok(if ok { 0 } else { 1 })
+}
+
+/// Raises the heartbeat rate for a while, checks the handler handled commands, then audits the stack.
+fn pipeline_check() -> anyhow::Result<bool> {
+    const HEARTBEAT: &str = "127.0.0.1:17888";
+    const HANDLER: &str = "127.0.0.1:9103";
+    let handled = || {
+        proc::http(HANDLER, "GET", "/metrics", None)
+            .map(|(_, body)| proc::metric_sum(&body, "handler_commands_total"))
+            .unwrap_or(0.0)
+    };
+    let before = handled();
+    let previous = proc::http(HEARTBEAT, "GET", "/rate", None).map(|(_, b)| b).unwrap_or_default();
+    let (status, _) = proc::http(HEARTBEAT, "PUT", "/rate", Some(r#"{"beats_per_second": 500}"#))
+        .context("heartbeat admin endpoint unreachable")?;
+    eprintln!("heartbeat rate 500/s for 20 s (PUT /rate answered {status})");
+    std::thread::sleep(Duration::from_secs(20));
+    let restore = if previous.contains("beats_per_second") { previous } else { r#"{"beats_per_second": 10}"#.into() };
+    proc::http(HEARTBEAT, "PUT", "/rate", Some(&restore));
+    std::thread::sleep(Duration::from_secs(2));
+    let after = handled();
+    eprintln!("command-handler handled {:.0} commands during the run", after - before);
+    let audit = stack::audit(120)? == 0;
+    Ok(status == 200 && after - before >= 5_000.0 && audit)
 }
 
 #[cfg(test)]

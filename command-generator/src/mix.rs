@@ -1,0 +1,163 @@
+//! What command a heartbeat becomes. Everything is a pure function of the seed, the heartbeat's position and
+//! the known accounts, so a re-delivered heartbeat yields the same command id (and the handler replays it).
+
+use bank_core::avro::{Atype, ConfirmAccountCreation, ConfirmMoneyTransfer};
+use bank_core::{CASH, COMPANY_IBAN, CommandId};
+
+/// An account the generator can spend from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub iban: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Generated {
+    Creation(ConfirmAccountCreation),
+    Transfer(ConfirmMoneyTransfer),
+}
+
+impl Generated {
+    /// The record key: the command id for creations, the debited account for transfers.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Creation(c) => c.id.as_uuid().to_string(),
+            Self::Transfer(t) if t.from == CASH => t.to.clone(),
+            Self::Transfer(t) => t.from.clone(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Creation(_) => "account_creation",
+            Self::Transfer(t) if t.from == CASH => "cash_deposit",
+            Self::Transfer(t) if t.to == CASH => "cash_withdrawal",
+            Self::Transfer(t) if t.from == COMPANY_IBAN => "salary",
+            Self::Transfer(t) if t.to == COMPANY_IBAN => "shop_payment",
+            Self::Transfer(_) => "transfer",
+        }
+    }
+}
+
+/// SplitMix64: a small, well-mixed deterministic generator.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64, stream: u64) -> Self {
+        let mut r = Self(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        r.next_u64();
+        r
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next_u64() % items.len() as u64) as usize]
+    }
+}
+
+/// The command for the heartbeat at `beat` (its position on the heartbeat topic).
+pub fn command(seed: u64, beat: u64, accounts: &[Known], company_token: Option<&str>) -> Generated {
+    let mut rng = Rng::new(seed, beat);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+    id[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+    let id = CommandId::from_bytes(*uuid::Builder::from_random_bytes(id).into_uuid().as_bytes());
+    if beat < 20 || beat.is_multiple_of(200) || accounts.len() < 2 {
+        return Generated::Creation(ConfirmAccountCreation { id, a_type: Atype::Auto });
+    }
+    let roll = rng.next_u64() % 100;
+    let a = rng.pick(accounts).clone();
+    let transfer = |token: &str, amount: i64, from: &str, to: &str, description: &str| {
+        Generated::Transfer(ConfirmMoneyTransfer {
+            id,
+            token: token.to_owned(),
+            amount,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            description: description.to_owned(),
+        })
+    };
+    match (roll, company_token) {
+        (0..4, Some(company)) => transfer(company, rng.range(150_000, 350_000), COMPANY_IBAN, &a.iban, "Salary"),
+        (0..24, _) => transfer(&a.token, rng.range(1_000, 50_000), CASH, &a.iban, "Cash deposit"),
+        (24..44, _) => transfer(&a.token, rng.range(1_000, 50_000), &a.iban, CASH, "Cash withdrawal"),
+        (44..79, _) => transfer(&a.token, rng.range(500, 50_000), &a.iban, COMPANY_IBAN, "Shop payment"),
+        _ => {
+            let mut b = rng.pick(accounts).clone();
+            while b.iban == a.iban {
+                b = rng.pick(accounts).clone();
+            }
+            transfer(&a.token, rng.range(500, 30_000), &a.iban, &b.iban, "Transfer")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bank_core::Iban;
+    use std::collections::HashMap;
+
+    fn accounts(n: u64) -> Vec<Known> {
+        (1..=n)
+            .map(|i| Known { iban: Iban::from_account_number(i).as_str().to_owned(), token: format!("tok{i}") })
+            .collect()
+    }
+
+    #[test]
+    fn same_seed_and_beat_give_the_same_command() {
+        let acc = accounts(10);
+        for beat in [0, 5, 21, 199, 200, 12_345] {
+            assert_eq!(command(7, beat, &acc, Some("c")), command(7, beat, &acc, Some("c")));
+        }
+        assert_ne!(command(7, 21, &acc, Some("c")), command(8, 21, &acc, Some("c")));
+    }
+
+    #[test]
+    fn first_beats_and_every_200th_create_accounts() {
+        let acc = accounts(10);
+        for beat in (0..20).chain([200, 400, 1000]) {
+            assert_eq!(command(1, beat, &acc, None).kind(), "account_creation", "beat {beat}");
+        }
+        assert_eq!(command(1, 21, &[], None).kind(), "account_creation");
+    }
+
+    #[test]
+    fn the_mix_is_realistic_and_keyed_by_the_debited_account() {
+        let acc = accounts(50);
+        let mut kinds: HashMap<&str, u32> = HashMap::new();
+        for beat in 20..20_020 {
+            let g = command(3, beat, &acc, Some("company"));
+            *kinds.entry(g.kind()).or_default() += 1;
+            if let Generated::Transfer(t) = &g {
+                assert!(t.amount > 0);
+                assert_ne!(t.from, t.to);
+                let debited = if t.from == CASH { &t.to } else { &t.from };
+                assert_eq!(&g.key(), debited);
+                if t.from == COMPANY_IBAN {
+                    assert_eq!(t.token, "company");
+                } else {
+                    let owner = acc.iter().find(|k| &k.iban == debited).expect("known account");
+                    assert_eq!(t.token, owner.token, "the debited account's token");
+                }
+            }
+        }
+        for kind in ["salary", "cash_deposit", "cash_withdrawal", "shop_payment", "transfer", "account_creation"] {
+            assert!(kinds.get(kind).copied().unwrap_or(0) > 50, "{kind} missing from {kinds:?}");
+        }
+        // Without the company token there are no salaries.
+        assert!((20..2_000).all(|b| command(3, b, &acc, None).kind() != "salary"));
+    }
+}

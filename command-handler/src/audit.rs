@@ -1,0 +1,320 @@
+//! Invariants of the bank, checked on a running stack: money is conserved, every balance equals its opening
+//! balance plus its ledger, no balance is or ever was below its limit, every command on the command topics has
+//! exactly one stored result, and every published result agrees with the stored one.
+
+use anyhow::Context;
+use bank_core::avro::{
+    AccountCreationConfirmed, AccountCreationFailed, ConfirmAccountCreation, ConfirmMoneyTransfer,
+    MoneyTransferConfirmed, MoneyTransferFailed,
+};
+use bank_core::registry::Codec;
+use bank_core::topics;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use sqlx::Row;
+use sqlx::postgres::PgPool;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    fn add(&mut self, name: &'static str, ok: bool, detail: String) {
+        self.checks.push(Check { name, ok, detail });
+    }
+
+    pub fn summary(&self) -> String {
+        let failed = self.checks.iter().filter(|c| !c.ok).count();
+        format!(
+            "audit: {} checks passed, {failed} failed; {}",
+            self.checks.len() - failed,
+            if failed == 0 { "OK" } else { "FAILED" }
+        )
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in &self.checks {
+            writeln!(f, "{} {}: {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail)?;
+        }
+        write!(f, "{}", self.summary())
+    }
+}
+
+pub struct Auditor {
+    pub pool: PgPool,
+    pub brokers: String,
+    pub codec: Codec,
+    pub prefix: String,
+}
+
+type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+
+impl Auditor {
+    /// Runs every check. Waits up to `settle` for the handler to catch up and the outbox to drain first.
+    pub async fn run(&self, settle: Duration, progress: Progress<'_>) -> anyhow::Result<Report> {
+        let mut report = Report::default();
+        let command_topics = crate::command_topics(&self.prefix);
+
+        // Settle: all commands handled, all events published.
+        let deadline = Instant::now() + settle;
+        let (lag, outbox) = loop {
+            let lag = self.lag(&command_topics).await?;
+            let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM bank.outbox").fetch_one(&self.pool).await?;
+            if (lag == 0 && outbox == 0) || Instant::now() >= deadline {
+                break (lag, outbox);
+            }
+            progress(&format!("waiting for the handler: {lag} commands not handled, {outbox} events not published"));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        report.add("handler caught up", lag == 0, format!("{lag} commands not yet handled"));
+        report.add("outbox drained", outbox == 0, format!("{outbox} events waiting to be published"));
+
+        // Money is conserved.
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM bank.accounts), \
+                    (SELECT coalesce(sum(balance), 0)::text FROM bank.accounts), \
+                    (SELECT coalesce(sum(opening_balance), 0)::text FROM bank.accounts), \
+                    (SELECT coalesce(sum(amount), 0)::text FROM bank.results WHERE kind = 'transfer' AND confirmed AND from_iban = 'cash'), \
+                    (SELECT coalesce(sum(amount), 0)::text FROM bank.results WHERE kind = 'transfer' AND confirmed AND to_iban = 'cash')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = row.get(0);
+        let num = |i: usize| -> anyhow::Result<i128> { Ok(row.get::<String, _>(i).parse()?) };
+        let (total, opening, deposits, withdrawals) = (num(1)?, num(2)?, num(3)?, num(4)?);
+        report.add(
+            "money conserved",
+            total == opening + deposits - withdrawals,
+            format!(
+                "{n} accounts hold {total} cents = opening {opening} + cash deposits {deposits} - cash withdrawals {withdrawals} (difference {})",
+                total - (opening + deposits - withdrawals)
+            ),
+        );
+
+        // Every balance is its opening balance plus its ledger.
+        let mismatched: i64 = sqlx::query_scalar(
+            "WITH moves AS ( \
+                SELECT from_iban AS iban, -amount AS delta FROM bank.results WHERE kind = 'transfer' AND confirmed AND from_iban <> 'cash' \
+                UNION ALL \
+                SELECT to_iban, amount FROM bank.results WHERE kind = 'transfer' AND confirmed AND to_iban <> 'cash') \
+             SELECT count(*) FROM bank.accounts a LEFT JOIN (SELECT iban, sum(delta) AS d FROM moves GROUP BY iban) m \
+             ON m.iban = a.iban WHERE a.balance <> a.opening_balance + coalesce(m.d, 0)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        report.add(
+            "balances match the ledger",
+            mismatched == 0,
+            format!("{mismatched} accounts differ from their ledger"),
+        );
+
+        // No balance below its limit, now or after any transfer.
+        let below_now: i64 = sqlx::query_scalar("SELECT count(*) FROM bank.accounts WHERE balance < limit_cents")
+            .fetch_one(&self.pool)
+            .await?;
+        let below_ever: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM bank.results r JOIN bank.accounts a ON a.iban = r.from_iban \
+             WHERE r.confirmed AND r.from_balance < a.limit_cents",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        report.add(
+            "no balance below its limit",
+            below_now == 0 && below_ever == 0,
+            format!("{below_now} accounts below their limit now, {below_ever} transfers that left one below"),
+        );
+
+        // Every command has exactly one result (the primary key forbids two; none may be missing).
+        progress("reading the command topics");
+        let stored: HashMap<Uuid, bool> = sqlx::query("SELECT id, confirmed FROM bank.results")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| (r.get::<Uuid, _>(0), r.get::<bool, _>(1)))
+            .collect();
+        let mut commands: HashSet<Uuid> = HashSet::new();
+        let mut undecodable = 0u64;
+        let handled = self.handled_offsets(&command_topics).await?;
+        for topic in &command_topics {
+            for payload in read_until(&self.brokers, topic, &handled)? {
+                let id = if topic.ends_with(topics::CONFIRM_MONEY_TRANSFER) {
+                    self.codec.decode::<ConfirmMoneyTransfer>(payload.as_deref()).await.map(|c| c.id)
+                } else {
+                    self.codec.decode::<ConfirmAccountCreation>(payload.as_deref()).await.map(|c| c.id)
+                };
+                match id {
+                    Ok(id) => {
+                        commands.insert(id.as_uuid());
+                    }
+                    Err(_) => undecodable += 1,
+                }
+            }
+        }
+        let missing = commands.iter().filter(|id| !stored.contains_key(id)).count();
+        report.add(
+            "one result per command",
+            missing == 0,
+            format!(
+                "{} distinct command ids, {} stored results, {missing} commands without a result, {undecodable} undecodable records (dead-lettered)",
+                commands.len(),
+                stored.len()
+            ),
+        );
+
+        // Published results agree with the stored ones.
+        progress("reading the result topics");
+        let mut published: HashMap<Uuid, bool> = HashMap::new();
+        let mut conflicts = 0u64;
+        let p = &self.prefix;
+        let result_topics: [(String, bool); 4] = [
+            (format!("{p}{}", topics::MONEY_TRANSFER_CONFIRMED), true),
+            (format!("{p}{}", topics::MONEY_TRANSFER_FAILED), false),
+            (format!("{p}{}", topics::ACCOUNT_CREATION_CONFIRMED), true),
+            (format!("{p}{}", topics::ACCOUNT_CREATION_FAILED), false),
+        ];
+        for (topic, confirmed) in &result_topics {
+            let highs = high_watermarks(&self.brokers, topic)?;
+            let until: HashMap<(String, i32), i64> = highs.into_iter().map(|(p, h)| ((topic.clone(), p), h)).collect();
+            for payload in read_until(&self.brokers, topic, &until)? {
+                let id = self
+                    .result_id(topic, payload.as_deref())
+                    .await
+                    .with_context(|| format!("undecodable record on {topic}"))?;
+                if let Some(previous) = published.insert(id, *confirmed)
+                    && previous != *confirmed
+                {
+                    conflicts += 1;
+                }
+            }
+        }
+        let disagree = published.iter().filter(|(id, c)| stored.get(*id).is_some_and(|s| s != *c)).count();
+        let unpublished = stored.keys().filter(|id| !published.contains_key(id)).count();
+        report.add(
+            "published results agree",
+            conflicts == 0 && disagree == 0 && unpublished == 0,
+            format!(
+                "{} ids published, {conflicts} published both ways, {disagree} differ from the stored result, {unpublished} stored results never published",
+                published.len()
+            ),
+        );
+        Ok(report)
+    }
+
+    async fn result_id(&self, topic: &str, payload: Option<&[u8]>) -> anyhow::Result<Uuid> {
+        let id = if topic.ends_with(topics::MONEY_TRANSFER_CONFIRMED) {
+            self.codec.decode::<MoneyTransferConfirmed>(payload).await?.id
+        } else if topic.ends_with(topics::MONEY_TRANSFER_FAILED) {
+            self.codec.decode::<MoneyTransferFailed>(payload).await?.id
+        } else if topic.ends_with(topics::ACCOUNT_CREATION_FAILED) {
+            self.codec.decode::<AccountCreationFailed>(payload).await?.id
+        } else {
+            self.codec.decode::<AccountCreationConfirmed>(payload).await?.id
+        };
+        Ok(id.as_uuid())
+    }
+
+    /// Records on the command topics not yet covered by a stored offset.
+    pub async fn lag(&self, command_topics: &[String]) -> anyhow::Result<i64> {
+        let mut lag = 0;
+        for topic in command_topics {
+            let stored = crate::store::stored_offsets(&self.pool, topic).await?;
+            for (partition, high) in high_watermarks(&self.brokers, topic)? {
+                let low = low_watermark(&self.brokers, topic, partition)?;
+                let next = stored.get(&partition).copied().unwrap_or(low).max(low);
+                lag += (high - next).max(0);
+            }
+        }
+        Ok(lag)
+    }
+
+    async fn handled_offsets(&self, command_topics: &[String]) -> anyhow::Result<HashMap<(String, i32), i64>> {
+        let mut out = HashMap::new();
+        for topic in command_topics {
+            for (p, n) in crate::store::stored_offsets(&self.pool, topic).await? {
+                out.insert((topic.clone(), p), n);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn client(brokers: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(bank_core::kafka::consumer_config(brokers, "open-bank-audit", "open-bank-audit").create()?)
+}
+
+fn partitions(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).context("kafka metadata")?;
+    Ok(md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect())
+}
+
+fn high_watermarks(brokers: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
+    let c = client(brokers)?;
+    partitions(&c, topic)?
+        .into_iter()
+        .map(|p| Ok((p, c.fetch_watermarks(topic, p, Duration::from_secs(10))?.1)))
+        .collect()
+}
+
+fn low_watermark(brokers: &str, topic: &str, partition: i32) -> anyhow::Result<i64> {
+    Ok(client(brokers)?.fetch_watermarks(topic, partition, Duration::from_secs(10))?.0)
+}
+
+/// Payloads of `topic` from the beginning up to (not including) the offsets in `until`.
+fn read_until(brokers: &str, topic: &str, until: &HashMap<(String, i32), i64>) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+    let c = client(brokers)?;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    for p in partitions(&c, topic)? {
+        let end = until.get(&(topic.to_owned(), p)).copied().unwrap_or(0);
+        let (low, _) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        if end > low {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+            remaining.insert(p, end);
+        }
+    }
+    let mut out = Vec::new();
+    if remaining.is_empty() {
+        return Ok(out);
+    }
+    c.assign(&tpl)?;
+    let mut idle = Instant::now();
+    while !remaining.is_empty() {
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                idle = Instant::now();
+                if let Some(end) = remaining.get(&m.partition()).copied() {
+                    if m.offset() < end {
+                        out.push(m.payload().map(<[u8]>::to_vec));
+                    }
+                    if m.offset() + 1 >= end {
+                        remaining.remove(&m.partition());
+                    }
+                }
+            }
+            Some(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
+            None if idle.elapsed() > Duration::from_secs(30) => {
+                anyhow::bail!("reading {topic} stalled with {} partitions unread", remaining.len())
+            }
+            None => {}
+        }
+    }
+    Ok(out)
+}
