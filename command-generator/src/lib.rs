@@ -44,6 +44,11 @@ pub struct Config {
     #[arg(long, env = "COMPANY_ACCOUNT_TOKEN", hide_env_values = true)]
     pub company_token: Option<String>,
 
+    /// Where a new consumer group starts on `heartbeat`: `latest` (beats from before the generator existed are
+    /// skipped) or `earliest`
+    #[arg(long, env = "GENERATOR_START_FROM", default_value = "latest", value_parser = ["latest", "earliest"])]
+    pub start_from: String,
+
     /// Consumer group for heartbeats (the topic prefix is put in front)
     #[arg(long, env = "COMMAND_GENERATOR_GROUP", default_value = "command-generator")]
     pub group: String,
@@ -114,7 +119,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     tracing::info!(accounts = accounts.read().expect("lock").list.len(), "known accounts loaded");
 
     let consumer: StreamConsumer =
-        bank_core::kafka::consumer(brokers, &format!("{p}{}", config.group), "command-generator")?;
+        bank_core::kafka::consumer_config(brokers, &format!("{p}{}", config.group), "command-generator")
+            .set("auto.offset.reset", &config.start_from)
+            .create()?;
     consumer.subscribe(&[&t.heartbeat]).context("cannot subscribe to heartbeat")?;
     let result = generate(&config, &t, &consumer, &producer, &codec, &accounts, &shutdown).await;
     producer.flush(Duration::from_secs(10)).context("failed to flush commands on shutdown")?;

@@ -521,6 +521,13 @@ pub fn restart(component: &str) -> anyhow::Result<()> {
         "postgres" => {
             let t = Instant::now();
             postgres::restart(&paths)?;
+            // Record the new server pid (keeping whether `up` started it), so `status` and `down` still work.
+            let was_managed = state.get("postgres").is_some_and(|c| c.managed);
+            let log = run_dir(&paths, &mut state)?.join("postgres.log");
+            let mut c = postgres::up(&paths, &password(&paths)?, &log)?;
+            c.managed |= was_managed;
+            state.put(c);
+            state.save(&paths.state_file())?;
             step("postgres", &format!("restarted in {:.1}s", t.elapsed().as_secs_f64()));
         }
         "kafka" => {
@@ -547,7 +554,7 @@ pub fn status() -> anyhow::Result<bool> {
         eprintln!("nothing is up; start the stack with `cargo xtask up`");
         return Ok(false);
     }
-    println!("{:<16} {:>8}  {:<22} {:<8} LOG", "COMPONENT", "PID", "ADDRESS", "HEALTH");
+    println!("{:<18} {:>8}  {:<22} {:<8} LOG", "COMPONENT", "PID", "ADDRESS", "HEALTH");
     let mut all = true;
     for c in &state.components {
         let ok = healthy(c);
@@ -558,7 +565,7 @@ pub fn status() -> anyhow::Result<bool> {
             (true, ..) => "healthy",
             (false, ..) => "DOWN",
         };
-        println!("{:<16} {:>8}  {:<22} {:<8} {}", c.name, pid, c.address, health, c.log.display());
+        println!("{:<18} {:>8}  {:<22} {:<8} {}", c.name, pid, c.address, health, c.log.display());
     }
     Ok(all)
 }
@@ -570,7 +577,7 @@ pub fn logs(component: Option<&str>, lines: usize) -> anyhow::Result<()> {
         None => {
             println!("{}", paths.logs().join("latest").display());
             for c in state.components.iter().filter(|c| !c.log.as_os_str().is_empty()) {
-                println!("  {:<16} {}", c.name, c.log.display());
+                println!("  {:<18} {}", c.name, c.log.display());
             }
         }
         Some(name) => {

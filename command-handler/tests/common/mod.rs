@@ -360,3 +360,60 @@ pub async fn shared() -> Fixture {
     });
     Fixture::attach(prefix, db_url).await
 }
+
+/// A command-handler process (the real binary), so a test can kill it with SIGKILL.
+pub struct HandlerProcess {
+    pub child: std::process::Child,
+    pub listen: String,
+}
+
+impl HandlerProcess {
+    pub fn spawn(f: &Fixture, batch_size: u32, name: &str) -> Self {
+        let listen = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}{name}.log", f.prefix));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_command-handler"));
+        for (k, v) in f.env(batch_size, &listen) {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdout(out.try_clone().unwrap()).stderr(out).spawn().expect("start command-handler");
+        eprintln!("{name}: pid {} on {listen}, log {}", child.id(), log.display());
+        Self { child, listen }
+    }
+
+    /// SIGKILL: no chance to finish a batch, flush or commit.
+    pub fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a graceful exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// Sum of `handler_commands_total` on this process's /metrics.
+    pub async fn handled(&self) -> f64 {
+        let body = reqwest::get(format!("http://{}/metrics", self.listen))
+            .await
+            .and_then(|r| r.error_for_status())
+            .map(|r| r.text());
+        let Ok(body) = body else { return 0.0 };
+        let body = body.await.unwrap_or_default();
+        body.lines()
+            .filter(|l| l.starts_with("handler_commands_total{") && !l.contains("skipped"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for HandlerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
