@@ -14,7 +14,7 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -144,17 +144,18 @@ impl Auditor {
 
         // Every command has exactly one result (the primary key forbids two; none may be missing).
         progress("reading the command topics");
+        // Offsets first, results second: every command below these offsets has its result stored by now.
+        let handled = self.handled_offsets(&command_topics).await?;
         let stored: HashMap<Uuid, bool> = sqlx::query("SELECT id, confirmed FROM bank.results")
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|r| (r.get::<Uuid, _>(0), r.get::<bool, _>(1)))
             .collect();
-        let mut commands: HashSet<Uuid> = HashSet::new();
+        let mut commands: HashMap<Uuid, String> = HashMap::new();
         let mut undecodable = 0u64;
-        let handled = self.handled_offsets(&command_topics).await?;
         for topic in &command_topics {
-            for payload in read_until(&self.brokers, topic, &handled)? {
+            for (partition, offset, payload) in read_until(&self.brokers, topic, &handled)? {
                 let id = if topic.ends_with(topics::CONFIRM_MONEY_TRANSFER) {
                     self.codec.decode::<ConfirmMoneyTransfer>(payload.as_deref()).await.map(|c| c.id)
                 } else {
@@ -162,20 +163,27 @@ impl Auditor {
                 };
                 match id {
                     Ok(id) => {
-                        commands.insert(id.as_uuid());
+                        commands.entry(id.as_uuid()).or_insert_with(|| format!("{topic}/{partition}@{offset}"));
                     }
                     Err(_) => undecodable += 1,
                 }
             }
         }
-        let missing = commands.iter().filter(|id| !stored.contains_key(id)).count();
+        let missing_at: Vec<&String> =
+            commands.iter().filter(|(id, _)| !stored.contains_key(id)).map(|(_, at)| at).collect();
+        let missing = missing_at.len();
         report.add(
             "one result per command",
             missing == 0,
             format!(
-                "{} distinct command ids, {} stored results, {missing} commands without a result, {undecodable} undecodable records (dead-lettered)",
+                "{} distinct command ids, {} stored results, {missing} commands without a result{}, {undecodable} undecodable records (dead-lettered)",
                 commands.len(),
-                stored.len()
+                stored.len(),
+                if missing_at.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (first at {})", missing_at.iter().take(5).map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+                }
             ),
         );
 
@@ -193,7 +201,7 @@ impl Auditor {
         for (topic, confirmed) in &result_topics {
             let highs = high_watermarks(&self.brokers, topic)?;
             let until: HashMap<(String, i32), i64> = highs.into_iter().map(|(p, h)| ((topic.clone(), p), h)).collect();
-            for payload in read_until(&self.brokers, topic, &until)? {
+            for (_, _, payload) in read_until(&self.brokers, topic, &until)? {
                 let id = self
                     .result_id(topic, payload.as_deref())
                     .await
@@ -278,7 +286,11 @@ fn low_watermark(brokers: &str, topic: &str, partition: i32) -> anyhow::Result<i
 }
 
 /// Payloads of `topic` from the beginning up to (not including) the offsets in `until`.
-fn read_until(brokers: &str, topic: &str, until: &HashMap<(String, i32), i64>) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+fn read_until(
+    brokers: &str,
+    topic: &str,
+    until: &HashMap<(String, i32), i64>,
+) -> anyhow::Result<Vec<(i32, i64, Option<Vec<u8>>)>> {
     let c = client(brokers)?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining: HashMap<i32, i64> = HashMap::new();
@@ -302,7 +314,7 @@ fn read_until(brokers: &str, topic: &str, until: &HashMap<(String, i32), i64>) -
                 idle = Instant::now();
                 if let Some(end) = remaining.get(&m.partition()).copied() {
                     if m.offset() < end {
-                        out.push(m.payload().map(<[u8]>::to_vec));
+                        out.push((m.partition(), m.offset(), m.payload().map(<[u8]>::to_vec)));
                     }
                     if m.offset() + 1 >= end {
                         remaining.remove(&m.partition());
