@@ -285,12 +285,11 @@ fn low_watermark(brokers: &str, topic: &str, partition: i32) -> anyhow::Result<i
     Ok(client(brokers)?.fetch_watermarks(topic, partition, Duration::from_secs(10))?.0)
 }
 
+/// A record's partition, offset and payload.
+type Located = (i32, i64, Option<Vec<u8>>);
+
 /// Payloads of `topic` from the beginning up to (not including) the offsets in `until`.
-fn read_until(
-    brokers: &str,
-    topic: &str,
-    until: &HashMap<(String, i32), i64>,
-) -> anyhow::Result<Vec<(i32, i64, Option<Vec<u8>>)>> {
+fn read_until(brokers: &str, topic: &str, until: &HashMap<(String, i32), i64>) -> anyhow::Result<Vec<Located>> {
     let c = client(brokers)?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining: HashMap<i32, i64> = HashMap::new();
