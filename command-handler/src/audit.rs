@@ -310,8 +310,8 @@ fn read_until(brokers: &str, topic: &str, until: &HashMap<(String, i32), i64>) -
     while !remaining.is_empty() {
         match c.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
-                idle = Instant::now();
                 if let Some(end) = remaining.get(&m.partition()).copied() {
+                    idle = Instant::now();
                     if m.offset() < end {
                         out.push((m.partition(), m.offset(), m.payload().map(<[u8]>::to_vec)));
                     }
@@ -322,7 +322,10 @@ fn read_until(brokers: &str, topic: &str, until: &HashMap<(String, i32), i64>) -
             }
             Some(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
             None if idle.elapsed() > Duration::from_secs(30) => {
-                anyhow::bail!("reading {topic} stalled with {} partitions unread", remaining.len())
+                anyhow::bail!(
+                    "reading {topic} stalled with partitions {:?} unread: their handled offsets are beyond what Kafka holds (was the topic recreated while the database was kept?)",
+                    remaining.keys().collect::<Vec<_>>()
+                )
             }
             None => {}
         }

@@ -101,7 +101,8 @@ impl ConsumerContext for OffsetsContext {
     fn rebalance(&self, base: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let stored = self.stored_offsets(tpl);
+                let mut stored = self.stored_offsets(tpl);
+                self.reset_stale(base, &mut stored);
                 let parts: Vec<(String, i32)> =
                     tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
                 for (topic, partition) in &parts {
@@ -130,6 +131,54 @@ impl ConsumerContext for OffsetsContext {
 }
 
 impl OffsetsContext {
+    /// A stored offset beyond the end of its partition means the topic was recreated (or its log lost): skipping
+    /// to it would silently drop every new command. Start that partition from its beginning instead; commands
+    /// seen before are recognised by id and only repeat their stored result.
+    fn reset_stale(&self, base: &BaseConsumer<Self>, stored: &mut HashMap<(String, i32), i64>) {
+        let mut reset = Vec::new();
+        for ((topic, partition), next) in stored.iter_mut() {
+            if let Ok((low, high)) = base.fetch_watermarks(topic, *partition, Duration::from_secs(5))
+                && *next > high
+            {
+                tracing::error!(
+                    topic,
+                    partition,
+                    stored = *next,
+                    high,
+                    "stored offset is beyond the end of the partition (topic recreated?); reading it from the beginning"
+                );
+                metrics::counter!("handler_stale_offsets_total").increment(1);
+                *next = low;
+                reset.push((topic.clone(), *partition, low));
+            }
+        }
+        if reset.is_empty() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return;
+        }
+        let pool = self.pool.clone();
+        let update = async move {
+            for (topic, partition, low) in reset {
+                sqlx::query("UPDATE bank.consumed_offsets SET next_offset = $3, updated_at = now() WHERE topic = $1 AND partition = $2")
+                    .bind(topic)
+                    .bind(partition)
+                    .bind(low)
+                    .execute(&pool)
+                    .await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        };
+        if let Ok(Err(e)) | Err(e) =
+            tokio::task::block_in_place(|| handle.block_on(tokio::time::timeout(Duration::from_secs(5), update)))
+                .map_err(|_| sqlx::Error::PoolTimedOut)
+        {
+            tracing::error!(error = %e, "could not reset stale stored offsets");
+        }
+    }
+
     /// Runs inside librdkafka's rebalance callback, on a runtime worker: block this worker briefly.
     fn stored_offsets(&self, tpl: &TopicPartitionList) -> HashMap<(String, i32), i64> {
         let mut topics: Vec<String> = tpl.elements().iter().map(|e| e.topic().to_owned()).collect();
