@@ -64,3 +64,22 @@ pub fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, rdkafka
         .set("request.timeout.ms", "10000")
         .create()
 }
+
+/// Whether the brokers answer a metadata request within two seconds (for `/ready`). Runs off the async workers.
+pub async fn reachable(producer: &FutureProducer) -> Result<(), String> {
+    use rdkafka::producer::Producer;
+    let p = producer.clone();
+    tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, std::time::Duration::from_secs(2)).map(|_| ()))
+        .await
+        .map_err(|_| "probe failed".to_owned())?
+        .map_err(|_| "kafka unreachable".to_owned())
+}
+
+/// A `/ready` check for services whose only dependency is Kafka.
+pub fn ready_check(producer: &FutureProducer) -> crate::http::ReadyCheck {
+    let producer = producer.clone();
+    std::sync::Arc::new(move || {
+        let p = producer.clone();
+        Box::pin(async move { reachable(&p).await })
+    })
+}

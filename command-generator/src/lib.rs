@@ -84,16 +84,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         tracing::warn!("COMPANY_ACCOUNT_TOKEN is not set: no salaries will be generated");
     }
 
-    let ready_producer = producer.clone();
-    let ready: bank_core::http::ReadyCheck = Arc::new(move || {
-        let p = ready_producer.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, Duration::from_secs(2)).map(|_| ()))
-                .await
-                .map_err(|_| "probe failed".to_owned())?
-                .map_err(|_| "kafka unreachable".to_owned())
-        })
-    });
+    let ready = bank_core::kafka::ready_check(&producer);
     let router = bank_core::http::probe_routes(ready, bank_core::telemetry::metrics());
     tracing::info!(addr = %listener.local_addr()?, seed = config.seed, "command-generator listening");
     let http = tokio::spawn(bank_core::http::serve(listener, router, shutdown.clone()));

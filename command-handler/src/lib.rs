@@ -248,10 +248,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         let p = ready_producer.clone();
         Box::pin(async move {
             sqlx::query("SELECT 1").execute(&pool).await.map_err(|_| "postgres unreachable".to_owned())?;
-            tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, Duration::from_secs(2)).map(|_| ()))
-                .await
-                .map_err(|_| "probe failed".to_owned())?
-                .map_err(|_| "kafka unreachable".to_owned())
+            bank_core::kafka::reachable(&p).await
         })
     });
     let router = bank_core::http::probe_routes(ready, bank_core::telemetry::metrics());

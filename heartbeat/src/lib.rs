@@ -68,16 +68,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let state = AppState { rate: Arc::new(AtomicU64::new(config.rate)), generation: Arc::new(AtomicU64::new(0)) };
     metrics::gauge!("heartbeat_rate").set(config.rate as f64);
 
-    let ready_producer = producer.clone();
-    let ready: bank_core::http::ReadyCheck = Arc::new(move || {
-        let p = ready_producer.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, Duration::from_secs(2)).map(|_| ()))
-                .await
-                .map_err(|_| "probe failed".to_owned())?
-                .map_err(|_| "kafka unreachable".to_owned())
-        })
-    });
+    let ready = bank_core::kafka::ready_check(&producer);
     let router = Router::new()
         .route("/rate", get(get_rate).put(put_rate))
         .with_state(state.clone())
