@@ -149,8 +149,17 @@ pub fn healthy() -> bool {
     proc::kafka_brokers(ADDRESS).is_ok_and(|n| n > 0)
 }
 
+/// How a broker start went.
+pub struct Started {
+    pub component: Component,
+    /// Time until the broker answered metadata requests.
+    pub ready_in: Duration,
+    /// The storage was formatted by this start: the cluster is new and holds no topics.
+    pub formatted: bool,
+}
+
 /// Starts the broker (formatting its storage on first use) and waits until it answers metadata requests.
-pub fn up(paths: &Paths, log: &Path) -> anyhow::Result<(Component, Duration)> {
+pub fn up(paths: &Paths, log: &Path) -> anyhow::Result<Started> {
     check_java()?;
     for addr in [ADDRESS, CONTROLLER] {
         if proc::port_open(addr) {
@@ -161,7 +170,8 @@ pub fn up(paths: &Paths, log: &Path) -> anyhow::Result<(Component, Duration)> {
     }
     let libs = ensure_jars(paths)?;
     let (props, log4j) = write_config(paths)?;
-    if !paths.data().join("kafka").join("meta.properties").exists() {
+    let formatted = !paths.data().join("kafka").join("meta.properties").exists();
+    if formatted {
         let out = java(&libs, &log4j).args(["kafka.tools.StorageTool", "random-uuid"]).output()?;
         let cluster_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if !out.status.success() || cluster_id.is_empty() {
@@ -186,8 +196,8 @@ pub fn up(paths: &Paths, log: &Path) -> anyhow::Result<(Component, Duration)> {
     if !proc::alive(pid, "") {
         bail!("kafka exited during start; see {}", log.display());
     }
-    Ok((
-        Component {
+    Ok(Started {
+        component: Component {
             name: "kafka".into(),
             pid: Some(pid),
             needle: NEEDLE.into(),
@@ -196,6 +206,7 @@ pub fn up(paths: &Paths, log: &Path) -> anyhow::Result<(Component, Duration)> {
             managed: true,
             started_at: now_secs(),
         },
-        ready,
-    ))
+        ready_in: ready,
+        formatted,
+    })
 }

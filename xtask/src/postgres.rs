@@ -13,8 +13,20 @@ use crate::state::{Component, now_secs};
 
 pub const PORT: u16 = 5432;
 pub const ADDRESS: &str = "localhost:5432";
-const ROLE: &str = "openbank";
-const DATABASE: &str = "openbank";
+
+/// The checkout's role and database, `openbank_<hash of the checkout's path>`. Several clones of the repository
+/// share the system cluster but each keeps its Kafka data in its own `.openbank/data`, so each needs its own
+/// database: offsets and results stored for one clone's topics mean nothing to another's.
+pub fn database_name(paths: &Paths) -> String {
+    let root = std::fs::canonicalize(&paths.root).unwrap_or_else(|_| paths.root.clone());
+    // FNV-1a: stable across Rust releases (std's hasher is not), so a checkout keeps its database.
+    let hash = root
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("openbank_{:08x}", hash as u32)
+}
 
 pub fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
@@ -55,14 +67,15 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Starts (or reuses) the cluster and makes sure role and database exist with `password`.
+/// Starts (or reuses) the cluster and makes sure the checkout's role and database exist with `password`.
 pub fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Component> {
+    let name = database_name(paths);
     let (version, bin) = server_bin().context(
         "PostgreSQL server is not installed (no /usr/lib/postgresql/<version>/bin/postgres): run `cargo xtask test` \
          once as root, or `apt-get install postgresql`",
     )?;
     let mut managed = false;
-    let (data_dir, admin): (PathBuf, Box<dyn Fn() -> Command>) = if system_cluster_mode() {
+    let (data_dir, admin) = if system_cluster_mode() {
         let clusters = run(Command::new("pg_lsclusters").arg("-h"), "pg_lsclusters")?;
         let line = clusters.lines().find(|l| l.split_whitespace().next() == Some(version.as_str()));
         let line = match line {
@@ -98,27 +111,7 @@ pub fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Component
             run(Command::new("pg_ctlcluster").args([version.as_str(), name, "start"]), "pg_ctlcluster start")?;
             managed = true;
         }
-        (
-            PathBuf::from(data),
-            Box::new(|| {
-                let mut c = Command::new("runuser");
-                c.args([
-                    "-u",
-                    "postgres",
-                    "--",
-                    "psql",
-                    "-X",
-                    "-q",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-p",
-                    "5432",
-                    "-d",
-                    "postgres",
-                ]);
-                c
-            }),
-        )
+        (PathBuf::from(data), Admin::System)
     } else {
         let data = paths.data().join("postgres");
         if !data.join("PG_VERSION").exists() {
@@ -148,37 +141,18 @@ pub fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Component
             )?;
             managed = true;
         }
-        let socket = data.clone();
-        (
-            data,
-            Box::new(move || {
-                let mut c = Command::new(bin.join("psql"));
-                c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", "5432", "-U", "postgres", "-d", "postgres", "-h"])
-                    .arg(&socket);
-                c
-            }),
-        )
+        (data.clone(), Admin::Private { bin, socket: data })
     };
     proc::wait_until("postgres", Duration::from_secs(60), ready)?;
 
     // Role and database; the password goes through stdin so it never shows in a process list.
     let sql = format!(
         "DO $$ BEGIN \
-           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{password}'; \
-           ELSE ALTER ROLE {ROLE} LOGIN CREATEDB PASSWORD '{password}'; END IF; END $$;\n\
-         SELECT 'CREATE DATABASE {DATABASE} OWNER {ROLE}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{DATABASE}')\\gexec\n"
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') THEN CREATE ROLE {name} LOGIN CREATEDB PASSWORD '{password}'; \
+           ELSE ALTER ROLE {name} LOGIN CREATEDB PASSWORD '{password}'; END IF; END $$;\n\
+         SELECT 'CREATE DATABASE {name} OWNER {name}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{name}')\\gexec\n"
     );
-    let mut child = admin()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("failed to run psql")?;
-    child.stdin.take().expect("piped").write_all(sql.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("cannot create the {ROLE} role and database: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
+    admin.sql(&sql).with_context(|| format!("cannot create the {name} role and database"))?;
 
     let pid = std::fs::read_to_string(data_dir.join("postmaster.pid"))
         .ok()
@@ -194,8 +168,77 @@ pub fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Component
     })
 }
 
-pub fn database_url(password: &str) -> String {
-    format!("postgres://{ROLE}:{password}@localhost:{PORT}/{DATABASE}")
+pub fn database_url(paths: &Paths, password: &str) -> String {
+    let name = database_name(paths);
+    format!("postgres://{name}:{password}@localhost:{PORT}/{name}")
+}
+
+/// How xtask reaches the cluster as its superuser.
+enum Admin {
+    /// Debian's cluster: `psql` as the `postgres` OS user over the default socket.
+    System,
+    /// The private cluster: its own `psql` over the socket in its data folder.
+    Private { bin: PathBuf, socket: PathBuf },
+}
+
+impl Admin {
+    fn current(paths: &Paths) -> anyhow::Result<Self> {
+        if system_cluster_mode() {
+            return Ok(Self::System);
+        }
+        let (_, bin) = server_bin().context("PostgreSQL is not installed")?;
+        Ok(Self::Private { bin, socket: paths.data().join("postgres") })
+    }
+
+    fn psql(&self) -> Command {
+        let mut c = match self {
+            Self::System => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--", "psql"]);
+                c
+            }
+            Self::Private { bin, socket } => {
+                let mut c = Command::new(bin.join("psql"));
+                c.args(["-U", "postgres", "-h"]).arg(socket);
+                c
+            }
+        };
+        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", "5432", "-d", "postgres"]);
+        c
+    }
+
+    /// Runs `sql` (through stdin, so no secret shows in a process list) and returns what it printed.
+    fn sql(&self, sql: &str) -> anyhow::Result<String> {
+        let mut child = self
+            .psql()
+            .arg("-tA")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("failed to run psql")?;
+        child.stdin.take().expect("piped").write_all(sql.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Empties the checkout's database (drop and create again). `up` calls it when Kafka's storage was just
+/// formatted: stored offsets, results and accounts cannot belong to topics that no longer exist.
+pub fn reset_database(paths: &Paths) -> anyhow::Result<bool> {
+    let name = database_name(paths);
+    let admin = Admin::current(paths)?;
+    let exists = admin.sql(&format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"))?;
+    if exists.trim().is_empty() {
+        return Ok(false);
+    }
+    admin
+        .sql(&format!("DROP DATABASE \"{name}\" WITH (FORCE);\nCREATE DATABASE {name} OWNER {name};\n"))
+        .with_context(|| format!("cannot recreate database {name}"))?;
+    Ok(true)
 }
 
 /// Stops the cluster if xtask started it.
@@ -231,24 +274,33 @@ pub fn restart(paths: &Paths) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Drops the stack's databases (system cluster) so `down --clean` leaves no data behind.
-pub fn drop_databases() -> anyhow::Result<()> {
-    if !system_cluster_mode() {
-        return Ok(());
+/// Drops the checkout's database and the test databases its role created (system cluster; a private
+/// cluster is deleted with `.openbank/data`), so `down --clean` leaves no data behind.
+pub fn drop_databases(paths: &Paths) -> anyhow::Result<usize> {
+    drop_matching(paths, true)
+}
+
+/// Drops the test databases (`test_*`) the checkout's role created; `cargo xtask test` calls it when the tests
+/// are done so they do not pile up.
+pub fn drop_test_databases(paths: &Paths) -> anyhow::Result<usize> {
+    drop_matching(paths, false)
+}
+
+fn drop_matching(paths: &Paths, including_main: bool) -> anyhow::Result<usize> {
+    if !system_cluster_mode() && !paths.data().join("postgres").join("PG_VERSION").exists() {
+        return Ok(0);
     }
-    let list = run(
-        Command::new("runuser")
-            .args(["-u", "postgres", "--", "psql", "-X", "-tA", "-p", "5432", "-d", "postgres", "-c"])
-            .arg("SELECT datname FROM pg_database WHERE datname = 'openbank' OR datname LIKE 'test\\_%'"),
-        "psql",
-    )?;
+    let name = database_name(paths);
+    let admin = Admin::current(paths)?;
+    let main = if including_main { format!("datname = '{name}' OR ") } else { String::new() };
+    let list = admin.sql(&format!(
+        "SELECT datname FROM pg_database WHERE {main}\
+           (datname LIKE 'test\\_%' AND datdba = (SELECT oid FROM pg_roles WHERE rolname = '{name}'))"
+    ))?;
+    let mut dropped = 0;
     for db in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        run(
-            Command::new("runuser")
-                .args(["-u", "postgres", "--", "psql", "-X", "-q", "-p", "5432", "-d", "postgres", "-c"])
-                .arg(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")),
-            "drop database",
-        )?;
+        admin.sql(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).context("drop database")?;
+        dropped += 1;
     }
-    Ok(())
+    Ok(dropped)
 }

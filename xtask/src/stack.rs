@@ -65,7 +65,7 @@ impl Endpoints {
         let database = var("DATABASE_URL");
         let database_url = match &database {
             Some(url) => url.clone(),
-            None => postgres::database_url(&password(paths)?),
+            None => postgres::database_url(paths, &password(paths)?),
         };
         Ok(Self {
             external_kafka: var("KAFKA_BROKERS").is_some(),
@@ -277,8 +277,12 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
     } else {
         let log = run_dir(&paths, &mut state)?.join("kafka.log");
         step("kafka", &format!("starting Apache Kafka {} (KRaft)", kafka::VERSION));
-        let (c, took) = kafka::up(&paths, &log)?;
+        let kafka::Started { component: c, ready_in: took, formatted } = kafka::up(&paths, &log)?;
         step("kafka", &format!("ready on {} in {:.1}s (pid {})", c.address, took.as_secs_f64(), c.pid.unwrap_or(0)));
+        // A new cluster has none of the topics the database's offsets, results and accounts refer to.
+        if formatted && !endpoints.external_database && postgres::reset_database(&paths)? {
+            step("postgres", &format!("emptied {}: Kafka's storage is new", postgres::database_name(&paths)));
+        }
         report.kafka_start = Some(took);
         report.started.push("kafka".into());
         state.put(c);
@@ -465,7 +469,7 @@ pub fn down(clean: bool) -> anyhow::Result<Vec<String>> {
         if c.name == "postgres" {
             if postgres::ready() {
                 if clean {
-                    postgres::drop_databases()?;
+                    postgres::drop_databases(&paths)?;
                 }
                 postgres::down(&paths)?;
                 step("postgres", "stopped");
@@ -536,7 +540,7 @@ pub fn restart(component: &str) -> anyhow::Result<()> {
                 proc::stop(pid, &c.needle, Duration::from_secs(30));
             }
             let log = run_dir(&paths, &mut state)?.join("kafka.log");
-            let (c, took) = kafka::up(&paths, &log)?;
+            let kafka::Started { component: c, ready_in: took, .. } = kafka::up(&paths, &log)?;
             step("kafka", &format!("restarted, ready in {:.1}s (pid {})", took.as_secs_f64(), c.pid.unwrap_or(0)));
             state.put(c);
             state.save(&paths.state_file())?;

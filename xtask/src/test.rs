@@ -126,6 +126,11 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
     banner("pipeline under load, then `cargo xtask audit`");
     checks.push(("the running pipeline handles load and `audit` passes".into(), pipeline_check()?));
 
+    if !endpoints.external_database {
+        let dropped = crate::postgres::drop_test_databases(&paths)?;
+        eprintln!("dropped {dropped} test databases");
+    }
+
     if !was_up && !opts.keep_up {
         banner("cargo xtask down (must leave no process behind)");
         let before = stack::load_state()?;
