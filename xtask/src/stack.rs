@@ -31,6 +31,7 @@ const SERVICES: &[Service] = &[
     Service { name: "synchronizer", probe: Probe::OneShot },
     Service { name: "heartbeat", probe: Probe::Http("127.0.0.1:17888") },
     Service { name: "command-handler", probe: Probe::Http("127.0.0.1:9103") },
+    Service { name: "graphql-endpoint", probe: Probe::Http("127.0.0.1:8888") },
     Service { name: "command-generator", probe: Probe::Http("127.0.0.1:9102") },
 ];
 
@@ -54,6 +55,10 @@ pub struct Endpoints {
     pub database_url: String,
     /// Token of the company account, shared by the handler (which sets it) and the generator (which pays salaries).
     pub company_token: String,
+    /// Password of the gateway's bank employee (user `employee`).
+    pub employee_password: String,
+    /// The built web UI the gateway serves at `/`.
+    pub frontend_dir: PathBuf,
     pub external_kafka: bool,
     pub external_registry: bool,
     pub external_database: bool,
@@ -78,6 +83,11 @@ impl Endpoints {
                 Some(t) => t,
                 None => secret(paths, "company-token")?,
             },
+            employee_password: match var("EMPLOYEE_PASSWORD") {
+                Some(p) => p,
+                None => secret(paths, "employee-password")?,
+            },
+            frontend_dir: paths.root.join("frontend").join("dist"),
         })
     }
 
@@ -85,7 +95,9 @@ impl Endpoints {
         cmd.env("KAFKA_BROKERS", &self.kafka_brokers)
             .env("SCHEMA_REGISTRY_URL", &self.registry_url)
             .env("DATABASE_URL", &self.database_url)
-            .env("COMPANY_ACCOUNT_TOKEN", &self.company_token);
+            .env("COMPANY_ACCOUNT_TOKEN", &self.company_token)
+            .env("EMPLOYEE_PASSWORD", &self.employee_password)
+            .env("FRONTEND_DIR", &self.frontend_dir);
     }
 }
 
@@ -439,6 +451,9 @@ fn write_env(paths: &Paths, e: &Endpoints) -> anyhow::Result<()> {
 }
 
 fn print_urls(paths: &Paths, e: &Endpoints) {
+    eprintln!("  Web UI           http://localhost:8888/");
+    eprintln!("  GraphiQL         http://localhost:8888/graphiql");
+    eprintln!("  Bank employee    user `employee`, password in {}", paths.home.join("employee-password").display());
     eprintln!("  Kafka            {}", e.kafka_brokers);
     eprintln!("  Schema registry  {}/subjects", e.registry_url);
     eprintln!("  PostgreSQL       {}", bank_redact(&e.database_url));

@@ -1,0 +1,274 @@
+//! What happens now, per instance: one Kafka consumer reads every partition of `balance_changed` from the end
+//! and fans the records out to this instance's subscribers; a Postgres `LISTEN` delivers the results of gateway
+//! transfers and account creations (written by whichever instance's projection saw them) to waiting requests and
+//! to `transferResults` subscribers.
+
+use crate::store::{self, BalanceRecord};
+use bank_core::avro::BalanceChanged;
+use bank_core::registry::Codec;
+use bank_core::shutdown::CancellationToken;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use sqlx::postgres::{PgListener, PgPool};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
+use uuid::Uuid;
+
+/// A result announced through `pg_notify` by the projection.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Notice {
+    /// `transfer` or `account`
+    pub kind: String,
+    pub id: Uuid,
+    pub user: i64,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Buffered events per subscriber before it counts as too slow and is dropped.
+pub const SUBSCRIBER_BUFFER: usize = 4096;
+
+pub struct Hub {
+    pub transactions: broadcast::Sender<Arc<BalanceRecord>>,
+    pub results: broadcast::Sender<Arc<Notice>>,
+    waiters: Mutex<HashMap<Uuid, oneshot::Sender<Notice>>>,
+    rate: Mutex<VecDeque<(u64, u64)>>,
+    live_assigned: AtomicBool,
+    listening: AtomicBool,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            transactions: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            results: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            waiters: Mutex::default(),
+            rate: Mutex::default(),
+            live_assigned: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
+        }
+    }
+}
+
+const RATE_WINDOW_SECS: u64 = 10;
+
+impl Hub {
+    /// Registers interest in the result of command `id`; call before sending the command.
+    pub fn expect(&self, id: Uuid) -> oneshot::Receiver<Notice> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().expect("waiters lock").insert(id, tx);
+        rx
+    }
+
+    pub fn forget(&self, id: Uuid) {
+        self.waiters.lock().expect("waiters lock").remove(&id);
+    }
+
+    fn notify(&self, notice: Notice) {
+        if let Some(tx) = self.waiters.lock().expect("waiters lock").remove(&notice.id) {
+            let _ = tx.send(notice.clone());
+        }
+        if notice.kind == "transfer" {
+            let _ = self.results.send(Arc::new(notice));
+        }
+    }
+
+    /// Both feeds are connected: the Kafka consumer has its partitions and the Postgres listener listens.
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.live_assigned.load(Ordering::Relaxed) {
+            return Err("live consumer not assigned yet".into());
+        }
+        if !self.listening.load(Ordering::Relaxed) {
+            return Err("not listening for results".into());
+        }
+        Ok(())
+    }
+
+    fn count_transfer(&self, now_sec: u64) {
+        let mut rate = self.rate.lock().expect("rate lock");
+        match rate.back_mut() {
+            Some((sec, n)) if *sec == now_sec => *n += 1,
+            _ => rate.push_back((now_sec, 1)),
+        }
+        while rate.front().is_some_and(|(sec, _)| *sec + RATE_WINDOW_SECS < now_sec) {
+            rate.pop_front();
+        }
+    }
+
+    /// Confirmed transfers per second over the last ten whole seconds, as seen on `balance_changed`.
+    pub fn transfers_per_second(&self) -> f64 {
+        let now = unix_secs();
+        let rate = self.rate.lock().expect("rate lock");
+        let n: u64 = rate.iter().filter(|(sec, _)| *sec < now && *sec + RATE_WINDOW_SECS >= now).map(|(_, n)| n).sum();
+        n as f64 / RATE_WINDOW_SECS as f64
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A confirmed transfer shows once on `balance_changed`: as its debit, or as its credit when paid in cash.
+pub fn counts_as_transfer(changed_by: i64, from_to: &str) -> bool {
+    changed_by < 0 || from_to == bank_core::CASH
+}
+
+pub fn decode_time(m: &impl Message) -> chrono::DateTime<chrono::Utc> {
+    m.timestamp().to_millis().and_then(chrono::DateTime::from_timestamp_millis).unwrap_or_else(chrono::Utc::now)
+}
+
+pub fn record_of(b: BalanceChanged, m: &impl Message) -> BalanceRecord {
+    BalanceRecord {
+        transfer_id: b.transfer_id.map(|i| i.as_uuid()),
+        iban: b.iban,
+        new_balance: b.new_balance,
+        changed_by: b.changed_by,
+        from_to: b.from_to,
+        description: b.description,
+        at: decode_time(m),
+        partition: m.partition(),
+        offset: m.offset(),
+    }
+}
+
+/// Reads `topic` from the end of every partition and broadcasts each balance change.
+pub async fn run_transactions(
+    hub: Arc<Hub>,
+    consumer: StreamConsumer,
+    codec: Arc<Codec>,
+    topic: String,
+    shutdown: CancellationToken,
+) {
+    let consumer = Arc::new(consumer);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let c = consumer.clone();
+        let t = topic.clone();
+        let assigned = tokio::task::spawn_blocking(move || assign_at_end(&c, &t)).await;
+        match assigned {
+            Ok(Ok(n)) => {
+                tracing::info!(partitions = n, topic = %topic, "live feed assigned at the end of every partition");
+                break;
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot assign the live feed yet; retrying"),
+            Err(e) => tracing::warn!(error = %e, "assigning the live feed failed; retrying"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    hub.live_assigned.store(true, Ordering::Relaxed);
+    loop {
+        let m = tokio::select! {
+            () = shutdown.cancelled() => return,
+            m = consumer.recv() => m,
+        };
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "live feed consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match codec.decode::<BalanceChanged>(m.payload()).await {
+            Ok(b) => {
+                let record = record_of(b, &m);
+                if counts_as_transfer(record.changed_by, &record.from_to) {
+                    hub.count_transfer(unix_secs());
+                }
+                metrics::counter!("gateway_live_events_total").increment(1);
+                // No subscriber is not an error.
+                let _ = hub.transactions.send(Arc::new(record));
+            }
+            Err(e) => {
+                if e.is_transient() {
+                    codec.forget_failures();
+                }
+                metrics::counter!("gateway_live_undecodable_total").increment(1);
+                tracing::warn!(error = %e, partition = m.partition(), offset = m.offset(), "live feed skips an undecodable record");
+            }
+        }
+    }
+}
+
+fn assign_at_end(consumer: &StreamConsumer, topic: &str) -> anyhow::Result<usize> {
+    let timeout = Duration::from_secs(5);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        anyhow::bail!("topic {topic} has no partitions (not provisioned yet?)");
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        // An explicit offset: records produced between now and the first fetch are not skipped.
+        let (_, high) = consumer.fetch_watermarks(topic, *p, timeout)?;
+        tpl.add_partition_offset(topic, *p, Offset::Offset(high))?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(partitions.len())
+}
+
+/// Listens for the projection's notices (all instances receive all of them) and hands them on.
+pub async fn run_notices(hub: Arc<Hub>, pool: PgPool, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let listener = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(store::CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = tokio::select! {
+            () = shutdown.cancelled() => return,
+            l = listener => match l {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for results yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+        };
+        hub.listening.store(true, Ordering::Relaxed);
+        backoff = Duration::from_millis(200);
+        loop {
+            let n = tokio::select! {
+                () = shutdown.cancelled() => return,
+                n = listener.try_recv() => n,
+            };
+            match n {
+                Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
+                    Ok(notice) => hub.notify(notice),
+                    Err(e) => tracing::warn!(error = %e, "ignoring a malformed notice"),
+                },
+                Ok(None) => {
+                    // The connection dropped; notices sent meanwhile are lost, so waiting requests fall back to
+                    // reading the stored status when their wait ends.
+                    tracing::warn!("result listener lost its connection; reconnecting");
+                    hub.listening.store(false, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "result listener failed; reconnecting");
+                    hub.listening.store(false, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,633 @@
+//! The GraphQL schema: queries, mutations and subscriptions, with authorisation on every field that reads or
+//! moves money. Errors carry a code in `extensions.code` (`UNAUTHENTICATED`, `FORBIDDEN`, `INVALID_INPUT` with
+//! `extensions.field`, `USERNAME_TAKEN`, `ACCOUNT_PENDING`, `UNAVAILABLE`, `SLOW_SUBSCRIBER`, `INTERNAL`);
+//! refusals by the command-handler come back as a FAILED `TransferResult` with the handler's reason code.
+
+use crate::gateway::{Gateway, Viewer};
+use crate::live::Notice;
+use crate::store::{self, Role, TransferRow, User};
+use async_graphql::{
+    Context, Enum, Error, ErrorExtensions, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, Schema,
+    SimpleObject, Subscription, Value,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bank_core::refusal::{MAX_DESCRIPTION_CHARS, Refusal};
+use bank_core::{COMPANY_IBAN, Iban};
+use futures::Stream;
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+
+pub type BankSchema = Schema<Query, Mutation, Subscription>;
+
+/// Deepest query accepted (introspection included).
+pub const MAX_DEPTH: usize = 16;
+/// Most fields one query may select.
+pub const MAX_COMPLEXITY: usize = 1000;
+/// Largest page of a connection.
+pub const MAX_PAGE: i32 = 100;
+
+pub fn build(gateway: Arc<Gateway>) -> BankSchema {
+    Schema::build(Query, Mutation, Subscription)
+        .data(gateway)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// The schema in SDL, as committed in `graphql-endpoint/schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, Subscription).finish().sdl()
+}
+
+// ---- errors -------------------------------------------------------------------------------------------------
+
+pub fn coded(code: &'static str, message: impl Into<String>) -> Error {
+    Error::new(message).extend_with(|_, e| e.set("code", code))
+}
+
+pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+    Error::new(message).extend_with(|_, e| {
+        e.set("code", "INVALID_INPUT");
+        e.set("field", field);
+    })
+}
+
+/// Logs the cause with a reference and returns only the reference to the client.
+pub fn internal(cause: impl std::fmt::Display) -> Error {
+    let reference = uuid::Uuid::new_v4();
+    tracing::error!(%reference, error = %cause, "internal error");
+    coded("INTERNAL", format!("internal error (reference {reference})"))
+}
+
+// ---- scalars and types --------------------------------------------------------------------------------------
+
+/// A 64-bit integer (cents, counters), sent as a decimal string so JavaScript keeps every digit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BigInt(pub i64);
+
+#[Scalar(name = "BigInt")]
+impl ScalarType for BigInt {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(s) => s.parse().map(BigInt).map_err(|_| InputValueError::custom("not a 64-bit integer")),
+            Value::Number(n) => n.as_i64().map(BigInt).ok_or_else(|| InputValueError::custom("not a 64-bit integer")),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_string())
+    }
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Account {
+    pub iban: String,
+    /// Balance in cents
+    pub balance_cents: BigInt,
+    /// Lowest balance allowed, in cents (negative: an overdraft)
+    pub limit_cents: BigInt,
+    /// AUTO (made by the command generator) or MANUAL (a registered user), when known
+    pub a_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum UserRole {
+    Client,
+    Employee,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Session {
+    /// Opaque bearer token: `Authorization: Bearer <token>` over HTTP, `{"token": "<token>"}` in `connection_init`
+    pub token: String,
+    pub username: String,
+    pub role: UserRole,
+    pub account: Account,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum TransferStatus {
+    Confirmed,
+    Failed,
+    /// No answer within the wait; the result follows on `transferResults` and `transfer(id)`
+    Pending,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct TransferResult {
+    pub id: ID,
+    pub status: TransferStatus,
+    /// The handler's reason when FAILED, `CODE: message`
+    pub reason: Option<String>,
+    /// The handler's refusal code when FAILED, e.g. INSUFFICIENT_FUNDS
+    pub code: Option<String>,
+}
+
+impl TransferResult {
+    fn of(id: uuid::Uuid, status: &str, reason: Option<&str>) -> Self {
+        let status = match status {
+            "CONFIRMED" => TransferStatus::Confirmed,
+            "FAILED" => TransferStatus::Failed,
+            _ => TransferStatus::Pending,
+        };
+        let code = reason.and_then(|r| Refusal::parse_reason(r).0).map(|c| c.as_str().to_owned());
+        Self { id: ID(id.to_string()), status, reason: reason.map(str::to_owned), code }
+    }
+
+    fn from_row(r: &TransferRow) -> Self {
+        Self::of(r.id, &r.status, r.reason.as_deref())
+    }
+
+    fn from_notice(n: &Notice) -> Self {
+        Self::of(n.id, n.status.as_deref().unwrap_or("PENDING"), n.reason.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum Direction {
+    /// Money in
+    Credit,
+    /// Money out
+    Debit,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Transaction {
+    /// `<transfer id>:<iban>`: the same in queries and subscriptions
+    pub id: ID,
+    pub transfer_id: Option<ID>,
+    pub iban: String,
+    pub new_balance_cents: BigInt,
+    pub changed_by_cents: BigInt,
+    /// The other side: an IBAN, or `cash`
+    pub from_to: String,
+    pub description: String,
+    pub direction: Direction,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<&store::BalanceRecord> for Transaction {
+    fn from(r: &store::BalanceRecord) -> Self {
+        transaction(r.transfer_id, &r.iban, r.new_balance, r.changed_by, &r.from_to, &r.description, r.at, r.partition, r.offset)
+    }
+}
+
+impl From<&store::TransactionRow> for Transaction {
+    fn from(r: &store::TransactionRow) -> Self {
+        transaction(
+            r.transfer_id,
+            &r.iban,
+            r.new_balance,
+            r.changed_by,
+            &r.from_to,
+            &r.description,
+            r.at,
+            r.kafka_partition,
+            r.kafka_offset,
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transaction(
+    transfer_id: Option<uuid::Uuid>,
+    iban: &str,
+    new_balance: i64,
+    changed_by: i64,
+    from_to: &str,
+    description: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    partition: i32,
+    offset: i64,
+) -> Transaction {
+    let id = match transfer_id {
+        Some(t) => format!("{t}:{iban}"),
+        None => format!("p{partition}o{offset}:{iban}"),
+    };
+    Transaction {
+        id: ID(id),
+        transfer_id: transfer_id.map(|t| ID(t.to_string())),
+        iban: iban.to_owned(),
+        new_balance_cents: BigInt(new_balance),
+        changed_by_cents: BigInt(changed_by),
+        from_to: from_to.to_owned(),
+        description: description.to_owned(),
+        direction: if changed_by < 0 { Direction::Debit } else { Direction::Credit },
+        at,
+    }
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct TransactionEdge {
+    pub cursor: String,
+    pub node: Transaction,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct TransactionConnection {
+    pub edges: Vec<TransactionEdge>,
+    pub nodes: Vec<Transaction>,
+    pub page_info: PageInfo,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct AccountEdge {
+    pub cursor: String,
+    pub node: Account,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct AccountConnection {
+    pub edges: Vec<AccountEdge>,
+    pub nodes: Vec<Account>,
+    pub page_info: PageInfo,
+}
+
+/// Public counters of the whole bank.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct BankStats {
+    /// Accounts known to the gateway's projection
+    pub accounts: BigInt,
+    /// Balance changes projected
+    pub transactions: BigInt,
+    /// Confirmed transfers projected (deposits and withdrawals included)
+    pub transfers: BigInt,
+    /// Confirmed transfers per second over the last ten seconds
+    pub transfers_per_second: f64,
+}
+
+// ---- authorisation helpers ----------------------------------------------------------------------------------
+
+fn gateway<'a>(ctx: &Context<'a>) -> &'a Arc<Gateway> {
+    ctx.data_unchecked::<Arc<Gateway>>()
+}
+
+fn viewer<'a>(ctx: &Context<'a>) -> &'a Viewer {
+    ctx.data_opt::<Viewer>().unwrap_or(&Viewer::Anonymous)
+}
+
+fn signed_in<'a>(ctx: &Context<'a>) -> Result<&'a User, Error> {
+    match viewer(ctx) {
+        Viewer::Signed { user, .. } => Ok(user),
+        Viewer::Anonymous => Err(coded("UNAUTHENTICATED", "sign in first: send `Authorization: Bearer <token>`")),
+        Viewer::Unknown => Err(coded("UNAUTHENTICATED", "the session token is unknown or expired; log in again")),
+    }
+}
+
+/// The user's account: (iban, token), or why there is none yet.
+fn own_account(user: &User) -> Result<(&str, &str), Error> {
+    match (&user.iban, &user.account_token) {
+        (Some(iban), Some(token)) => Ok((iban, token)),
+        _ => Err(match &user.account_error {
+            Some(reason) => coded("ACCOUNT_REFUSED", format!("the bank refused to open the account: {reason}")),
+            None => coded("ACCOUNT_PENDING", "the account is still being opened; try again in a moment"),
+        }),
+    }
+}
+
+/// Whether the viewer may read `iban`: the company feed is public, a client reads its own, an employee all.
+fn may_read(ctx: &Context<'_>, iban: &str) -> Result<(), Error> {
+    if iban == COMPANY_IBAN {
+        return Ok(());
+    }
+    Iban::parse(iban).map_err(|e| invalid("iban", e.to_string()))?;
+    let user = signed_in(ctx)?;
+    if user.role == Role::Employee || user.iban.as_deref() == Some(iban) {
+        return Ok(());
+    }
+    Err(coded("FORBIDDEN", "you may only read your own account"))
+}
+
+fn page_size(first: Option<i32>) -> Result<i64, Error> {
+    match first {
+        None => Ok(20),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(i64::from(n)),
+        Some(_) => Err(invalid("first", format!("must be between 1 and {MAX_PAGE}"))),
+    }
+}
+
+fn encode_cursor(kind: &str, value: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{value}"))
+}
+
+fn decode_cursor(kind: &str, cursor: &str) -> Result<String, Error> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix(&format!("{kind}:")).map(str::to_owned))
+        .ok_or_else(|| invalid("after", "not a cursor of this list"))
+}
+
+async fn account(gw: &Gateway, iban: &str, a_type: Option<String>) -> Result<Account, Error> {
+    let balance = store::balance(&gw.pool, iban).await.map_err(internal)?;
+    Ok(Account {
+        iban: iban.to_owned(),
+        balance_cents: BigInt(balance),
+        limit_cents: BigInt(gw.settings.limit_cents),
+        a_type,
+    })
+}
+
+fn role_of(user: &User) -> UserRole {
+    match user.role {
+        Role::Client => UserRole::Client,
+        Role::Employee => UserRole::Employee,
+    }
+}
+
+// ---- queries ------------------------------------------------------------------------------------------------
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The signed-in user's account.
+    async fn me(&self, ctx: &Context<'_>) -> Result<Account, Error> {
+        let user = signed_in(ctx)?;
+        let (iban, _) = own_account(user)?;
+        account(gateway(ctx), iban, Some("MANUAL".into())).await
+    }
+
+    /// An account's transactions, newest first. Your own account, the company account (public), or any
+    /// account for a bank employee.
+    async fn transactions(
+        &self,
+        ctx: &Context<'_>,
+        iban: String,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<TransactionConnection, Error> {
+        may_read(ctx, &iban)?;
+        let limit = page_size(first)?;
+        let before = match after {
+            Some(c) => Some(decode_cursor("tx", &c)?.parse::<i64>().map_err(|_| invalid("after", "not a cursor"))?),
+            None => None,
+        };
+        let mut rows = store::history(&gateway(ctx).pool, &iban, before, limit + 1).await.map_err(internal)?;
+        let has_next_page = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let edges: Vec<TransactionEdge> = rows
+            .iter()
+            .map(|r| TransactionEdge { cursor: encode_cursor("tx", &r.seq.to_string()), node: Transaction::from(r) })
+            .collect();
+        Ok(TransactionConnection {
+            page_info: PageInfo { has_next_page, end_cursor: edges.last().map(|e| e.cursor.clone()) },
+            nodes: edges.iter().map(|e| e.node.clone()).collect(),
+            edges,
+        })
+    }
+
+    /// Every account, by IBAN. Bank employees only.
+    async fn accounts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<AccountConnection, Error> {
+        let user = signed_in(ctx)?;
+        if user.role != Role::Employee {
+            return Err(coded("FORBIDDEN", "only bank employees may list accounts"));
+        }
+        let limit = page_size(first)?;
+        let after = after.map(|c| decode_cursor("acct", &c)).transpose()?;
+        let gw = gateway(ctx);
+        let mut rows = store::accounts(&gw.pool, after.as_deref(), limit + 1).await.map_err(internal)?;
+        let has_next_page = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let edges: Vec<AccountEdge> = rows
+            .into_iter()
+            .map(|r| AccountEdge {
+                cursor: encode_cursor("acct", &r.iban),
+                node: Account {
+                    iban: r.iban,
+                    balance_cents: BigInt(r.balance),
+                    limit_cents: BigInt(gw.settings.limit_cents),
+                    a_type: r.a_type,
+                },
+            })
+            .collect();
+        Ok(AccountConnection {
+            page_info: PageInfo { has_next_page, end_cursor: edges.last().map(|e| e.cursor.clone()) },
+            nodes: edges.iter().map(|e| e.node.clone()).collect(),
+            edges,
+        })
+    }
+
+    /// Public counters.
+    async fn bank_stats(&self, ctx: &Context<'_>) -> Result<BankStats, Error> {
+        let gw = gateway(ctx);
+        let c = store::counters(&gw.pool).await.map_err(internal)?;
+        let get = |k: &str| BigInt(c.get(k).copied().unwrap_or(0));
+        Ok(BankStats {
+            accounts: get("accounts"),
+            transactions: get("transactions"),
+            transfers: get("transfers"),
+            transfers_per_second: gw.hub.transfers_per_second(),
+        })
+    }
+
+    /// One of your transfers, by the id a mutation returned.
+    async fn transfer(&self, ctx: &Context<'_>, id: ID) -> Result<Option<TransferResult>, Error> {
+        let user = signed_in(ctx)?;
+        let id = uuid::Uuid::parse_str(&id).map_err(|_| invalid("id", "not a transfer id (uuid)"))?;
+        let row = store::transfer(&gateway(ctx).pool, user.id, id).await.map_err(internal)?;
+        Ok(row.as_ref().map(TransferResult::from_row))
+    }
+}
+
+// ---- mutations ----------------------------------------------------------------------------------------------
+
+pub struct Mutation;
+
+fn check_username(username: &str) -> Result<String, Error> {
+    let u = username.to_ascii_lowercase();
+    let ok = (3..=32).contains(&u.len())
+        && u.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+    if ok { Ok(u) } else { Err(invalid("username", "3 to 32 characters: letters, digits, '.', '_' or '-'")) }
+}
+
+fn check_amount(amount_cents: i32) -> Result<i64, Error> {
+    if amount_cents <= 0 {
+        return Err(invalid("amountCents", "must be a positive number of cents"));
+    }
+    Ok(i64::from(amount_cents))
+}
+
+#[Object]
+impl Mutation {
+    /// Creates a user and opens its account; returns once the account exists, signed in.
+    async fn register(&self, ctx: &Context<'_>, username: String, password: String) -> Result<Session, Error> {
+        let username = check_username(&username)?;
+        let chars = password.chars().count();
+        if !(crate::gateway::MIN_PASSWORD_CHARS..=crate::gateway::MAX_PASSWORD_CHARS).contains(&chars) {
+            return Err(invalid(
+                "password",
+                format!(
+                    "must be {} to {} characters",
+                    crate::gateway::MIN_PASSWORD_CHARS,
+                    crate::gateway::MAX_PASSWORD_CHARS
+                ),
+            ));
+        }
+        let gw = gateway(ctx);
+        let user = gw.register(&username, &password).await?;
+        session(gw, &user).await
+    }
+
+    /// Signs in; returns a new session token.
+    async fn login(&self, ctx: &Context<'_>, username: String, password: String) -> Result<Session, Error> {
+        let gw = gateway(ctx);
+        let user = gw.login(&username, &password).await?;
+        session(gw, &user).await
+    }
+
+    /// Ends the current session.
+    async fn logout(&self, ctx: &Context<'_>) -> Result<bool, Error> {
+        signed_in(ctx)?;
+        match viewer(ctx) {
+            Viewer::Signed { token, .. } => store::delete_session(&gateway(ctx).pool, token).await.map_err(internal),
+            _ => Ok(false),
+        }
+    }
+
+    /// Pays cash into your account.
+    async fn deposit(&self, ctx: &Context<'_>, amount_cents: i32) -> Result<TransferResult, Error> {
+        let user = signed_in(ctx)?;
+        let amount = check_amount(amount_cents)?;
+        let (iban, _) = own_account(user)?;
+        gateway(ctx).submit(user, bank_core::CASH, iban, amount, "cash deposit", None).await.map(|r| r.into())
+    }
+
+    /// Takes cash out of your account.
+    async fn withdraw(&self, ctx: &Context<'_>, amount_cents: i32) -> Result<TransferResult, Error> {
+        let user = signed_in(ctx)?;
+        let amount = check_amount(amount_cents)?;
+        let (iban, _) = own_account(user)?;
+        gateway(ctx).submit(user, iban, bank_core::CASH, amount, "cash withdrawal", None).await.map(|r| r.into())
+    }
+
+    /// Moves money from your account to `to`. Waits briefly for the bank's answer, else reports PENDING.
+    /// Sending the same `idempotencyKey` again returns the first transfer's result and moves no money.
+    async fn transfer_money(
+        &self,
+        ctx: &Context<'_>,
+        to: String,
+        amount_cents: i32,
+        description: String,
+        idempotency_key: Option<ID>,
+    ) -> Result<TransferResult, Error> {
+        let user = signed_in(ctx)?;
+        let amount = check_amount(amount_cents)?;
+        let to = Iban::parse(&to).map_err(|e| invalid("to", e.to_string()))?;
+        if description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(invalid("description", format!("at most {MAX_DESCRIPTION_CHARS} characters")));
+        }
+        if let Some(k) = &idempotency_key {
+            let ok = (1..=100).contains(&k.len())
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+            if !ok {
+                return Err(invalid("idempotencyKey", "1 to 100 characters: letters, digits, '.', '_', '-' or ':'"));
+            }
+        }
+        let (iban, _) = own_account(user)?;
+        gateway(ctx)
+            .submit(user, iban, to.as_str(), amount, &description, idempotency_key.map(|k| k.0))
+            .await
+            .map(|r| r.into())
+    }
+}
+
+impl From<TransferRow> for TransferResult {
+    fn from(r: TransferRow) -> Self {
+        TransferResult::from_row(&r)
+    }
+}
+
+async fn session(gw: &Gateway, user: &User) -> Result<Session, Error> {
+    let (iban, _) = own_account(user)?;
+    let token = gw.new_session(user.id).await?;
+    Ok(Session {
+        token,
+        username: user.username.clone(),
+        role: role_of(user),
+        account: account(gw, iban, Some("MANUAL".into())).await?,
+    })
+}
+
+// ---- subscriptions ------------------------------------------------------------------------------------------
+
+pub struct Subscription;
+
+#[Subscription]
+impl Subscription {
+    /// Live balance changes of one account (same access rules as the `transactions` query), optionally only
+    /// those of at least `minAmountCents` (either direction) or of one direction.
+    async fn transactions(
+        &self,
+        ctx: &Context<'_>,
+        iban: String,
+        min_amount_cents: Option<i32>,
+        direction: Option<Direction>,
+    ) -> Result<impl Stream<Item = Result<Transaction, Error>> + use<>, Error> {
+        may_read(ctx, &iban)?;
+        let min = i64::from(min_amount_cents.unwrap_or(0)).max(0);
+        let rx = gateway(ctx).hub.transactions.subscribe();
+        metrics::counter!("gateway_subscriptions_total", "kind" => "transactions").increment(1);
+        Ok(feed(rx, move |r: &store::BalanceRecord| {
+            let wanted = r.iban == iban
+                && r.changed_by.unsigned_abs() >= min.unsigned_abs()
+                && direction.is_none_or(|d| (d == Direction::Debit) == (r.changed_by < 0));
+            wanted.then(|| Transaction::from(r))
+        }))
+    }
+
+    /// Results of your own transfers, deposits and withdrawals as the bank decides them.
+    async fn transfer_results(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<impl Stream<Item = Result<TransferResult, Error>> + use<>, Error> {
+        let user_id = signed_in(ctx)?.id;
+        let rx = gateway(ctx).hub.results.subscribe();
+        metrics::counter!("gateway_subscriptions_total", "kind" => "transfer_results").increment(1);
+        Ok(feed(rx, move |n: &Notice| (n.user == user_id).then(|| TransferResult::from_notice(n))))
+    }
+}
+
+/// A subscriber's view of a broadcast: the items `pick` keeps. A subscriber that falls more than the buffer
+/// behind gets a SLOW_SUBSCRIBER error and is dropped; it never holds up anyone else.
+fn feed<T, O>(
+    rx: tokio::sync::broadcast::Receiver<Arc<T>>,
+    pick: impl Fn(&T) -> Option<O> + Send + 'static,
+) -> impl Stream<Item = Result<O, Error>>
+where
+    T: Send + Sync + 'static,
+    O: Send + 'static,
+{
+    futures::stream::unfold(Some((rx, pick)), |state| async move {
+        let (mut rx, pick) = state?;
+        loop {
+            match rx.recv().await {
+                Ok(item) => {
+                    if let Some(o) = pick(&item) {
+                        return Some((Ok(o), Some((rx, pick))));
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    metrics::counter!("gateway_slow_subscribers_total").increment(1);
+                    let e = coded("SLOW_SUBSCRIBER", format!("the subscriber fell {n} events behind and was dropped"));
+                    return Some((Err(e), None));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+}
