@@ -4,8 +4,8 @@
 use crate::live::Hub;
 use crate::schema::{coded, internal};
 use crate::store::{self, NewTransfer, TransferRow, User};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use async_graphql::Error;
 use bank_core::avro::{Atype, AvroRecord, ConfirmAccountCreation, ConfirmMoneyTransfer};
 use bank_core::registry::Codec;
@@ -26,7 +26,10 @@ pub enum Viewer {
     Anonymous,
     /// A token that matches no live session.
     Unknown,
-    Signed { user: User, token: String },
+    Signed {
+        user: User,
+        token: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -65,7 +68,10 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    Ok(Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("hash: {e}"))?.to_string())
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hash: {e}"))?
+        .to_string())
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
@@ -121,7 +127,8 @@ impl Gateway {
         }
         let _ = tokio::time::timeout(self.settings.result_timeout, waiting).await;
         self.hub.forget(creation_id);
-        let user = store::user_by_id(&self.pool, user_id).await.map_err(internal)?.ok_or_else(|| internal("user vanished"))?;
+        let user =
+            store::user_by_id(&self.pool, user_id).await.map_err(internal)?.ok_or_else(|| internal("user vanished"))?;
         if let Some(reason) = &user.account_error {
             let _ = store::delete_user(&self.pool, user_id).await;
             return Err(coded("ACCOUNT_REFUSED", format!("the bank refused to open the account: {reason}")));
@@ -209,7 +216,10 @@ impl Gateway {
             if (row.from_iban.as_str(), row.to_iban.as_str(), row.amount, row.description.as_str())
                 != (from, to, amount, description)
             {
-                return Err(crate::schema::invalid("idempotencyKey", "this key was already used for a different transfer"));
+                return Err(crate::schema::invalid(
+                    "idempotencyKey",
+                    "this key was already used for a different transfer",
+                ));
             }
             if row.status != "PENDING" {
                 return Ok(row);
@@ -238,7 +248,9 @@ impl Gateway {
         let answered = tokio::time::timeout(self.settings.result_timeout, waiting).await;
         self.hub.forget(row.id);
         match answered {
-            Ok(Ok(n)) => Ok(TransferRow { status: n.status.unwrap_or_else(|| "PENDING".into()), reason: n.reason, ..row }),
+            Ok(Ok(n)) => {
+                Ok(TransferRow { status: n.status.unwrap_or_else(|| "PENDING".into()), reason: n.reason, ..row })
+            }
             // No notice (timeout, or the listener reconnected meanwhile): the stored status is the truth.
             _ => Ok(store::transfer(&self.pool, user.id, row.id).await.map_err(internal)?.unwrap_or(row)),
         }

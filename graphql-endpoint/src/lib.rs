@@ -98,7 +98,10 @@ struct App {
 }
 
 /// Connects to Postgres and Kafka and starts the background work (projection, live feed, result listener).
-pub async fn start(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<(Arc<Service>, Vec<tokio::task::JoinHandle<()>>)> {
+pub async fn start(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Arc<Service>, Vec<tokio::task::JoinHandle<()>>)> {
     let pool = bank_core::db::connect(&config.database.database_url, config.database.database_max_connections)
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
@@ -106,7 +109,8 @@ pub async fn start(config: &Config, shutdown: &CancellationToken) -> anyhow::Res
     let prefix = &config.common.topic_prefix;
     let brokers = &config.common.kafka_brokers;
     let producer = bank_core::kafka::producer(brokers, "graphql-endpoint").context("failed to create producer")?;
-    let codec = Arc::new(Codec::new(&config.common.schema_registry_url).context("failed to create the registry codec")?);
+    let codec =
+        Arc::new(Codec::new(&config.common.schema_registry_url).context("failed to create the registry codec")?);
     let hub = Arc::new(Hub::default());
     let gateway = Arc::new(Gateway {
         pool: pool.clone(),
@@ -138,7 +142,8 @@ pub async fn start(config: &Config, shutdown: &CancellationToken) -> anyhow::Res
     tasks.push(tokio::spawn(live::run_notices(hub.clone(), pool.clone(), shutdown.clone())));
 
     let group = format!("{prefix}{}", config.group);
-    let consumer = bank_core::kafka::consumer(brokers, &group, "graphql-endpoint").context("failed to create consumer")?;
+    let consumer =
+        bank_core::kafka::consumer(brokers, &group, "graphql-endpoint").context("failed to create consumer")?;
     let projection = projection::Projection {
         pool: pool.clone(),
         codec: codec.clone(),
@@ -245,9 +250,9 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, request: GraphQLReq
         Ok(v) => v,
         Err(e) => {
             let err = schema::internal(e);
-            return GraphQLResponse::from(async_graphql::Response::from_errors(vec![err.into_server_error(
-                async_graphql::Pos::default(),
-            )]))
+            return GraphQLResponse::from(async_graphql::Response::from_errors(vec![
+                err.into_server_error(async_graphql::Pos::default()),
+            ]))
             .into_response();
         }
     };
@@ -270,24 +275,22 @@ pub fn token_from_init(payload: &serde_json::Value) -> Option<String> {
 
 async fn websocket(State(app): State<App>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
     let service = app.service.clone();
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            let gateway = service.gateway.clone();
-            GraphQLWebSocket::new(socket, service.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    let token = token_from_init(&payload);
-                    let viewer = gateway
-                        .viewer(token.as_deref())
-                        .await
-                        .map_err(|e| async_graphql::Error::new(schema::internal(e).message))?;
-                    if matches!(viewer, Viewer::Unknown) {
-                        return Err(async_graphql::Error::new("UNAUTHENTICATED: the session token is unknown or expired"));
-                    }
-                    let mut data = Data::default();
-                    data.insert(viewer);
-                    Ok(data)
-                })
-                .serve()
-        })
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
+        let gateway = service.gateway.clone();
+        GraphQLWebSocket::new(socket, service.schema.clone(), protocol)
+            .on_connection_init(move |payload| async move {
+                let token = token_from_init(&payload);
+                let viewer = gateway
+                    .viewer(token.as_deref())
+                    .await
+                    .map_err(|e| async_graphql::Error::new(schema::internal(e).message))?;
+                if matches!(viewer, Viewer::Unknown) {
+                    return Err(async_graphql::Error::new("UNAUTHENTICATED: the session token is unknown or expired"));
+                }
+                let mut data = Data::default();
+                data.insert(viewer);
+                Ok(data)
+            })
+            .serve()
+    })
 }

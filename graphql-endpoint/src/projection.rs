@@ -5,7 +5,9 @@
 
 use crate::live::record_of;
 use crate::store::{self, ProjectionBatch};
-use bank_core::avro::{AccountCreationConfirmed, AccountCreationFailed, BalanceChanged, MoneyTransferConfirmed, MoneyTransferFailed};
+use bank_core::avro::{
+    AccountCreationConfirmed, AccountCreationFailed, BalanceChanged, MoneyTransferConfirmed, MoneyTransferFailed,
+};
 use bank_core::registry::{Codec, CodecError};
 use bank_core::shutdown::CancellationToken;
 use bank_core::topics;

@@ -10,10 +10,10 @@ use async_graphql::{
     Context, Enum, Error, ErrorExtensions, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, Schema,
     SimpleObject, Subscription, Value,
 };
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bank_core::refusal::{MAX_DESCRIPTION_CHARS, Refusal};
 use bank_core::{COMPANY_IBAN, Iban};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::Stream;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
@@ -170,7 +170,17 @@ pub struct Transaction {
 
 impl From<&store::BalanceRecord> for Transaction {
     fn from(r: &store::BalanceRecord) -> Self {
-        transaction(r.transfer_id, &r.iban, r.new_balance, r.changed_by, &r.from_to, &r.description, r.at, r.partition, r.offset)
+        transaction(
+            r.transfer_id,
+            &r.iban,
+            r.new_balance,
+            r.changed_by,
+            &r.from_to,
+            &r.description,
+            r.at,
+            r.partition,
+            r.offset,
+        )
     }
 }
 

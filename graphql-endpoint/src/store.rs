@@ -108,7 +108,11 @@ pub struct User {
 
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User").field("id", &self.id).field("username", &self.username).field("iban", &self.iban).finish()
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("iban", &self.iban)
+            .finish()
     }
 }
 
@@ -146,10 +150,11 @@ pub async fn user_by_id(pool: &PgPool, id: i64) -> sqlx::Result<Option<User>> {
 
 /// The user and password hash for a login.
 pub async fn credentials(pool: &PgPool, username: &str) -> sqlx::Result<Option<(User, String)>> {
-    let row = sqlx::query(&format!("SELECT {USER_COLUMNS}, u.password_hash FROM gateway.users u WHERE u.username = $1"))
-        .bind(username)
-        .fetch_optional(pool)
-        .await?;
+    let row =
+        sqlx::query(&format!("SELECT {USER_COLUMNS}, u.password_hash FROM gateway.users u WHERE u.username = $1"))
+            .bind(username)
+            .fetch_optional(pool)
+            .await?;
     Ok(row.map(|r| (user_of(&r), r.get("password_hash"))))
 }
 
@@ -216,7 +221,8 @@ pub async fn insert_session(pool: &PgPool, user_id: i64, token: &str, ttl_secs: 
 }
 
 pub async fn delete_session(pool: &PgPool, token: &str) -> sqlx::Result<bool> {
-    let n = sqlx::query("DELETE FROM gateway.sessions WHERE token_hash = $1").bind(token_hash(token)).execute(pool).await?;
+    let n =
+        sqlx::query("DELETE FROM gateway.sessions WHERE token_hash = $1").bind(token_hash(token)).execute(pool).await?;
     Ok(n.rows_affected() > 0)
 }
 
@@ -326,7 +332,12 @@ pub struct TransactionRow {
 }
 
 /// Newest first, `limit` rows older than `before_seq`.
-pub async fn history(pool: &PgPool, iban: &str, before_seq: Option<i64>, limit: i64) -> sqlx::Result<Vec<TransactionRow>> {
+pub async fn history(
+    pool: &PgPool,
+    iban: &str,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<TransactionRow>> {
     let rows = sqlx::query(
         "SELECT seq, transfer_id, iban, new_balance, changed_by, from_to, description, at, kafka_partition, kafka_offset \
          FROM gateway.transactions WHERE iban = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",

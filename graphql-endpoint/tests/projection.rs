@@ -1,0 +1,88 @@
+//! The projection of `balance_changed`: redelivery adds nothing, and a record it cannot decode is dead-lettered
+//! while everything after it is still projected.
+
+mod common;
+
+use bank_core::topics;
+use common::*;
+use graphql_endpoint::store::{self, BalanceRecord, Projected, ProjectionBatch};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureRecord;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::time::Duration;
+
+async fn stats(bank: &Bank) -> serde_json::Value {
+    bank.ok(None, "{ bankStats { accounts transactions transfers } }").await["bankStats"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redelivery_adds_nothing_and_poison_is_dead_lettered() {
+    let bank = Bank::start(1).await;
+    let gateway = &bank.gateway().service.gateway;
+    let (alice, iban) = bank.register("alice").await;
+    let r = bank.ok(Some(&alice), "mutation { deposit(amountCents: 1000) { status } }").await;
+    assert_eq!(r["deposit"]["status"], "CONFIRMED");
+    bank.wait_history(&alice, &iban, 1).await;
+    let before = stats(&bank).await;
+    assert_eq!(before["transfers"], "1", "{before}");
+
+    // The same balance change delivered twice more, in one batch: nothing is added or counted.
+    let row = store::history(&gateway.pool, &iban, None, 1).await.unwrap().remove(0);
+    let record = BalanceRecord {
+        transfer_id: row.transfer_id,
+        iban: row.iban.clone(),
+        new_balance: row.new_balance,
+        changed_by: row.changed_by,
+        from_to: row.from_to.clone(),
+        description: row.description.clone(),
+        at: row.at,
+        partition: row.kafka_partition,
+        offset: row.kafka_offset + 7,
+    };
+    let batch = ProjectionBatch { balances: vec![record.clone(), record], ..Default::default() };
+    assert_eq!(store::project(&gateway.pool, &batch).await.unwrap(), Projected::default());
+    assert_eq!(stats(&bank).await, before);
+    assert_eq!(store::history(&gateway.pool, &iban, None, 10).await.unwrap().len(), 1);
+    assert_eq!(bank.balance(&alice).await, 1000);
+
+    // Garbage on balance_changed, then a real deposit: the garbage is dead-lettered, the deposit projected.
+    let topic = format!("{}{}", bank.prefix, topics::BALANCE_CHANGED);
+    gateway
+        .producer
+        .send(
+            FutureRecord::to(&topic).key(iban.as_bytes()).payload(b"not avro at all".as_slice()),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let r = bank.ok(Some(&alice), "mutation { deposit(amountCents: 500) { status } }").await;
+    assert_eq!(r["deposit"]["status"], "CONFIRMED");
+    let history = bank.wait_history(&alice, &iban, 2).await;
+    assert_eq!(history[0]["newBalanceCents"], "1500");
+    assert_eq!(bank.balance(&alice).await, 1500);
+
+    let dead = format!("{}{}", bank.prefix, topics::DEAD_LETTERS);
+    let consumer: BaseConsumer =
+        bank_core::kafka::consumer_config(&bank_core::testing::kafka_brokers(), "projection-test", "projection-test")
+            .create()
+            .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset(&dead, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        assert!(std::time::Instant::now() < until, "no dead letter within 20 s");
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else { continue };
+        if m.payload() != Some(b"not avro at all".as_slice()) {
+            continue;
+        }
+        let headers = m.headers().expect("dead letters carry headers");
+        let source = headers.iter().find(|h| h.key == topics::dead_letter_headers::SOURCE_TOPIC).and_then(|h| h.value);
+        break source.map(|v| String::from_utf8_lossy(v).into_owned());
+    };
+    assert_eq!(found.as_deref(), Some(topic.as_str()));
+}
