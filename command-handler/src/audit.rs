@@ -1,6 +1,7 @@
 //! Invariants of the bank, checked on a running stack: money is conserved, every balance equals its opening
 //! balance plus its ledger, no balance is or ever was below its limit, every command on the command topics has
-//! exactly one stored result, and every published result agrees with the stored one.
+//! exactly one stored result, every published result agrees with the stored one, and (when the graphql-endpoint
+//! shares the database) its projection agrees with the balances.
 
 use anyhow::Context;
 use bank_core::avro::{
@@ -223,7 +224,54 @@ impl Auditor {
                 published.len()
             ),
         );
+        if self.has_gateway().await? {
+            progress("comparing the gateway's projection");
+            self.check_gateway(&mut report, deadline.max(Instant::now() + Duration::from_secs(30)), progress).await?;
+        }
         Ok(report)
+    }
+
+    async fn has_gateway(&self) -> anyhow::Result<bool> {
+        Ok(sqlx::query_scalar::<_, bool>("SELECT to_regclass('gateway.accounts') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// The graphql-endpoint's projection (same database, schema `gateway`) agrees with the bank: every account's
+    /// projected balance is its balance, and every confirmed transfer shows as its balance changes, once.
+    async fn check_gateway(
+        &self,
+        report: &mut Report,
+        deadline: Instant,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<()> {
+        loop {
+            let row = sqlx::query(
+                "SELECT \
+                   (SELECT count(*) FROM bank.accounts b LEFT JOIN gateway.accounts g ON g.iban = b.iban \
+                    WHERE (g.last_seq > 0 AND g.balance <> b.balance) \
+                       OR ((g.iban IS NULL OR g.last_seq = 0) AND b.balance <> b.opening_balance)), \
+                   (SELECT count(*) FROM gateway.transactions), \
+                   (SELECT coalesce(sum((from_iban <> 'cash')::int + (to_iban <> 'cash')::int), 0) \
+                    FROM bank.results WHERE kind = 'transfer' AND confirmed)",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            let (differ, projected, expected): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            let ok = differ == 0 && projected == expected;
+            if ok || Instant::now() >= deadline {
+                report.add(
+                    "gateway projection agrees",
+                    ok,
+                    format!(
+                        "{differ} accounts with a different projected balance, {projected} projected balance changes of {expected} expected"
+                    ),
+                );
+                return Ok(());
+            }
+            progress(&format!("waiting for the gateway's projection: {projected} of {expected} balance changes"));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     async fn result_id(&self, topic: &str, payload: Option<&[u8]>) -> anyhow::Result<Uuid> {

@@ -104,6 +104,25 @@ pub fn http(host_port: &str, method: &str, path: &str, body: Option<&str>) -> Op
     Some((status, body))
 }
 
+/// A GraphQL request over HTTP/1.0 (`token` as a bearer); returns the JSON response.
+pub fn graphql(host_port: &str, token: Option<&str>, query: &str) -> Option<serde_json::Value> {
+    let a = addr(host_port)?;
+    let mut s = TcpStream::connect_timeout(&a, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    let body = serde_json::json!({ "query": query }).to_string();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "POST /graphql HTTP/1.0\r\nHost: {host_port}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
+}
+
 /// Sum of the samples of a Prometheus counter in a `/metrics` body.
 pub fn metric_sum(metrics: &str, name: &str) -> f64 {
     metrics

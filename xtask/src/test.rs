@@ -185,14 +185,60 @@ fn pipeline_check() -> anyhow::Result<bool> {
     let (status, _) = proc::http(HEARTBEAT, "PUT", "/rate", Some(r#"{"beats_per_second": 500}"#))
         .context("heartbeat admin endpoint unreachable")?;
     eprintln!("heartbeat rate 500/s for 20 s (PUT /rate answered {status})");
-    std::thread::sleep(Duration::from_secs(20));
+    let started = std::time::Instant::now();
+    let gateway = gateway_check();
+    match &gateway {
+        Ok(line) => eprintln!("ok   gateway under load: {line}"),
+        Err(e) => eprintln!("FAIL gateway under load: {e:#}"),
+    }
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(started.elapsed()));
     let restore = if previous.contains("beats_per_second") { previous } else { r#"{"beats_per_second": 10}"#.into() };
     proc::http(HEARTBEAT, "PUT", "/rate", Some(&restore));
     std::thread::sleep(Duration::from_secs(2));
     let after = handled();
     eprintln!("command-handler handled {:.0} commands during the run", after - before);
     let audit = stack::audit(120)? == 0;
-    Ok(status == 200 && after - before >= 5_000.0 && audit)
+    Ok(status == 200 && after - before >= 5_000.0 && audit && gateway.is_ok())
+}
+
+/// A user's round trip through the running gateway while the pipeline is loaded: register, deposit, pay the
+/// company, and read the balance back. Returns the latencies.
+fn gateway_check() -> anyhow::Result<String> {
+    const GATEWAY: &str = "127.0.0.1:8888";
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let name = format!("ci-{}-{nanos}", std::process::id());
+    let call = |token: Option<&str>, query: &str| -> anyhow::Result<(serde_json::Value, Duration)> {
+        let t = std::time::Instant::now();
+        let r = proc::graphql(GATEWAY, token, query).context("the gateway did not answer")?;
+        anyhow::ensure!(r.get("errors").is_none(), "{query} failed: {r}");
+        Ok((r["data"].clone(), t.elapsed()))
+    };
+    let (r, register) =
+        call(None, &format!(r#"mutation {{ register(username: "{name}", password: "ci password 1") {{ token }} }}"#))?;
+    let token = r["register"]["token"].as_str().context("no token")?.to_owned();
+    let (r, deposit) = call(Some(&token), "mutation { deposit(amountCents: 10000) { status } }")?;
+    anyhow::ensure!(r["deposit"]["status"] == "CONFIRMED", "deposit: {r}");
+    let (r, transfer) = call(
+        Some(&token),
+        r#"mutation { transferMoney(to: "NL66OPEN0000000000", amountCents: 2500, description: "ci") { status } }"#,
+    )?;
+    anyhow::ensure!(r["transferMoney"]["status"] == "CONFIRMED", "transfer: {r}");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (r, _) = call(Some(&token), "{ me { balanceCents } }")?;
+        if r["me"]["balanceCents"] == "7500" {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < until, "balance not 7500 after 10 s: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Ok(format!(
+        "register {:.0} ms, deposit {:.0} ms, transfer {:.0} ms (each until the bank's answer); balance 75.00 as expected",
+        ms(register),
+        ms(deposit),
+        ms(transfer)
+    ))
 }
 
 #[cfg(test)]
