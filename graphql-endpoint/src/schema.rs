@@ -641,3 +641,46 @@ where
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn a_slow_subscriber_is_dropped_without_holding_up_others() {
+        let (tx, _) = tokio::sync::broadcast::channel::<Arc<i64>>(4);
+        let slow = feed(tx.subscribe(), |v: &i64| Some(*v));
+        let fast = feed(tx.subscribe(), |v: &i64| (*v % 2 == 0).then_some(*v));
+        futures::pin_mut!(slow, fast);
+        // The sender never waits: ten events into a buffer of four. One reader keeps up, one never reads.
+        let mut seen = Vec::new();
+        for v in 0..10 {
+            tx.send(Arc::new(v)).unwrap();
+            if v % 2 == 0 {
+                seen.push(fast.next().await.unwrap().unwrap());
+            }
+        }
+        assert_eq!(seen, [0, 2, 4, 6, 8], "the reader that keeps up gets every event it asked for");
+        let e = slow.next().await.unwrap().unwrap_err();
+        assert_eq!(e.extensions.as_ref().and_then(|x| x.get("code")), Some(&Value::from("SLOW_SUBSCRIBER")));
+        assert!(slow.next().await.is_none(), "a dropped subscriber's stream ends");
+        drop(tx);
+        assert!(fast.next().await.is_none(), "streams end when the feed closes");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_foreign_ones() {
+        let c = encode_cursor("tx", "42");
+        assert_eq!(decode_cursor("tx", &c).unwrap(), "42");
+        assert!(decode_cursor("acct", &c).is_err());
+        assert!(decode_cursor("tx", "%%%").is_err());
+    }
+
+    #[test]
+    fn big_ints_travel_as_strings() {
+        assert_eq!(BigInt(i64::MAX).to_value(), Value::String("9223372036854775807".into()));
+        assert_eq!(BigInt::parse(Value::String("-5".into())).unwrap(), BigInt(-5));
+        assert!(BigInt::parse(Value::String("1.5".into())).is_err());
+    }
+}

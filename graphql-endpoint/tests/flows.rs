@@ -187,7 +187,35 @@ async fn http_surface_limits_and_pages() {
     assert_eq!(status, 200);
     assert!(r["data"]["bankStats"]["accounts"].is_string(), "{r}");
 
+    // With a built frontend, `/` and any client-side route serve it; the API keeps its paths.
+    let dist = std::env::temp_dir().join(format!("openbank-ui-{}", std::process::id()));
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>Open Bank UI</title>").unwrap();
+    let mut config = bank.config(&bank_core::config::CommonArgs {
+        kafka_brokers: bank_core::testing::kafka_brokers(),
+        schema_registry_url: bank_core::testing::registry_url(),
+        topic_prefix: bank.prefix.clone(),
+        log_format: "text".into(),
+    });
+    config.frontend_dir = dist.clone();
+    let router = graphql_endpoint::router(g.service.clone(), &config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ui = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum_serve(listener, router).await });
+    for path in ["/", "/client", "/results/run-1"] {
+        let r = client.get(format!("http://{ui}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.text().await.unwrap().contains("Open Bank UI"), "{path} serves the UI");
+    }
+    let r = client.get(format!("http://{ui}/graphiql")).send().await.unwrap();
+    assert!(r.text().await.unwrap().contains("/graphql/ws"));
+    std::fs::remove_dir_all(&dist).unwrap();
+
     // A malformed bearer token is an unknown session, never a crash.
     let (_, r) = http(g, Some("not-a-token"), "{ me { iban } }").await;
     assert_eq!(code(&r), "UNAUTHENTICATED");
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
+    bank_core::http::serve(listener, router, bank_core::shutdown::CancellationToken::new()).await.unwrap();
 }
