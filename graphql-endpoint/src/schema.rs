@@ -170,62 +170,21 @@ pub struct Transaction {
 
 impl From<&store::BalanceRecord> for Transaction {
     fn from(r: &store::BalanceRecord) -> Self {
-        transaction(
-            r.transfer_id,
-            &r.iban,
-            r.new_balance,
-            r.changed_by,
-            &r.from_to,
-            &r.description,
-            r.at,
-            r.partition,
-            r.offset,
-        )
-    }
-}
-
-impl From<&store::TransactionRow> for Transaction {
-    fn from(r: &store::TransactionRow) -> Self {
-        transaction(
-            r.transfer_id,
-            &r.iban,
-            r.new_balance,
-            r.changed_by,
-            &r.from_to,
-            &r.description,
-            r.at,
-            r.kafka_partition,
-            r.kafka_offset,
-        )
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn transaction(
-    transfer_id: Option<uuid::Uuid>,
-    iban: &str,
-    new_balance: i64,
-    changed_by: i64,
-    from_to: &str,
-    description: &str,
-    at: chrono::DateTime<chrono::Utc>,
-    partition: i32,
-    offset: i64,
-) -> Transaction {
-    let id = match transfer_id {
-        Some(t) => format!("{t}:{iban}"),
-        None => format!("p{partition}o{offset}:{iban}"),
-    };
-    Transaction {
-        id: ID(id),
-        transfer_id: transfer_id.map(|t| ID(t.to_string())),
-        iban: iban.to_owned(),
-        new_balance_cents: BigInt(new_balance),
-        changed_by_cents: BigInt(changed_by),
-        from_to: from_to.to_owned(),
-        description: description.to_owned(),
-        direction: if changed_by < 0 { Direction::Debit } else { Direction::Credit },
-        at,
+        let id = match r.transfer_id {
+            Some(t) => format!("{t}:{}", r.iban),
+            None => format!("p{}o{}:{}", r.partition, r.offset, r.iban),
+        };
+        Transaction {
+            id: ID(id),
+            transfer_id: r.transfer_id.map(|t| ID(t.to_string())),
+            iban: r.iban.clone(),
+            new_balance_cents: BigInt(r.new_balance),
+            changed_by_cents: BigInt(r.changed_by),
+            from_to: r.from_to.clone(),
+            description: r.description.clone(),
+            direction: if r.changed_by < 0 { Direction::Debit } else { Direction::Credit },
+            at: r.at,
+        }
     }
 }
 
@@ -387,7 +346,10 @@ impl Query {
         rows.truncate(limit as usize);
         let edges: Vec<TransactionEdge> = rows
             .iter()
-            .map(|r| TransactionEdge { cursor: encode_cursor("tx", &r.seq.to_string()), node: Transaction::from(r) })
+            .map(|r| TransactionEdge {
+                cursor: encode_cursor("tx", &r.seq.to_string()),
+                node: Transaction::from(&r.record),
+            })
             .collect();
         Ok(TransactionConnection {
             page_info: PageInfo { has_next_page, end_cursor: edges.last().map(|e| e.cursor.clone()) },

@@ -316,19 +316,11 @@ pub async fn resolve_transfer(pool: &PgPool, id: Uuid, confirmed: bool, reason: 
     Ok(())
 }
 
-/// A projected balance change.
+/// A projected balance change: the record and its place in the history (`seq`, the cursor).
 #[derive(Debug, Clone)]
 pub struct TransactionRow {
     pub seq: i64,
-    pub transfer_id: Option<Uuid>,
-    pub iban: String,
-    pub new_balance: i64,
-    pub changed_by: i64,
-    pub from_to: String,
-    pub description: String,
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
+    pub record: BalanceRecord,
 }
 
 /// Newest first, `limit` rows older than `before_seq`.
@@ -351,15 +343,17 @@ pub async fn history(
         .iter()
         .map(|r| TransactionRow {
             seq: r.get("seq"),
-            transfer_id: r.get("transfer_id"),
-            iban: r.get("iban"),
-            new_balance: r.get("new_balance"),
-            changed_by: r.get("changed_by"),
-            from_to: r.get("from_to"),
-            description: r.get("description"),
-            at: r.get("at"),
-            kafka_partition: r.get("kafka_partition"),
-            kafka_offset: r.get("kafka_offset"),
+            record: BalanceRecord {
+                transfer_id: r.get("transfer_id"),
+                iban: r.get("iban"),
+                new_balance: r.get("new_balance"),
+                changed_by: r.get("changed_by"),
+                from_to: r.get("from_to"),
+                description: r.get("description"),
+                at: r.get("at"),
+                partition: r.get("kafka_partition"),
+                offset: r.get("kafka_offset"),
+            },
         })
         .collect())
 }

@@ -29,17 +29,7 @@ async fn redelivery_adds_nothing_and_poison_is_dead_lettered() {
 
     // The same balance change delivered twice more, in one batch: nothing is added or counted.
     let row = store::history(&gateway.pool, &iban, None, 1).await.unwrap().remove(0);
-    let record = BalanceRecord {
-        transfer_id: row.transfer_id,
-        iban: row.iban.clone(),
-        new_balance: row.new_balance,
-        changed_by: row.changed_by,
-        from_to: row.from_to.clone(),
-        description: row.description.clone(),
-        at: row.at,
-        partition: row.kafka_partition,
-        offset: row.kafka_offset + 7,
-    };
+    let record = BalanceRecord { offset: row.record.offset + 7, ..row.record.clone() };
     let batch = ProjectionBatch { balances: vec![record.clone(), record], ..Default::default() };
     assert_eq!(store::project(&gateway.pool, &batch).await.unwrap(), Projected::default());
     assert_eq!(stats(&bank).await, before);
