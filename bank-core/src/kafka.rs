@@ -53,6 +53,27 @@ pub fn consumer_config(brokers: &str, group_id: &str, client_id: &str) -> Client
     c
 }
 
+/// The next record, or `None` once `shutdown` fires. A consumer error (broker away, rebalance trouble) is logged
+/// and the read retried after a short pause; librdkafka reconnects by itself.
+pub async fn next_record<'a, C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &'a StreamConsumer<C>,
+    shutdown: &tokio_util::sync::CancellationToken,
+    what: &str,
+) -> Option<rdkafka::message::BorrowedMessage<'a>> {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            m = consumer.recv() => match m {
+                Ok(m) => return Some(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, consumer = what, "consumer error; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
 pub fn consumer(brokers: &str, group_id: &str, client_id: &str) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
     consumer_config(brokers, group_id, client_id).create()
 }

@@ -9,9 +9,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// The repository root (parent of `bank-core`).
+/// The repository root: the parent of the running test's crate (`cargo test` sets `CARGO_MANIFEST_DIR` at run
+/// time), which stays right when checkouts share one target dir.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("bank-core has a parent").to_path_buf()
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .and_then(|d| d.parent().map(PathBuf::from))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("bank-core has a parent").to_path_buf()
+        })
 }
 
 fn stack_file() -> &'static HashMap<String, String> {

@@ -163,17 +163,8 @@ async fn follow_accounts(
         let _ = caught_up.send(true);
     }
     loop {
-        let m = tokio::select! {
-            () = shutdown.cancelled() => return,
-            m = consumer.recv() => m,
-        };
-        let m = match m {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading account_creation_confirmed failed");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
+        let Some(m) = bank_core::kafka::next_record(&consumer, &shutdown, "account_creation_confirmed").await else {
+            return;
         };
         match codec.decode::<AccountCreationConfirmed>(m.payload()).await {
             Ok(a) if a.a_type == Atype::Auto => {
@@ -206,18 +197,10 @@ async fn generate(
 ) -> anyhow::Result<()> {
     loop {
         let mut beats = Vec::new();
-        let first = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            m = consumer.recv() => m,
+        let Some(first) = bank_core::kafka::next_record(consumer, shutdown, "heartbeat").await else {
+            return Ok(());
         };
-        match first {
-            Ok(m) => beats.push(m.detach()),
-            Err(e) => {
-                tracing::warn!(error = %e, "heartbeat consumer error");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        }
+        beats.push(first.detach());
         let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
         while beats.len() < 2000 {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {

@@ -167,19 +167,7 @@ pub async fn run_transactions(
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     hub.live_assigned.store(true, Ordering::Relaxed);
-    loop {
-        let m = tokio::select! {
-            () = shutdown.cancelled() => return,
-            m = consumer.recv() => m,
-        };
-        let m = match m {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "live feed consumer error");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    while let Some(m) = bank_core::kafka::next_record(consumer.as_ref(), &shutdown, "live feed").await {
         match codec.decode::<BalanceChanged>(m.payload()).await {
             Ok(b) => {
                 let record = record_of(b, &m);

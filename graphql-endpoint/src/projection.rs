@@ -63,19 +63,7 @@ pub struct Projection {
 impl Projection {
     pub async fn run(self, consumer: StreamConsumer, shutdown: CancellationToken) -> anyhow::Result<()> {
         consumer.subscribe(&self.topics.consumed())?;
-        loop {
-            let first = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                m = consumer.recv() => m,
-            };
-            let first = match first {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "projection consumer error");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+        while let Some(first) = bank_core::kafka::next_record(&consumer, &shutdown, "projection").await {
             let mut batch = ProjectionBatch::default();
             let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
             let mut count = 0;
@@ -126,6 +114,7 @@ impl Projection {
                 tracing::warn!(error = %e, "committing projection offsets failed");
             }
         }
+        Ok(())
     }
 
     /// Decodes one record into the batch. A registry outage is waited out; an undecodable record is dead-lettered.

@@ -10,10 +10,19 @@ pub struct Paths {
     pub bins: PathBuf,
 }
 
+/// The checkout xtask works on. Read at run time (`cargo run` sets `CARGO_MANIFEST_DIR`), not baked in at build
+/// time: checkouts that share one target dir share the xtask binary too.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("Cargo.toml").exists())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
 impl Paths {
     pub fn new(release: bool) -> anyhow::Result<Self> {
-        let root =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf();
+        let root = workspace_root();
         let cache =
             match (std::env::var_os("OPENBANK_CACHE"), std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
                 (Some(c), _, _) => PathBuf::from(c),
