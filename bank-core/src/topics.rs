@@ -15,6 +15,36 @@ pub const MONEY_TRANSFER_FAILED: &str = "money_transfer_failed";
 pub const BALANCE_CHANGED: &str = "balance_changed";
 pub const DEAD_LETTERS: &str = "dead_letters";
 
+/// Every topic's name with a prefix in front (empty in normal use; tests isolate themselves with one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicNames {
+    pub heartbeat: String,
+    pub confirm_account_creation: String,
+    pub account_creation_confirmed: String,
+    pub account_creation_failed: String,
+    pub confirm_money_transfer: String,
+    pub money_transfer_confirmed: String,
+    pub money_transfer_failed: String,
+    pub balance_changed: String,
+    pub dead_letters: String,
+}
+
+impl TopicNames {
+    pub fn with_prefix(p: &str) -> Self {
+        Self {
+            heartbeat: format!("{p}{HEARTBEAT}"),
+            confirm_account_creation: format!("{p}{CONFIRM_ACCOUNT_CREATION}"),
+            account_creation_confirmed: format!("{p}{ACCOUNT_CREATION_CONFIRMED}"),
+            account_creation_failed: format!("{p}{ACCOUNT_CREATION_FAILED}"),
+            confirm_money_transfer: format!("{p}{CONFIRM_MONEY_TRANSFER}"),
+            money_transfer_confirmed: format!("{p}{MONEY_TRANSFER_CONFIRMED}"),
+            money_transfer_failed: format!("{p}{MONEY_TRANSFER_FAILED}"),
+            balance_changed: format!("{p}{BALANCE_CHANGED}"),
+            dead_letters: format!("{p}{DEAD_LETTERS}"),
+        }
+    }
+}
+
 /// Header names on `dead_letters` records.
 pub mod dead_letter_headers {
     pub const SOURCE_TOPIC: &str = "dlq.source.topic";

@@ -12,7 +12,7 @@ use bank_core::avro::{AccountCreationConfirmed, Atype};
 use bank_core::config::CommonArgs;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
-use bank_core::topics;
+use bank_core::topics::TopicNames;
 use clap::Parser;
 use mix::{Generated, Known};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -61,21 +61,9 @@ struct Accounts {
     seen: HashSet<String>,
 }
 
-struct Topics {
-    heartbeat: String,
-    confirmed: String,
-    confirm_account_creation: String,
-    confirm_money_transfer: String,
-}
-
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let p = &config.common.topic_prefix;
-    let t = Topics {
-        heartbeat: format!("{p}{}", topics::HEARTBEAT),
-        confirmed: format!("{p}{}", topics::ACCOUNT_CREATION_CONFIRMED),
-        confirm_account_creation: format!("{p}{}", topics::CONFIRM_ACCOUNT_CREATION),
-        confirm_money_transfer: format!("{p}{}", topics::CONFIRM_MONEY_TRANSFER),
-    };
+    let t = TopicNames::with_prefix(p);
     let brokers = &config.common.kafka_brokers;
     let producer = bank_core::kafka::producer(brokers, "command-generator").context("failed to create producer")?;
     let codec =
@@ -95,10 +83,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let loader = {
         let consumer: StreamConsumer =
             bank_core::kafka::consumer(brokers, &format!("{p}command-generator-accounts"), "command-generator")?;
-        let highs = watermarks(&consumer, &t.confirmed).await?;
+        let highs = watermarks(&consumer, &t.account_creation_confirmed).await?;
         let mut tpl = TopicPartitionList::new();
         for p in highs.keys() {
-            tpl.add_partition_offset(&t.confirmed, *p, Offset::Beginning)?;
+            tpl.add_partition_offset(&t.account_creation_confirmed, *p, Offset::Beginning)?;
         }
         consumer.assign(&tpl).context("cannot read account_creation_confirmed")?;
         tokio::spawn(follow_accounts(consumer, codec.clone(), accounts.clone(), highs, caught_up_tx, shutdown.clone()))
@@ -188,7 +176,7 @@ async fn follow_accounts(
 
 async fn generate(
     config: &Config,
-    t: &Topics,
+    t: &TopicNames,
     consumer: &StreamConsumer,
     producer: &FutureProducer,
     codec: &Codec,

@@ -192,12 +192,12 @@ impl Auditor {
         progress("reading the result topics");
         let mut published: HashMap<Uuid, bool> = HashMap::new();
         let mut conflicts = 0u64;
-        let p = &self.prefix;
+        let t = topics::TopicNames::with_prefix(&self.prefix);
         let result_topics: [(String, bool); 4] = [
-            (format!("{p}{}", topics::MONEY_TRANSFER_CONFIRMED), true),
-            (format!("{p}{}", topics::MONEY_TRANSFER_FAILED), false),
-            (format!("{p}{}", topics::ACCOUNT_CREATION_CONFIRMED), true),
-            (format!("{p}{}", topics::ACCOUNT_CREATION_FAILED), false),
+            (t.money_transfer_confirmed, true),
+            (t.money_transfer_failed, false),
+            (t.account_creation_confirmed, true),
+            (t.account_creation_failed, false),
         ];
         for (topic, confirmed) in &result_topics {
             let highs = high_watermarks(&self.brokers, topic)?;

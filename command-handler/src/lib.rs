@@ -14,11 +14,11 @@ pub mod rules;
 pub mod store;
 
 use anyhow::Context;
+use bank_core::Money;
 use bank_core::avro::{ConfirmAccountCreation, ConfirmMoneyTransfer};
 use bank_core::config::{CommonArgs, DatabaseArgs};
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
-use bank_core::{Money, topics};
 use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
@@ -424,5 +424,6 @@ async fn report_lag(consumer: Arc<HandlerConsumer>, shutdown: CancellationToken)
 
 /// Topics the handler consumes, for tools that inspect its progress.
 pub fn command_topics(prefix: &str) -> [String; 2] {
-    [format!("{prefix}{}", topics::CONFIRM_MONEY_TRANSFER), format!("{prefix}{}", topics::CONFIRM_ACCOUNT_CREATION)]
+    let t = Topics::with_prefix(prefix);
+    [t.confirm_money_transfer, t.confirm_account_creation]
 }

@@ -12,7 +12,7 @@ use bank_core::avro::{
 use bank_core::db::Migration;
 use bank_core::refusal::{Refusal, RefusalCode};
 use bank_core::registry::Codec;
-use bank_core::topics::{self, dead_letter_headers};
+use bank_core::topics::dead_letter_headers;
 use bank_core::{AccountToken, COMPANY_IBAN, CommandId, Iban, Money};
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
@@ -162,33 +162,8 @@ pub struct BatchOutcome {
     pub refusals: HashMap<&'static str, u64>,
 }
 
-/// Prefixed topic names the handler reads and writes.
-#[derive(Debug, Clone)]
-pub struct Topics {
-    pub confirm_money_transfer: String,
-    pub confirm_account_creation: String,
-    pub money_transfer_confirmed: String,
-    pub money_transfer_failed: String,
-    pub account_creation_confirmed: String,
-    pub account_creation_failed: String,
-    pub balance_changed: String,
-    pub dead_letters: String,
-}
-
-impl Topics {
-    pub fn with_prefix(p: &str) -> Self {
-        Self {
-            confirm_money_transfer: format!("{p}{}", topics::CONFIRM_MONEY_TRANSFER),
-            confirm_account_creation: format!("{p}{}", topics::CONFIRM_ACCOUNT_CREATION),
-            money_transfer_confirmed: format!("{p}{}", topics::MONEY_TRANSFER_CONFIRMED),
-            money_transfer_failed: format!("{p}{}", topics::MONEY_TRANSFER_FAILED),
-            account_creation_confirmed: format!("{p}{}", topics::ACCOUNT_CREATION_CONFIRMED),
-            account_creation_failed: format!("{p}{}", topics::ACCOUNT_CREATION_FAILED),
-            balance_changed: format!("{p}{}", topics::BALANCE_CHANGED),
-            dead_letters: format!("{p}{}", topics::DEAD_LETTERS),
-        }
-    }
-}
+/// The handler's topics: the contract's names with the configured prefix.
+pub use bank_core::topics::TopicNames as Topics;
 
 /// Rules that are configuration.
 #[derive(Debug, Clone, Copy)]

@@ -7,14 +7,23 @@ use crate::store::{self, NewTransfer, TransferRow, User};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use async_graphql::Error;
+use bank_core::CommandId;
 use bank_core::avro::{Atype, AvroRecord, ConfirmAccountCreation, ConfirmMoneyTransfer};
 use bank_core::registry::Codec;
-use bank_core::{CommandId, topics};
+use bank_core::topics::TopicNames;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgPool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use uuid::Uuid;
+
+/// A user name in its stored form (lower case), or `None` unless it is 3 to 32 of `a-z 0-9 . _ -`.
+pub fn normalise_username(name: &str) -> Option<String> {
+    let n = name.to_ascii_lowercase();
+    let ok = (3..=32).contains(&n.len())
+        && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then_some(n)
+}
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 128;
@@ -34,8 +43,7 @@ pub enum Viewer {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub confirm_money_transfer: String,
-    pub confirm_account_creation: String,
+    pub topics: TopicNames,
     /// Longest wait for the handler's answer before a mutation reports PENDING
     pub result_timeout: Duration,
     pub session_ttl_secs: i64,
@@ -45,13 +53,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn new(prefix: &str, result_timeout: Duration, session_ttl_secs: i64, limit_cents: i64) -> Self {
-        Self {
-            confirm_money_transfer: format!("{prefix}{}", topics::CONFIRM_MONEY_TRANSFER),
-            confirm_account_creation: format!("{prefix}{}", topics::CONFIRM_ACCOUNT_CREATION),
-            result_timeout,
-            session_ttl_secs,
-            limit_cents,
-        }
+        Self { topics: TopicNames::with_prefix(prefix), result_timeout, session_ttl_secs, limit_cents }
     }
 }
 
@@ -175,7 +177,7 @@ impl Gateway {
 
     async fn send_creation(&self, id: Uuid) -> anyhow::Result<()> {
         let record = ConfirmAccountCreation { id: CommandId::from(id), a_type: Atype::Manual };
-        let topic = &self.settings.confirm_account_creation;
+        let topic = &self.settings.topics.confirm_account_creation;
         self.send(topic, id.as_bytes(), &record).await
     }
 
@@ -236,7 +238,7 @@ impl Gateway {
             to: to.to_owned(),
             description: description.to_owned(),
         };
-        if let Err(e) = self.send(&self.settings.confirm_money_transfer, key.as_bytes(), &command).await {
+        if let Err(e) = self.send(&self.settings.topics.confirm_money_transfer, key.as_bytes(), &command).await {
             self.hub.forget(row.id);
             tracing::warn!(error = %e, "cannot send a transfer");
             return Err(coded(

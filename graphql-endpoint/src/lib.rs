@@ -131,7 +131,7 @@ pub async fn start(
     let live_group = format!("{prefix}{}-live-{instance}", config.group);
     let live_consumer = bank_core::kafka::consumer(brokers, &live_group, "graphql-endpoint-live")
         .context("failed to create the live consumer")?;
-    let topics = projection::Topics::with_prefix(prefix);
+    let topics = gateway.settings.topics.clone();
     tasks.push(tokio::spawn(live::run_transactions(
         hub.clone(),
         live_consumer,
@@ -161,22 +161,13 @@ pub async fn start(
     }));
 
     if let Some(password) = &config.employee_password {
-        let username = schema_username(&config.employee_username)?;
+        let username = gateway::normalise_username(&config.employee_username)
+            .context("EMPLOYEE_USERNAME must be 3 to 32 letters, digits, '.', '_' or '-'")?;
         gateway.ensure_employee(&username, password).await.context("cannot create the bank employee")?;
         tracing::info!(username = %username, "bank employee ready");
     }
     let schema = schema::build(gateway.clone());
     Ok((Arc::new(Service { gateway, schema }), tasks))
-}
-
-fn schema_username(name: &str) -> anyhow::Result<String> {
-    let n = name.to_ascii_lowercase();
-    anyhow::ensure!(
-        (3..=32).contains(&n.len())
-            && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')),
-        "EMPLOYEE_USERNAME must be 3 to 32 letters, digits, '.', '_' or '-'"
-    );
-    Ok(n)
 }
 
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {

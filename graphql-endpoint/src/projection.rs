@@ -10,7 +10,7 @@ use bank_core::avro::{
 };
 use bank_core::registry::{Codec, CodecError};
 use bank_core::shutdown::CancellationToken;
-use bank_core::topics;
+use bank_core::topics::{self, TopicNames};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -19,50 +19,29 @@ use sqlx::postgres::PgPool;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-pub struct Topics {
-    pub balance_changed: String,
-    pub account_creation_confirmed: String,
-    pub account_creation_failed: String,
-    pub money_transfer_confirmed: String,
-    pub money_transfer_failed: String,
-    pub dead_letters: String,
-}
-
-impl Topics {
-    pub fn with_prefix(p: &str) -> Self {
-        Self {
-            balance_changed: format!("{p}{}", topics::BALANCE_CHANGED),
-            account_creation_confirmed: format!("{p}{}", topics::ACCOUNT_CREATION_CONFIRMED),
-            account_creation_failed: format!("{p}{}", topics::ACCOUNT_CREATION_FAILED),
-            money_transfer_confirmed: format!("{p}{}", topics::MONEY_TRANSFER_CONFIRMED),
-            money_transfer_failed: format!("{p}{}", topics::MONEY_TRANSFER_FAILED),
-            dead_letters: format!("{p}{}", topics::DEAD_LETTERS),
-        }
-    }
-
-    pub fn consumed(&self) -> [&str; 5] {
-        [
-            &self.balance_changed,
-            &self.account_creation_confirmed,
-            &self.account_creation_failed,
-            &self.money_transfer_confirmed,
-            &self.money_transfer_failed,
-        ]
-    }
+/// The topics the projection reads.
+fn consumed(t: &TopicNames) -> [&str; 5] {
+    [
+        &t.balance_changed,
+        &t.account_creation_confirmed,
+        &t.account_creation_failed,
+        &t.money_transfer_confirmed,
+        &t.money_transfer_failed,
+    ]
 }
 
 pub struct Projection {
     pub pool: PgPool,
     pub codec: std::sync::Arc<Codec>,
     pub producer: FutureProducer,
-    pub topics: Topics,
+    pub topics: TopicNames,
     pub batch_size: usize,
     pub batch_wait: Duration,
 }
 
 impl Projection {
     pub async fn run(self, consumer: StreamConsumer, shutdown: CancellationToken) -> anyhow::Result<()> {
-        consumer.subscribe(&self.topics.consumed())?;
+        consumer.subscribe(&consumed(&self.topics))?;
         while let Some(first) = bank_core::kafka::next_record(&consumer, &shutdown, "projection").await {
             let mut batch = ProjectionBatch::default();
             let mut offsets: HashMap<(String, i32), i64> = HashMap::new();

@@ -421,10 +421,8 @@ impl Query {
 pub struct Mutation;
 
 fn check_username(username: &str) -> Result<String, Error> {
-    let u = username.to_ascii_lowercase();
-    let ok = (3..=32).contains(&u.len())
-        && u.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
-    if ok { Ok(u) } else { Err(invalid("username", "3 to 32 characters: letters, digits, '.', '_' or '-'")) }
+    crate::gateway::normalise_username(username)
+        .ok_or_else(|| invalid("username", "3 to 32 characters: letters, digits, '.', '_' or '-'"))
 }
 
 fn check_amount(amount_cents: i32) -> Result<i64, Error> {

@@ -440,15 +440,12 @@ pub async fn project(pool: &PgPool, batch: &ProjectionBatch) -> sqlx::Result<Pro
     let mut tx = pool.begin().await?;
     let mut done = Projected::default();
     if !batch.accounts_opened.is_empty() {
-        let (ids, rest): (Vec<Uuid>, Vec<_>) =
-            batch.accounts_opened.iter().map(|(i, a, b, c)| (*i, (a.clone(), b.clone(), c.clone()))).unzip();
-        let mut ibans = Vec::new();
-        let mut tokens = Vec::new();
-        let mut types = Vec::new();
-        for (iban, token, a_type) in rest {
-            ibans.push(iban);
-            tokens.push(token);
-            types.push(a_type);
+        let (mut ids, mut ibans, mut tokens, mut types) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (id, iban, token, a_type) in &batch.accounts_opened {
+            ids.push(*id);
+            ibans.push(iban.as_str());
+            tokens.push(token.as_str());
+            types.push(a_type.as_str());
         }
         let r = sqlx::query(
             "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS t(id, iban, token, a_type)), \

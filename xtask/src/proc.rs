@@ -86,14 +86,34 @@ pub fn http_status(host_port: &str, path: &str) -> Option<u16> {
 
 /// A small HTTP/1.0 request; returns status and body.
 pub fn http(host_port: &str, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    request(host_port, method, path, body, "", Duration::from_secs(5))
+}
+
+/// A GraphQL request over HTTP/1.0 (`token` as a bearer); returns the JSON response.
+pub fn graphql(host_port: &str, token: Option<&str>, query: &str) -> Option<serde_json::Value> {
+    let body = serde_json::json!({ "query": query }).to_string();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let (_, body) = request(host_port, "POST", "/graphql", Some(&body), &auth, Duration::from_secs(15))?;
+    serde_json::from_str(&body).ok()
+}
+
+/// `extra_headers` are complete header lines, each ending in CRLF.
+fn request(
+    host_port: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    extra_headers: &str,
+    read_timeout: Duration,
+) -> Option<(u16, String)> {
     let a = addr(host_port)?;
     let mut s = TcpStream::connect_timeout(&a, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(read_timeout)).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
     let body = body.unwrap_or("");
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: {host_port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: {host_port}\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;
@@ -102,25 +122,6 @@ pub fn http(host_port: &str, method: &str, path: &str, body: Option<&str>) -> Op
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Some((status, body))
-}
-
-/// A GraphQL request over HTTP/1.0 (`token` as a bearer); returns the JSON response.
-pub fn graphql(host_port: &str, token: Option<&str>, query: &str) -> Option<serde_json::Value> {
-    let a = addr(host_port)?;
-    let mut s = TcpStream::connect_timeout(&a, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
-    let body = serde_json::json!({ "query": query }).to_string();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "POST /graphql HTTP/1.0\r\nHost: {host_port}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
 }
 
 /// Sum of the samples of a Prometheus counter in a `/metrics` body.
