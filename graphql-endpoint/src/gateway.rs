@@ -1,9 +1,10 @@
 //! The gateway's work behind the schema: users and sessions, and sending commands to the command-handler and
 //! waiting (bounded) for their results.
 
+use crate::limits::{FailureLimiter, HashPool, Slots, rate_limited};
 use crate::live::Hub;
 use crate::schema::{coded, internal};
-use crate::store::{self, NewTransfer, TransferRow, User};
+use crate::store::{self, EmployeeUpsert, NewTransfer, Role, TransferRow, User};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use async_graphql::Error;
@@ -13,8 +14,9 @@ use bank_core::registry::Codec;
 use bank_core::topics::TopicNames;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgPool;
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A user name in its stored form (lower case), or `None` unless it is 3 to 32 of `a-z 0-9 . _ -`.
@@ -28,6 +30,10 @@ pub fn normalise_username(name: &str) -> Option<String> {
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 128;
 
+/// The address of the client that sent a request (the TCP peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
 /// Who sent a request.
 #[derive(Debug, Clone)]
 pub enum Viewer {
@@ -38,6 +44,7 @@ pub enum Viewer {
     Signed {
         user: User,
         token: String,
+        expires_at: chrono::DateTime<chrono::Utc>,
     },
 }
 
@@ -49,11 +56,25 @@ pub struct Settings {
     pub session_ttl_secs: i64,
     /// Lowest balance of an account (the handler's `DEFAULT_LIMIT_CENTS`)
     pub limit_cents: i64,
+    /// The bank employee's user name (stored form), which no client may register
+    pub employee_username: String,
+    /// How often an open websocket operation re-reads its session, besides the notices of logouts
+    pub session_recheck: Duration,
+    /// Most operations (subscriptions included) running at once on one websocket
+    pub socket_operations: usize,
 }
 
 impl Settings {
     pub fn new(prefix: &str, result_timeout: Duration, session_ttl_secs: i64, limit_cents: i64) -> Self {
-        Self { topics: TopicNames::with_prefix(prefix), result_timeout, session_ttl_secs, limit_cents }
+        Self {
+            topics: TopicNames::with_prefix(prefix),
+            result_timeout,
+            session_ttl_secs,
+            limit_cents,
+            employee_username: "employee".into(),
+            session_recheck: Duration::from_secs(30),
+            socket_operations: 32,
+        }
     }
 }
 
@@ -63,6 +84,14 @@ pub struct Gateway {
     pub codec: Arc<Codec>,
     pub hub: Arc<Hub>,
     pub settings: Settings,
+    /// Password hashes running at once
+    pub hashes: HashPool,
+    /// Failed logins per user name
+    pub user_failures: FailureLimiter,
+    /// Failed logins per client address
+    pub address_failures: FailureLimiter,
+    /// Websocket operations running on this instance
+    pub subscriptions: Arc<Slots>,
 }
 
 /// Argon2id with the crate's defaults (19 MiB, 2 passes), salt from the OS CSPRNG.
@@ -86,10 +115,6 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| hash_password("not a password of anyone").unwrap_or_default())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f).await.map_err(internal)
-}
-
 impl Gateway {
     /// Resolves a bearer token to a viewer.
     pub async fn viewer(&self, token: Option<&str>) -> Result<Viewer, sqlx::Error> {
@@ -99,7 +124,7 @@ impl Gateway {
             return Ok(Viewer::Unknown);
         }
         Ok(match store::user_by_session(&self.pool, token).await? {
-            Some(user) => Viewer::Signed { user, token: token.to_owned() },
+            Some((user, expires_at)) => Viewer::Signed { user, token: token.to_owned(), expires_at },
             None => Viewer::Unknown,
         })
     }
@@ -112,23 +137,25 @@ impl Gateway {
         Ok(token)
     }
 
+    /// `username` in its stored form.
     pub async fn register(&self, username: &str, password: &str) -> Result<User, Error> {
+        let taken = || coded("USERNAME_TAKEN", "that username is taken");
+        // The employee's name is reserved even while no employee is configured, so no client can hold it.
+        if username == self.settings.employee_username {
+            return Err(taken());
+        }
         let password = password.to_owned();
-        let hash = blocking(move || hash_password(&password)).await?.map_err(internal)?;
+        let hash = self.hashes.run(move || hash_password(&password)).await?.map_err(internal)?;
         let creation_id = Uuid::new_v4();
         let Some(user_id) = store::insert_client(&self.pool, username, &hash, creation_id).await.map_err(internal)?
         else {
-            return Err(coded("USERNAME_TAKEN", "that username is taken"));
+            return Err(taken());
         };
-        let waiting = self.hub.expect(creation_id);
-        if let Err(e) = self.send_creation(creation_id).await {
-            self.hub.forget(creation_id);
+        if let Err(e) = self.open_account(creation_id).await {
             let _ = store::delete_user(&self.pool, user_id).await;
             tracing::warn!(error = %e, "cannot send an account creation");
             return Err(coded("UNAVAILABLE", "the bank cannot be reached right now; try again"));
         }
-        let _ = tokio::time::timeout(self.settings.result_timeout, waiting).await;
-        self.hub.forget(creation_id);
         let user =
             store::user_by_id(&self.pool, user_id).await.map_err(internal)?.ok_or_else(|| internal("user vanished"))?;
         if let Some(reason) = &user.account_error {
@@ -145,33 +172,125 @@ impl Gateway {
         Ok(user)
     }
 
-    pub async fn login(&self, username: &str, password: &str) -> Result<User, Error> {
+    /// Checks a password. Failures count per user name and per client address; past the limit the answer is
+    /// RATE_LIMITED (before any hash is computed) until the window ends. A user whose account creation was
+    /// lost (no IBAN, no refusal) gets the creation command sent again.
+    pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> Result<User, Error> {
         let wrong = || coded("UNAUTHENTICATED", "wrong username or password");
-        if password.chars().count() > MAX_PASSWORD_CHARS {
-            return Err(wrong());
+        let now = Instant::now();
+        // A name outside the rule cannot exist: it is checked against nothing and tracked under the address only.
+        let name = normalise_username(username);
+        let address = client.map(|a| a.to_string());
+        if let Some(n) = &name {
+            self.user_failures.check(n, now).map_err(rate_limited)?;
         }
-        let found = store::credentials(&self.pool, &username.to_ascii_lowercase()).await.map_err(internal)?;
-        let hash = found.as_ref().map_or_else(|| dummy_hash().to_owned(), |(_, h)| h.clone());
+        if let Some(a) = &address {
+            self.address_failures.check(a, now).map_err(rate_limited)?;
+        }
+        let found = match &name {
+            Some(n) if password.chars().count() <= MAX_PASSWORD_CHARS => {
+                store::credentials(&self.pool, n).await.map_err(internal)?
+            }
+            _ => None,
+        };
+        let hash = found.as_ref().map(|(_, h)| h.clone());
         let password = password.to_owned();
-        let matches = blocking(move || verify_password(&password, &hash)).await?;
+        let matches = self
+            .hashes
+            .run(move || verify_password(&password, hash.as_deref().unwrap_or_else(|| dummy_hash())))
+            .await?;
         match found {
-            Some((user, _)) if matches => Ok(user),
+            Some((user, _)) if matches => {
+                if let Some(n) = &name {
+                    self.user_failures.clear(n);
+                }
+                self.resume_account(user).await
+            }
             _ => {
                 metrics::counter!("gateway_failed_logins_total").increment(1);
+                if let Some(n) = &name {
+                    self.user_failures.fail(n, now);
+                }
+                if let Some(a) = &address {
+                    self.address_failures.fail(a, now);
+                }
                 Err(wrong())
             }
         }
     }
 
-    /// Creates (or updates) the configured employee and asks for its account if it has none yet.
-    pub async fn ensure_employee(&self, username: &str, password: &str) -> anyhow::Result<()> {
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
-        let (creation_id, has_account) = store::upsert_employee(&self.pool, username, &hash, Uuid::new_v4()).await?;
-        if !has_account {
-            // Sending the same command id again is harmless: the handler answers a replay with its stored result.
-            self.send_creation(creation_id).await?;
+    /// A user without an account and without a refusal: the creation command may never have reached the bank
+    /// (the gateway stopped between storing the user and sending it). Sends it again under the same command id,
+    /// which the handler answers as a replay if it did arrive, and waits like `register`.
+    async fn resume_account(&self, user: User) -> Result<User, Error> {
+        if user.iban.is_some() || user.account_error.is_some() {
+            return Ok(user);
         }
+        let Some(creation_id) = store::pending_creation(&self.pool, user.id).await.map_err(internal)? else {
+            return Ok(user);
+        };
+        if let Err(e) = self.open_account(creation_id).await {
+            tracing::warn!(error = %e, "cannot send an account creation again");
+            return Err(coded("UNAVAILABLE", "the bank cannot be reached right now; try again"));
+        }
+        metrics::counter!("gateway_account_creations_resent_total").increment(1);
+        Ok(store::user_by_id(&self.pool, user.id).await.map_err(internal)?.unwrap_or(user))
+    }
+
+    /// Sends the creation command and waits (bounded) for its result to be projected.
+    async fn open_account(&self, creation_id: Uuid) -> anyhow::Result<()> {
+        let waiting = self.hub.expect(creation_id);
+        if let Err(e) = self.send_creation(creation_id).await {
+            self.hub.forget(creation_id);
+            return Err(e);
+        }
+        let _ = tokio::time::timeout(self.settings.result_timeout, waiting).await;
+        self.hub.forget(creation_id);
+        Ok(())
+    }
+
+    /// Creates the configured employee or sets its password, and asks for its account if it has none yet.
+    /// Refuses when a client holds the name. A changed password ends the employee's sessions.
+    pub async fn ensure_employee(&self, username: &str, password: &str) -> anyhow::Result<()> {
+        let hash_error = |e: Error| anyhow::anyhow!("password hash: {}", e.message);
+        let existing = store::credentials(&self.pool, username).await?;
+        let unchanged = match existing {
+            Some((user, _)) if user.role == Role::Client => anyhow::bail!(
+                "the user name {username:?} belongs to a client; set EMPLOYEE_USERNAME to a name no client holds"
+            ),
+            Some((user, hash)) => {
+                let p = password.to_owned();
+                self.hashes.run(move || verify_password(&p, &hash)).await.map_err(hash_error)?.then_some(user)
+            }
+            None => None,
+        };
+        let (user_id, creation_id, account_open) = match unchanged {
+            Some(user) => {
+                let id = store::pending_creation(&self.pool, user.id).await?;
+                (user.id, id, user.iban.is_some())
+            }
+            None => {
+                let p = password.to_owned();
+                let hash = self.hashes.run(move || hash_password(&p)).await.map_err(hash_error)??;
+                match store::upsert_employee(&self.pool, username, &hash, Uuid::new_v4()).await? {
+                    EmployeeUpsert::Ready { user_id, creation_id, account_open } => {
+                        let ended = store::delete_sessions_of(&self.pool, user_id).await?;
+                        if ended > 0 {
+                            tracing::info!(sessions = ended, "the employee's password changed; its sessions ended");
+                        }
+                        (user_id, Some(creation_id), account_open)
+                    }
+                    EmployeeUpsert::NameOfAClient => anyhow::bail!(
+                        "the user name {username:?} belongs to a client; set EMPLOYEE_USERNAME to a name no client holds"
+                    ),
+                }
+            }
+        };
+        if let (false, Some(id)) = (account_open, creation_id) {
+            // Sending the same command id again is harmless: the handler answers a replay with its stored result.
+            self.send_creation(id).await?;
+        }
+        tracing::debug!(user_id, "employee ensured");
         Ok(())
     }
 

@@ -6,11 +6,14 @@
 //! Sends `confirm_account_creation` and `confirm_money_transfer`; reads `balance_changed` twice: once through
 //! the shared projection group (into the `gateway` tables, see [`projection`]) and once per instance from the
 //! end (the live feed of subscriptions, see [`live`]). Owns the Postgres schema `gateway`.
+#![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod gateway;
+pub mod limits;
 pub mod live;
 pub mod projection;
 pub mod schema;
+pub mod socket;
 pub mod store;
 
 use anyhow::Context;
@@ -18,7 +21,7 @@ use async_graphql::Data;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -26,7 +29,7 @@ use bank_core::config::{CommonArgs, DatabaseArgs};
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
 use clap::Parser;
-use gateway::{Gateway, Settings, Viewer};
+use gateway::{ClientAddr, Gateway, Settings, Viewer};
 use live::Hub;
 use rdkafka::producer::Producer;
 use schema::BankSchema;
@@ -84,7 +87,42 @@ pub struct Config {
     /// Most records the projection writes in one transaction
     #[arg(long, env = "GRAPHQL_PROJECTION_BATCH", default_value_t = 1000)]
     pub projection_batch: usize,
+
+    /// Longest an HTTP request may take, body included, in seconds (then 408)
+    #[arg(long, env = "GRAPHQL_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
+
+    /// Password hashes (Argon2, 19 MiB each) computed at once; further logins and registrations wait
+    #[arg(long, env = "GRAPHQL_HASH_CONCURRENCY", default_value_t = 2)]
+    pub hash_concurrency: usize,
+
+    /// Failed logins of one user name per window before RATE_LIMITED
+    #[arg(long, env = "GRAPHQL_LOGIN_FAILURES_PER_USER", default_value_t = 5)]
+    pub login_failures_per_user: u32,
+
+    /// Failed logins from one client address per window before RATE_LIMITED
+    #[arg(long, env = "GRAPHQL_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 30)]
+    pub login_failures_per_address: u32,
+
+    /// Window of the failed-login limits, in seconds
+    #[arg(long, env = "GRAPHQL_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 300)]
+    pub login_failure_window_secs: u64,
+
+    /// Operations (subscriptions included) running at once on one websocket
+    #[arg(long, env = "GRAPHQL_WS_MAX_OPERATIONS", default_value_t = 32)]
+    pub ws_max_operations: usize,
+
+    /// Websocket operations running at once on this instance
+    #[arg(long, env = "GRAPHQL_MAX_SUBSCRIPTIONS", default_value_t = 10_000)]
+    pub max_subscriptions: usize,
+
+    /// How often a websocket operation re-reads its session, in seconds (logouts are also announced at once)
+    #[arg(long, env = "GRAPHQL_SESSION_RECHECK_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_recheck_secs: u64,
 }
+
+/// User names whose failed logins are tracked at most (and as many client addresses).
+pub const MAX_TRACKED_LOGIN_FAILURES: usize = 100_000;
 
 /// A running gateway's parts, for the HTTP layer and for tests that execute the schema directly.
 pub struct Service {
@@ -95,6 +133,8 @@ pub struct Service {
 #[derive(Clone)]
 struct App {
     service: Arc<Service>,
+    /// Largest websocket message or frame, in bytes (the body limit)
+    ws_message_limit: usize,
 }
 
 /// Connects to Postgres and Kafka and starts the background work (projection, live feed, result listener).
@@ -112,17 +152,30 @@ pub async fn start(
     let codec =
         Arc::new(Codec::new(&config.common.schema_registry_url).context("failed to create the registry codec")?);
     let hub = Arc::new(Hub::default());
+    let mut settings = Settings::new(
+        prefix,
+        Duration::from_millis(config.result_timeout_ms),
+        config.session_ttl_secs,
+        config.default_limit_cents,
+    );
+    settings.employee_username = config.employee_username.to_ascii_lowercase();
+    settings.session_recheck = Duration::from_secs(config.session_recheck_secs);
+    settings.socket_operations = config.ws_max_operations;
+    let window = Duration::from_secs(config.login_failure_window_secs);
     let gateway = Arc::new(Gateway {
         pool: pool.clone(),
         producer: producer.clone(),
         codec: codec.clone(),
         hub: hub.clone(),
-        settings: Settings::new(
-            prefix,
-            Duration::from_millis(config.result_timeout_ms),
-            config.session_ttl_secs,
-            config.default_limit_cents,
+        settings,
+        hashes: limits::HashPool::new(config.hash_concurrency),
+        user_failures: limits::FailureLimiter::new(config.login_failures_per_user, window, MAX_TRACKED_LOGIN_FAILURES),
+        address_failures: limits::FailureLimiter::new(
+            config.login_failures_per_address,
+            window,
+            MAX_TRACKED_LOGIN_FAILURES,
         ),
+        subscriptions: limits::Slots::new(config.max_subscriptions),
     });
     let mut tasks = Vec::new();
 
@@ -195,13 +248,20 @@ pub fn router(service: Arc<Service>, config: &Config) -> Router {
             bank_core::kafka::reachable(&s.gateway.producer).await
         })
     });
-    let app = App { service };
-    let api = Router::new()
+    let app = App { service, ws_message_limit: config.body_limit };
+    let timeout = Duration::from_secs(config.request_timeout_secs);
+    let http = Router::new()
         .route("/graphql", get(graphiql).post(graphql))
-        .route("/graphql/ws", get(websocket))
         .route("/graphiql", get(graphiql))
+        .with_state(app.clone())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout));
+    // The websocket's life is bounded by its session, not by the request timeout.
+    let api = Router::new()
+        .route("/graphql/ws", get(websocket))
         .with_state(app)
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(config.body_limit));
+        .merge(http)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(config.body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new());
     let index = config.frontend_dir.join("index.html");
     let api = api.merge(bank_core::http::probe_routes(ready, bank_core::telemetry::metrics()));
     if index.exists() {
@@ -236,7 +296,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }
 
-async fn graphql(State(app): State<App>, headers: HeaderMap, request: GraphQLRequest) -> Response {
+/// The peer address of the connection, when the server was started with connect info.
+fn client_addr(info: Option<axum::Extension<ConnectInfo<SocketAddr>>>) -> Option<ClientAddr> {
+    info.map(|axum::Extension(ConnectInfo(addr))| ClientAddr(addr.ip()))
+}
+
+async fn graphql(
+    State(app): State<App>,
+    info: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
     let viewer = match app.service.gateway.viewer(bearer(&headers)).await {
         Ok(v) => v,
         Err(e) => {
@@ -248,7 +318,11 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, request: GraphQLReq
         }
     };
     metrics::counter!("gateway_requests_total").increment(1);
-    GraphQLResponse::from(app.service.schema.execute(request.into_inner().data(viewer)).await).into_response()
+    let mut request = request.into_inner().data(viewer);
+    if let Some(addr) = client_addr(info) {
+        request = request.data(addr);
+    }
+    GraphQLResponse::from(app.service.schema.execute(request).await).into_response()
 }
 
 /// The session token of a websocket: `{"token": "…"}` or `{"Authorization": "Bearer …"}` (also under `headers`).
@@ -264,24 +338,74 @@ pub fn token_from_init(payload: &serde_json::Value) -> Option<String> {
     from(payload).or_else(|| payload.get("headers").and_then(from))
 }
 
-async fn websocket(State(app): State<App>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(
+    State(app): State<App>,
+    info: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let service = app.service.clone();
-    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
-        let gateway = service.gateway.clone();
-        GraphQLWebSocket::new(socket, service.schema.clone(), protocol)
-            .on_connection_init(move |payload| async move {
-                let token = token_from_init(&payload);
-                let viewer = gateway
-                    .viewer(token.as_deref())
-                    .await
-                    .map_err(|e| async_graphql::Error::new(schema::internal(e).message))?;
-                if matches!(viewer, Viewer::Unknown) {
+    let addr = client_addr(info);
+    upgrade
+        .max_message_size(app.ws_message_limit)
+        .max_frame_size(app.ws_message_limit)
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| serve_socket(service, socket, protocol, addr))
+}
+
+/// Serves one websocket until the client leaves or its session expires.
+async fn serve_socket(
+    service: Arc<Service>,
+    socket: axum::extract::ws::WebSocket,
+    protocol: GraphQLProtocol,
+    addr: Option<ClientAddr>,
+) {
+    let gateway = service.gateway.clone();
+    let executor = socket::SocketExecutor {
+        schema: service.schema.clone(),
+        gateway: gateway.clone(),
+        session: Arc::default(),
+        operations: limits::Slots::new(gateway.settings.socket_operations),
+    };
+    let session = executor.session.clone();
+    let (expiry_tx, mut expiry) = tokio::sync::watch::channel(None);
+    let mut data = Data::default();
+    if let Some(addr) = addr {
+        data.insert(addr);
+    }
+    let serve = GraphQLWebSocket::new(socket, executor, protocol)
+        .with_data(data)
+        .on_connection_init(move |payload| async move {
+            let token = token_from_init(&payload);
+            let viewer = gateway
+                .viewer(token.as_deref())
+                .await
+                .map_err(|e| async_graphql::Error::new(schema::internal(e).message))?;
+            match &viewer {
+                Viewer::Unknown => {
                     return Err(async_graphql::Error::new("UNAUTHENTICATED: the session token is unknown or expired"));
                 }
-                let mut data = Data::default();
-                data.insert(viewer);
-                Ok(data)
-            })
-            .serve()
-    })
+                Viewer::Signed { user, token, expires_at } => {
+                    let _ = session.set(socket::SocketSession { user: user.id, token: token.clone() });
+                    let _ = expiry_tx.send(Some(*expires_at));
+                }
+                Viewer::Anonymous => {}
+            }
+            let mut data = Data::default();
+            data.insert(viewer);
+            Ok(data)
+        })
+        .serve();
+    // A signed-in socket lives no longer than its session.
+    let expired = async move {
+        let Ok(at) = expiry.wait_for(Option::is_some).await.map(|at| *at) else {
+            return std::future::pending().await;
+        };
+        let left = at.map_or(Duration::ZERO, |at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
+        tokio::time::sleep(left).await;
+    };
+    tokio::select! {
+        () = serve => {}
+        () = expired => tracing::debug!("websocket closed at its session's expiry"),
+    }
 }

@@ -38,6 +38,8 @@ pub const SUBSCRIBER_BUFFER: usize = 4096;
 pub struct Hub {
     pub transactions: broadcast::Sender<Arc<BalanceRecord>>,
     pub results: broadcast::Sender<Arc<Notice>>,
+    /// Users whose sessions changed (logout, password or role change), on any instance
+    pub sessions: broadcast::Sender<i64>,
     waiters: Mutex<HashMap<Uuid, oneshot::Sender<Notice>>>,
     rate: Mutex<VecDeque<(u64, u64)>>,
     live_assigned: AtomicBool,
@@ -49,6 +51,7 @@ impl Default for Hub {
         Self {
             transactions: broadcast::channel(SUBSCRIBER_BUFFER).0,
             results: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            sessions: broadcast::channel(SUBSCRIBER_BUFFER).0,
             waiters: Mutex::default(),
             rate: Mutex::default(),
             live_assigned: AtomicBool::new(false),
@@ -63,16 +66,21 @@ impl Hub {
     /// Registers interest in the result of command `id`; call before sending the command.
     pub fn expect(&self, id: Uuid) -> oneshot::Receiver<Notice> {
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().expect("waiters lock").insert(id, tx);
+        lock(&self.waiters).insert(id, tx);
         rx
     }
 
     pub fn forget(&self, id: Uuid) {
-        self.waiters.lock().expect("waiters lock").remove(&id);
+        lock(&self.waiters).remove(&id);
     }
 
     fn notify(&self, notice: Notice) {
-        if let Some(tx) = self.waiters.lock().expect("waiters lock").remove(&notice.id) {
+        if notice.kind == "sessions" {
+            // No subscriber is not an error.
+            let _ = self.sessions.send(notice.user);
+            return;
+        }
+        if let Some(tx) = lock(&self.waiters).remove(&notice.id) {
             let _ = tx.send(notice.clone());
         }
         if notice.kind == "transfer" {
@@ -92,7 +100,7 @@ impl Hub {
     }
 
     fn count_transfer(&self, now_sec: u64) {
-        let mut rate = self.rate.lock().expect("rate lock");
+        let mut rate = lock(&self.rate);
         match rate.back_mut() {
             Some((sec, n)) if *sec == now_sec => *n += 1,
             _ => rate.push_back((now_sec, 1)),
@@ -105,10 +113,16 @@ impl Hub {
     /// Confirmed transfers per second over the last ten whole seconds, as seen on `balance_changed`.
     pub fn transfers_per_second(&self) -> f64 {
         let now = unix_secs();
-        let rate = self.rate.lock().expect("rate lock");
+        let rate = lock(&self.rate);
         let n: u64 = rate.iter().filter(|(sec, _)| *sec < now && *sec + RATE_WINDOW_SECS >= now).map(|(_, n)| n).sum();
         n as f64 / RATE_WINDOW_SECS as f64
     }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the maps it guards stay consistent
+/// (every update is a single insert or remove), so the data is used as it is.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn unix_secs() -> u64 {

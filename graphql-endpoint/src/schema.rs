@@ -3,7 +3,7 @@
 //! `extensions.field`, `USERNAME_TAKEN`, `ACCOUNT_PENDING`, `UNAVAILABLE`, `SLOW_SUBSCRIBER`, `INTERNAL`);
 //! refusals by the command-handler come back as a FAILED `TransferResult` with the handler's reason code.
 
-use crate::gateway::{Gateway, Viewer};
+use crate::gateway::{ClientAddr, Gateway, Viewer};
 use crate::live::Notice;
 use crate::store::{self, Role, TransferRow, User};
 use async_graphql::{
@@ -32,6 +32,7 @@ pub fn build(gateway: Arc<Gateway>) -> BankSchema {
         .data(gateway)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
+        .extension(crate::limits::OneCredentialField)
         .finish()
 }
 
@@ -262,12 +263,23 @@ fn own_account(user: &User) -> Result<(&str, &str), Error> {
     }
 }
 
+/// Longest IBAN input looked at: 34 characters of any country's IBAN and the spaces of its print form.
+const MAX_IBAN_INPUT: usize = 64;
+
+/// An IBAN from a client; anything but ASCII up to [`MAX_IBAN_INPUT`] bytes is refused before it is parsed.
+fn parse_iban(field: &'static str, iban: &str) -> Result<Iban, Error> {
+    if !iban.is_ascii() || iban.len() > MAX_IBAN_INPUT {
+        return Err(invalid(field, "an IBAN is letters and digits, like NL66OPEN0000000000"));
+    }
+    Iban::parse(iban).map_err(|e| invalid(field, e.to_string()))
+}
+
 /// Whether the viewer may read `iban`: the company feed is public, a client reads its own, an employee all.
 fn may_read(ctx: &Context<'_>, iban: &str) -> Result<(), Error> {
     if iban == COMPANY_IBAN {
         return Ok(());
     }
-    Iban::parse(iban).map_err(|e| invalid("iban", e.to_string()))?;
+    parse_iban("iban", iban)?;
     let user = signed_in(ctx)?;
     if user.role == Role::Employee || user.iban.as_deref() == Some(iban) {
         return Ok(());
@@ -343,7 +355,7 @@ impl Query {
         };
         let mut rows = store::history(&gateway(ctx).pool, &iban, before, limit + 1).await.map_err(internal)?;
         let has_next_page = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
         let edges: Vec<TransactionEdge> = rows
             .iter()
             .map(|r| TransactionEdge {
@@ -374,7 +386,7 @@ impl Query {
         let gw = gateway(ctx);
         let mut rows = store::accounts(&gw.pool, after.as_deref(), limit + 1).await.map_err(internal)?;
         let has_next_page = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
         let edges: Vec<AccountEdge> = rows
             .into_iter()
             .map(|r| AccountEdge {
@@ -425,6 +437,17 @@ fn check_username(username: &str) -> Result<String, Error> {
         .ok_or_else(|| invalid("username", "3 to 32 characters: letters, digits, '.', '_' or '-'"))
 }
 
+/// An idempotency key: 1 to 100 of letters, digits, `.`, `_`, `-`, `:`.
+fn check_key(key: Option<ID>) -> Result<Option<String>, Error> {
+    let Some(k) = key else { return Ok(None) };
+    let ok = (1..=100).contains(&k.len())
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+    if !ok {
+        return Err(invalid("idempotencyKey", "1 to 100 characters: letters, digits, '.', '_', '-' or ':'"));
+    }
+    Ok(Some(k.0))
+}
+
 fn check_amount(amount_cents: i32) -> Result<i64, Error> {
     if amount_cents <= 0 {
         return Err(invalid("amountCents", "must be a positive number of cents"));
@@ -453,10 +476,12 @@ impl Mutation {
         session(gw, &user).await
     }
 
-    /// Signs in; returns a new session token.
+    /// Signs in; returns a new session token. Repeated failures for one user name or from one address are
+    /// answered RATE_LIMITED (with `extensions.retryAfterSecs`) for a while.
     async fn login(&self, ctx: &Context<'_>, username: String, password: String) -> Result<Session, Error> {
         let gw = gateway(ctx);
-        let user = gw.login(&username, &password).await?;
+        let client = ctx.data_opt::<ClientAddr>().map(|a| a.0);
+        let user = gw.login(&username, &password, client).await?;
         session(gw, &user).await
     }
 
@@ -469,20 +494,34 @@ impl Mutation {
         }
     }
 
-    /// Pays cash into your account.
-    async fn deposit(&self, ctx: &Context<'_>, amount_cents: i32) -> Result<TransferResult, Error> {
+    /// Pays cash into your account. Sending the same `idempotencyKey` again returns the first result and
+    /// moves no money.
+    async fn deposit(
+        &self,
+        ctx: &Context<'_>,
+        amount_cents: i32,
+        idempotency_key: Option<ID>,
+    ) -> Result<TransferResult, Error> {
         let user = signed_in(ctx)?;
         let amount = check_amount(amount_cents)?;
+        let key = check_key(idempotency_key)?;
         let (iban, _) = own_account(user)?;
-        gateway(ctx).submit(user, bank_core::CASH, iban, amount, "cash deposit", None).await.map(|r| r.into())
+        gateway(ctx).submit(user, bank_core::CASH, iban, amount, "cash deposit", key).await.map(|r| r.into())
     }
 
-    /// Takes cash out of your account.
-    async fn withdraw(&self, ctx: &Context<'_>, amount_cents: i32) -> Result<TransferResult, Error> {
+    /// Takes cash out of your account. Sending the same `idempotencyKey` again returns the first result and
+    /// moves no money.
+    async fn withdraw(
+        &self,
+        ctx: &Context<'_>,
+        amount_cents: i32,
+        idempotency_key: Option<ID>,
+    ) -> Result<TransferResult, Error> {
         let user = signed_in(ctx)?;
         let amount = check_amount(amount_cents)?;
+        let key = check_key(idempotency_key)?;
         let (iban, _) = own_account(user)?;
-        gateway(ctx).submit(user, iban, bank_core::CASH, amount, "cash withdrawal", None).await.map(|r| r.into())
+        gateway(ctx).submit(user, iban, bank_core::CASH, amount, "cash withdrawal", key).await.map(|r| r.into())
     }
 
     /// Moves money from your account to `to`. Waits briefly for the bank's answer, else reports PENDING.
@@ -497,22 +536,13 @@ impl Mutation {
     ) -> Result<TransferResult, Error> {
         let user = signed_in(ctx)?;
         let amount = check_amount(amount_cents)?;
-        let to = Iban::parse(&to).map_err(|e| invalid("to", e.to_string()))?;
+        let to = parse_iban("to", &to)?;
         if description.chars().count() > MAX_DESCRIPTION_CHARS {
             return Err(invalid("description", format!("at most {MAX_DESCRIPTION_CHARS} characters")));
         }
-        if let Some(k) = &idempotency_key {
-            let ok = (1..=100).contains(&k.len())
-                && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
-            if !ok {
-                return Err(invalid("idempotencyKey", "1 to 100 characters: letters, digits, '.', '_', '-' or ':'"));
-            }
-        }
+        let key = check_key(idempotency_key)?;
         let (iban, _) = own_account(user)?;
-        gateway(ctx)
-            .submit(user, iban, to.as_str(), amount, &description, idempotency_key.map(|k| k.0))
-            .await
-            .map(|r| r.into())
+        gateway(ctx).submit(user, iban, to.as_str(), amount, &description, key).await.map(|r| r.into())
     }
 }
 

@@ -129,15 +129,28 @@ fn user_of(r: &sqlx::postgres::PgRow) -> User {
 
 const USER_COLUMNS: &str = "u.id, u.username, u.role, u.iban, u.account_token, u.account_error";
 
-pub async fn user_by_session(pool: &PgPool, token: &str) -> sqlx::Result<Option<User>> {
+/// The user of a live session and when the session expires.
+pub async fn user_by_session(
+    pool: &PgPool,
+    token: &str,
+) -> sqlx::Result<Option<(User, chrono::DateTime<chrono::Utc>)>> {
     let row = sqlx::query(&format!(
-        "SELECT {USER_COLUMNS} FROM gateway.sessions s JOIN gateway.users u ON u.id = s.user_id \
+        "SELECT {USER_COLUMNS}, s.expires_at FROM gateway.sessions s JOIN gateway.users u ON u.id = s.user_id \
          WHERE s.token_hash = $1 AND s.expires_at > now()"
     ))
     .bind(token_hash(token))
     .fetch_optional(pool)
     .await?;
-    Ok(row.as_ref().map(user_of))
+    Ok(row.map(|r| (user_of(&r), r.get("expires_at"))))
+}
+
+/// The command id that opens the account of a user who has none yet and no refusal either.
+pub async fn pending_creation(pool: &PgPool, user_id: i64) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("SELECT creation_id FROM gateway.users WHERE id = $1 AND iban IS NULL AND account_error IS NULL")
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
+        .map(Option::flatten)
 }
 
 pub async fn user_by_id(pool: &PgPool, id: i64) -> sqlx::Result<Option<User>> {
@@ -176,26 +189,42 @@ pub async fn insert_client(
     .await
 }
 
-/// Creates or updates the configured bank employee; returns the command id that opens its account and whether
-/// the account exists already.
+/// What [`upsert_employee`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmployeeUpsert {
+    /// The employee exists (now) with the given password; `account_open` tells whether it has its account.
+    Ready { user_id: i64, creation_id: Uuid, account_open: bool },
+    /// A client holds the name: it is left alone.
+    NameOfAClient,
+}
+
+/// Creates the configured bank employee, or sets its password hash. Never turns a client into the employee.
 pub async fn upsert_employee(
     pool: &PgPool,
     username: &str,
     password_hash: &str,
     creation_id: Uuid,
-) -> sqlx::Result<(Uuid, bool)> {
+) -> sqlx::Result<EmployeeUpsert> {
     let r = sqlx::query(
         "INSERT INTO gateway.users (username, password_hash, role, creation_id) VALUES ($1, $2, 'employee', $3) \
-         ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = 'employee', \
+         ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, \
            creation_id = COALESCE(gateway.users.creation_id, EXCLUDED.creation_id) \
-         RETURNING creation_id, iban IS NOT NULL",
+         WHERE gateway.users.role = 'employee' \
+         RETURNING id, creation_id, iban IS NOT NULL AS account_open",
     )
     .bind(username)
     .bind(password_hash)
     .bind(creation_id)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await?;
-    Ok((r.get(0), r.get(1)))
+    Ok(match r {
+        Some(r) => EmployeeUpsert::Ready {
+            user_id: r.get("id"),
+            creation_id: r.get("creation_id"),
+            account_open: r.get("account_open"),
+        },
+        None => EmployeeUpsert::NameOfAClient,
+    })
 }
 
 pub async fn delete_user(pool: &PgPool, id: i64) -> sqlx::Result<()> {
@@ -220,10 +249,33 @@ pub async fn insert_session(pool: &PgPool, user_id: i64, token: &str, ttl_secs: 
     Ok(())
 }
 
+/// The notice that a user's sessions changed (one ended, or all of them): every instance re-checks the
+/// sessions behind its open websockets of that user (see `live`).
+const SESSIONS_NOTICE: &str = "pg_notify($2, json_build_object('kind', 'sessions', 'id', '00000000-0000-0000-0000-000000000000', \
+                               'user', user_id)::text)";
+
+/// Ends one session and tells every instance.
 pub async fn delete_session(pool: &PgPool, token: &str) -> sqlx::Result<bool> {
-    let n =
-        sqlx::query("DELETE FROM gateway.sessions WHERE token_hash = $1").bind(token_hash(token)).execute(pool).await?;
-    Ok(n.rows_affected() > 0)
+    let n: i64 = sqlx::query_scalar(&format!(
+        "WITH d AS (DELETE FROM gateway.sessions WHERE token_hash = $1 RETURNING user_id) \
+         SELECT count({SESSIONS_NOTICE}) FROM d"
+    ))
+    .bind(token_hash(token))
+    .bind(CHANNEL)
+    .fetch_one(pool)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Ends every session of a user (password or role changed) and tells every instance; returns how many ended.
+pub async fn delete_sessions_of(pool: &PgPool, user_id: i64) -> sqlx::Result<u64> {
+    let n = sqlx::query("DELETE FROM gateway.sessions WHERE user_id = $1").bind(user_id).execute(pool).await?;
+    sqlx::query(&format!("SELECT {SESSIONS_NOTICE} FROM (SELECT $1::bigint AS user_id) AS t"))
+        .bind(user_id)
+        .bind(CHANNEL)
+        .execute(pool)
+        .await?;
+    Ok(n.rows_affected())
 }
 
 /// A transfer a user asked for through the gateway.

@@ -1,0 +1,282 @@
+//! What bounds the work an anonymous client can cause: one credential check per operation, a fixed number of
+//! password hashes at once, failed logins per user name and per client address, and operations per websocket
+//! and per instance.
+
+use crate::live::lock;
+use crate::schema::{coded, internal};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{Error, ErrorExtensions, Pos, ServerResult, Variables};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+// ---- one credential field per operation ---------------------------------------------------------------------
+
+/// The mutations that run a password hash.
+const CREDENTIAL_FIELDS: [&str; 2] = ["login", "register"];
+
+/// Refuses a document that selects `login` or `register` more than once (aliases and fragments included), so
+/// one request cannot buy hundreds of password hashes.
+pub struct OneCredentialField;
+
+impl ExtensionFactory for OneCredentialField {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(OneCredentialFieldExtension)
+    }
+}
+
+struct OneCredentialFieldExtension;
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for OneCredentialFieldExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        if credential_fields(&document) > 1 {
+            return Err(coded("TOO_MANY_CREDENTIALS", "at most one login or register per request")
+                .into_server_error(Pos::default()));
+        }
+        Ok(document)
+    }
+}
+
+/// How many `login`/`register` fields the document selects, over all its operations and fragments.
+pub fn credential_fields(document: &ExecutableDocument) -> usize {
+    fn count(set: &SelectionSet) -> usize {
+        set.items
+            .iter()
+            .map(|s| match &s.node {
+                Selection::Field(f) => {
+                    usize::from(CREDENTIAL_FIELDS.contains(&f.node.name.node.as_str()))
+                        + count(&f.node.selection_set.node)
+                }
+                Selection::InlineFragment(f) => count(&f.node.selection_set.node),
+                Selection::FragmentSpread(_) => 0,
+            })
+            .sum()
+    }
+    let operations: usize = match &document.operations {
+        DocumentOperations::Single(op) => count(&op.node.selection_set.node),
+        DocumentOperations::Multiple(ops) => ops.values().map(|op| count(&op.node.selection_set.node)).sum(),
+    };
+    operations + document.fragments.values().map(|f| count(&f.node.selection_set.node)).sum::<usize>()
+}
+
+// ---- password hashes ----------------------------------------------------------------------------------------
+
+/// Runs Argon2 (19 MiB each) on the blocking pool, at most `permits` at once; the others wait their turn.
+pub struct HashPool {
+    permits: Semaphore,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl HashPool {
+    pub fn new(permits: usize) -> Self {
+        Self { permits: Semaphore::new(permits.max(1)), running: AtomicUsize::new(0), peak: AtomicUsize::new(0) }
+    }
+
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+        let _permit = self.permits.acquire().await.map_err(internal)?;
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let result = tokio::task::spawn_blocking(f).await.map_err(internal);
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// The most hashes that ran at the same time so far.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+// ---- failed logins ------------------------------------------------------------------------------------------
+
+/// Counts failures per key (a user name, a client address) in a fixed window. At most `capacity` keys are
+/// tracked: when full, expired entries go first, then the oldest one.
+pub struct FailureLimiter {
+    max_failures: u32,
+    window: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<String, Failures>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    since: Instant,
+}
+
+impl FailureLimiter {
+    pub fn new(max_failures: u32, window: Duration, capacity: usize) -> Self {
+        Self { max_failures, window, capacity: capacity.max(1), entries: Mutex::default() }
+    }
+
+    /// `Err(wait)` while `key` has used up its failures of the current window.
+    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let entries = lock(&self.entries);
+        match entries.get(key) {
+            Some(f) if f.count >= self.max_failures => {
+                let ends = f.since + self.window;
+                if ends > now { Err(ends - now) } else { Ok(()) }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn fail(&self, key: &str, now: Instant) {
+        let mut entries = lock(&self.entries);
+        if let Some(f) = entries.get_mut(key) {
+            if f.since + self.window <= now {
+                *f = Failures { count: 1, since: now };
+            } else {
+                f.count = f.count.saturating_add(1);
+            }
+            return;
+        }
+        if entries.len() >= self.capacity {
+            let window = self.window;
+            entries.retain(|_, f| f.since + window > now);
+        }
+        if entries.len() >= self.capacity
+            && let Some(oldest) = entries.iter().min_by_key(|(_, f)| f.since).map(|(k, _)| k.clone())
+        {
+            entries.remove(&oldest);
+        }
+        entries.insert(key.to_owned(), Failures { count: 1, since: now });
+    }
+
+    pub fn clear(&self, key: &str) {
+        lock(&self.entries).remove(key);
+    }
+
+    pub fn tracked(&self) -> usize {
+        lock(&self.entries).len()
+    }
+}
+
+/// The RATE_LIMITED error, with the seconds to wait in `extensions.retryAfterSecs`.
+pub fn rate_limited(wait: Duration) -> Error {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Error::new(format!("too many failed logins; try again in {secs} s")).extend_with(|_, e| {
+        e.set("code", "RATE_LIMITED");
+        e.set("retryAfterSecs", secs.max(1));
+    })
+}
+
+// ---- operations per websocket and per instance --------------------------------------------------------------
+
+/// Counts running operations (subscriptions, and queries or mutations while they run) against a cap.
+#[derive(Debug)]
+pub struct Slots {
+    used: AtomicUsize,
+    max: usize,
+}
+
+/// One taken slot; given back when dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<Slots>);
+
+impl Slots {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self { used: AtomicUsize::new(0), max })
+    }
+
+    /// A slot, or `None` when all are taken.
+    pub fn take(self: &Arc<Self>) -> Option<Slot> {
+        self.used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < self.max).then_some(n + 1)).ok()?;
+        Some(Slot(self.clone()))
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.used.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_lock_a_key_for_the_rest_of_the_window() {
+        let limiter = FailureLimiter::new(3, Duration::from_secs(60), 100);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.check("alice", t0).is_ok());
+            limiter.fail("alice", t0);
+        }
+        assert_eq!(limiter.check("alice", t0 + Duration::from_secs(10)), Err(Duration::from_secs(50)));
+        assert!(limiter.check("bob", t0).is_ok(), "other keys are not affected");
+        assert!(limiter.check("alice", t0 + Duration::from_secs(60)).is_ok(), "the window ends");
+        limiter.fail("alice", t0 + Duration::from_secs(61));
+        assert!(limiter.check("alice", t0 + Duration::from_secs(61)).is_ok(), "a new window starts at one");
+        limiter.clear("alice");
+        assert_eq!(limiter.tracked(), 0);
+    }
+
+    #[test]
+    fn the_failure_map_is_bounded() {
+        let limiter = FailureLimiter::new(1, Duration::from_secs(60), 10);
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            limiter.fail(&format!("user{i}"), t0 + Duration::from_millis(i));
+        }
+        assert_eq!(limiter.tracked(), 10);
+        assert!(limiter.check("user999", t0 + Duration::from_secs(1)).is_err(), "the newest keys are kept");
+        assert!(limiter.check("user0", t0 + Duration::from_secs(1)).is_ok(), "the oldest went first");
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds() {
+        let e = rate_limited(Duration::from_millis(1500));
+        let ext = e.extensions.unwrap();
+        assert_eq!(ext.get("retryAfterSecs"), Some(&async_graphql::Value::from(2u64)));
+        assert_eq!(ext.get("code"), Some(&async_graphql::Value::from("RATE_LIMITED")));
+    }
+
+    #[test]
+    fn slots_are_capped_and_given_back() {
+        let slots = Slots::new(2);
+        let a = slots.take().unwrap();
+        let _b = slots.take().unwrap();
+        assert!(slots.take().is_none());
+        drop(a);
+        assert!(slots.take().is_some());
+    }
+
+    #[test]
+    fn aliased_and_fragmented_credential_fields_are_all_counted() {
+        let doc = |q: &str| async_graphql::parser::parse_query(q).unwrap();
+        assert_eq!(credential_fields(&doc(r#"mutation { login(username: "a", password: "b") { token } }"#)), 1);
+        assert_eq!(
+            credential_fields(&doc(
+                r#"mutation { a: login(username: "a", password: "b") { token } b: login(username: "a", password: "c") { token } }"#
+            )),
+            2
+        );
+        assert_eq!(
+            credential_fields(&doc(
+                r#"mutation { ...F ... on Mutation { register(username: "x", password: "y") { token } } }
+                   fragment F on Mutation { login(username: "a", password: "b") { token } }"#
+            )),
+            2
+        );
+        assert_eq!(credential_fields(&doc("{ bankStats { accounts } }")), 0);
+    }
+}
