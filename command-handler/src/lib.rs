@@ -8,7 +8,12 @@
 //! transaction and the consumer seeks to them whenever partitions are assigned, so a crash, a rebalance or a
 //! second instance never applies a command twice. Events leave through the outbox (see [`outbox`]).
 
+// A consumer never dies on a record: no unwrap, expect or indexing on outside data outside tests (clippy.toml
+// allows them there).
+#![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 pub mod audit;
+pub mod isolate;
 pub mod outbox;
 pub mod rules;
 pub mod store;
@@ -20,6 +25,7 @@ use bank_core::config::{CommonArgs, DatabaseArgs};
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
 use clap::Parser;
+use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
@@ -313,24 +319,13 @@ async fn consume(
         }
 
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        let outcome = loop {
-            match handler.handle_batch(&batch).await {
-                Ok(outcome) => break outcome,
-                Err(e) => {
-                    metrics::counter!("handler_batch_retries_total").increment(1);
-                    tracing::warn!(error = format!("{e:#}"), records = batch.len(), "batch failed; retrying");
-                    if shutdown.is_cancelled() {
-                        // Nothing of this batch committed; the next run starts at the stored offsets.
-                        return Ok(());
-                    }
-                    handler.codec.forget_failures();
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        };
-        metrics::histogram!("handler_batch_size").record(batch.len() as f64);
+        let size = batch.len();
+        let (outcome, interrupted) = handler.handle_isolating(batch, shutdown).await;
+        if interrupted && outcome.offsets.is_empty() {
+            // Nothing of this batch committed; the next run starts at the stored offsets.
+            return Ok(());
+        }
+        metrics::histogram!("handler_batch_size").record(size as f64);
         metrics::histogram!("handler_batch_seconds").record(started.elapsed().as_secs_f64());
         let count = |outcome: &str, n: u64| {
             metrics::counter!("handler_commands_total", "outcome" => outcome.to_owned()).increment(n)
@@ -355,6 +350,10 @@ async fn consume(
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(error = %e, "mirroring offsets to Kafka failed");
         }
+        if interrupted {
+            // The rest of this batch did not commit; the next run starts at the stored offsets.
+            return Ok(());
+        }
     }
 }
 
@@ -367,10 +366,16 @@ async fn read(handler: &Handler, m: &rdkafka::message::BorrowedMessage<'_>, shut
     let payload = m.payload().map(<[u8]>::to_vec);
     let mut backoff = Duration::from_millis(100);
     let command = loop {
-        let decoded = if topic == handler.topics.confirm_money_transfer {
-            handler.codec.decode::<ConfirmMoneyTransfer>(payload.as_deref()).await.map(Command::Transfer)
-        } else {
-            handler.codec.decode::<ConfirmAccountCreation>(payload.as_deref()).await.map(Command::Creation)
+        let decoding = async {
+            if topic == handler.topics.confirm_money_transfer {
+                handler.codec.decode::<ConfirmMoneyTransfer>(payload.as_deref()).await.map(Command::Transfer)
+            } else {
+                handler.codec.decode::<ConfirmAccountCreation>(payload.as_deref()).await.map(Command::Creation)
+            }
+        };
+        // A decoder that panics on some bytes must not take the handler down: the record is poison.
+        let Ok(decoded) = std::panic::AssertUnwindSafe(decoding).catch_unwind().await else {
+            break Command::Poison("decoding the record panicked".to_owned());
         };
         match decoded {
             Ok(c) => break c,

@@ -4,8 +4,10 @@
 
 use crate::store::{OutboxRow, parse_headers};
 use bank_core::shutdown::CancellationToken;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 use std::time::Duration;
@@ -20,21 +22,33 @@ pub struct Publisher {
     pub producer: FutureProducer,
 }
 
+/// Longest payload (and key) of an event Kafka refused as too large: the rest is cut off, and the event carries
+/// the original size and SHA-256 in [`ORIGINAL_SIZE`] and [`ORIGINAL_SHA256`] (for the key: [`ORIGINAL_KEY_SIZE`]).
+/// Only dead letters can be that large: they carry the bytes of a record someone else produced.
+pub const TRUNCATED_BYTES: usize = 64 * 1024;
+pub const ORIGINAL_SIZE: &str = "original-size";
+pub const ORIGINAL_SHA256: &str = "original-sha256";
+pub const ORIGINAL_KEY_SIZE: &str = "original-key-size";
+
 impl Publisher {
-    /// Publishes everything in the outbox (left from an earlier run) before the handler starts consuming.
+    /// Publishes everything in the outbox (left from an earlier run) before the handler starts consuming. Each
+    /// row is tried once here; rows Kafka does not take stay in the outbox for the periodic sweep.
     pub async fn drain(&self, shutdown: &CancellationToken) -> anyhow::Result<u64> {
         let mut total = 0;
+        let mut after = 0;
         loop {
-            let rows = load(&self.pool, None).await?;
-            if rows.is_empty() || shutdown.is_cancelled() {
-                if total > 0 {
-                    tracing::info!(events = total, "published events left in the outbox by an earlier run");
-                }
-                return Ok(total);
+            let rows = load(&self.pool, None, after).await?;
+            let Some(last) = rows.last().map(|r| r.seq) else { break };
+            if shutdown.is_cancelled() {
+                break;
             }
-            total += rows.len() as u64;
-            self.publish(rows, shutdown).await;
+            after = last;
+            total += self.publish(rows, shutdown).await;
         }
+        if total > 0 {
+            tracing::info!(events = total, "published events left in the outbox by an earlier run");
+        }
+        Ok(total)
     }
 
     /// Publishes the rows each committed batch sends, until the channel closes (the handler stopped).
@@ -54,7 +68,7 @@ impl Publisher {
             }
             if last_sweep.elapsed() >= SWEEP_EVERY && rx.is_empty() {
                 last_sweep = tokio::time::Instant::now();
-                match load(&self.pool, Some(ORPHAN_AGE_SECS)).await {
+                match load(&self.pool, Some(ORPHAN_AGE_SECS), 0).await {
                     Ok(orphans) if !orphans.is_empty() => {
                         tracing::warn!(events = orphans.len(), "publishing events left in the outbox");
                         self.publish(orphans, &shutdown).await;
@@ -66,37 +80,47 @@ impl Publisher {
         }
     }
 
-    /// Sends `rows` in order, retrying failures until Kafka acknowledged each, then deletes them.
-    /// A shutdown stops the retries; rows not acknowledged stay in the outbox for the next run.
-    async fn publish(&self, rows: Vec<OutboxRow>, shutdown: &CancellationToken) {
+    /// Sends `rows` in order, retrying failures until Kafka acknowledged each, then deletes them. Returns how
+    /// many Kafka acknowledged (each counted once in `handler_events_published_total`). A shutdown stops the
+    /// retries; rows not acknowledged stay in the outbox for the next run.
+    pub async fn publish(&self, rows: Vec<OutboxRow>, shutdown: &CancellationToken) -> u64 {
         let mut todo = rows;
         let mut done: Vec<i64> = Vec::with_capacity(todo.len());
         let mut backoff = Duration::from_millis(100);
         while !todo.is_empty() {
+            let mut sent = Vec::with_capacity(todo.len());
             let mut deliveries = Vec::with_capacity(todo.len());
-            for row in &todo {
-                deliveries.push(self.send(row).await);
+            let mut failed = Vec::new();
+            for row in todo {
+                match self.send(&row).await {
+                    Ok(delivery) => {
+                        sent.push(row);
+                        deliveries.push(delivery);
+                    }
+                    Err(e) => failed.push(after_failure(row, &e)),
+                }
             }
             let results = futures::future::join_all(deliveries).await;
-            let mut failed = Vec::new();
-            for (row, result) in todo.into_iter().zip(results) {
+            for (row, result) in sent.into_iter().zip(results) {
                 match result {
-                    Ok(Ok(_)) => done.push(row.seq),
-                    Ok(Err((e, _))) => {
-                        tracing::warn!(topic = %row.topic, error = %e, "event delivery failed; retrying");
-                        failed.push(row);
+                    Ok(Ok(_)) => {
+                        metrics::counter!("handler_events_published_total").increment(1);
+                        done.push(row.seq);
                     }
+                    Ok(Err((e, _))) => failed.push(after_failure(row, &e)),
                     Err(_) => failed.push(row),
                 }
             }
-            metrics::counter!("handler_events_published_total").increment((done.len()) as u64);
             todo = failed;
             if !todo.is_empty() {
                 metrics::counter!("handler_event_delivery_retries_total").increment(todo.len() as u64);
                 if shutdown.is_cancelled() {
                     break;
                 }
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
@@ -112,9 +136,11 @@ impl Publisher {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        done.len() as u64
     }
 
-    async fn send(&self, row: &OutboxRow) -> rdkafka::producer::DeliveryFuture {
+    /// Hands one row to the producer, waiting while its local queue is full. Any other error is returned.
+    async fn send(&self, row: &OutboxRow) -> KafkaResult<rdkafka::producer::DeliveryFuture> {
         let mut headers = OwnedHeaders::new();
         for (k, v) in &row.headers {
             headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
@@ -128,24 +154,56 @@ impl Publisher {
                 record = record.payload(p);
             }
             match self.producer.send_result(record) {
-                Ok(delivery) => return delivery,
-                Err((e, _)) => {
+                Ok(delivery) => return Ok(delivery),
+                Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     // Local queue full: let librdkafka drain it.
                     tracing::debug!(error = %e, "producer queue full");
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                Err((e, _)) => return Err(e),
             }
         }
     }
 }
 
-/// Up to 10,000 outbox rows in order; with `older_than_secs`, only rows at least that old.
-async fn load(pool: &PgPool, older_than_secs: Option<i64>) -> Result<Vec<OutboxRow>, sqlx::Error> {
+/// The row to try again after `e`: cut to size if Kafka refused it as too large (once), otherwise unchanged.
+fn after_failure(row: OutboxRow, e: &KafkaError) -> OutboxRow {
+    let too_large = e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge);
+    if too_large && !row.headers.iter().any(|(k, _)| k == ORIGINAL_SIZE) {
+        let size = row.payload.as_ref().map_or(0, Vec::len);
+        tracing::error!(topic = %row.topic, size, "event too large for Kafka; publishing it truncated");
+        metrics::counter!("handler_events_truncated_total").increment(1);
+        truncated(row)
+    } else {
+        tracing::warn!(topic = %row.topic, error = %e, "event delivery failed; retrying");
+        row
+    }
+}
+
+/// `row` with its payload and key cut to [`TRUNCATED_BYTES`], the original size and hash in headers.
+pub fn truncated(mut row: OutboxRow) -> OutboxRow {
+    let payload = row.payload.take().unwrap_or_default();
+    let hash: String = Sha256::digest(&payload).iter().map(|b| format!("{b:02x}")).collect();
+    row.headers.push((ORIGINAL_SIZE.to_owned(), payload.len().to_string()));
+    row.headers.push((ORIGINAL_SHA256.to_owned(), hash));
+    row.payload = Some(payload.into_iter().take(TRUNCATED_BYTES).collect());
+    if let Some(key) = row.key.take_if(|k| k.len() > TRUNCATED_BYTES) {
+        row.headers.push((ORIGINAL_KEY_SIZE.to_owned(), key.len().to_string()));
+        row.key = Some(key.into_iter().take(TRUNCATED_BYTES).collect());
+    }
+    row
+}
+
+/// Up to 1,000 outbox rows in order, after sequence number `after`; with `older_than_secs`, only rows at least
+/// that old.
+async fn load(pool: &PgPool, older_than_secs: Option<i64>, after: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT seq, topic, key, payload, headers FROM bank.outbox \
-         WHERE $1::bigint IS NULL OR created_at < now() - make_interval(secs => $1::bigint) ORDER BY seq LIMIT 10000",
+         WHERE seq > $2 AND ($1::bigint IS NULL OR created_at < now() - make_interval(secs => $1::bigint)) \
+         ORDER BY seq LIMIT 1000",
     )
     .bind(older_than_secs)
+    .bind(after)
     .fetch_all(pool)
     .await?;
     Ok(rows
@@ -158,4 +216,53 @@ async fn load(pool: &PgPool, older_than_secs: Option<i64>) -> Result<Vec<OutboxR
             headers: parse_headers(r.get::<Option<String>, _>(4).as_deref()),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(payload: Vec<u8>, key: Vec<u8>) -> OutboxRow {
+        OutboxRow {
+            seq: 1,
+            topic: "t".into(),
+            key: Some(key),
+            payload: Some(payload),
+            headers: vec![("h".into(), "v".into())],
+        }
+    }
+
+    #[test]
+    fn truncation_keeps_a_prefix_the_size_and_the_hash() {
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let t = truncated(row(payload.clone(), b"k".to_vec()));
+        let p = t.payload.clone().unwrap();
+        assert_eq!(p.len(), TRUNCATED_BYTES);
+        assert_eq!(&payload[..TRUNCATED_BYTES], &p[..]);
+        assert_eq!(t.key.as_deref(), Some(&b"k"[..]));
+        let h: std::collections::HashMap<_, _> = t.headers.into_iter().collect();
+        assert_eq!(h["h"], "v");
+        assert_eq!(h[ORIGINAL_SIZE], "200000");
+        assert_eq!(h[ORIGINAL_SHA256].len(), 64);
+        assert!(!h.contains_key(ORIGINAL_KEY_SIZE));
+    }
+
+    #[test]
+    fn an_oversized_key_is_cut_too() {
+        let t = truncated(row(vec![1], vec![7; TRUNCATED_BYTES + 1]));
+        assert_eq!(t.key.unwrap().len(), TRUNCATED_BYTES);
+        assert!(t.headers.contains(&(ORIGINAL_KEY_SIZE.to_owned(), (TRUNCATED_BYTES + 1).to_string())));
+    }
+
+    #[test]
+    fn only_size_errors_truncate_and_only_once() {
+        let big = row(vec![0; TRUNCATED_BYTES * 2], b"k".to_vec());
+        let other = after_failure(big.clone(), &KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopic));
+        assert_eq!(other.payload, big.payload);
+        let size = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        let once = after_failure(big, &size);
+        assert_eq!(once.payload.as_ref().map(Vec::len), Some(TRUNCATED_BYTES));
+        let twice = after_failure(once.clone(), &size);
+        assert_eq!(twice.headers, once.headers, "not truncated again");
+    }
 }

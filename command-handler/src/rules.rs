@@ -72,8 +72,11 @@ pub fn check(cmd: &ConfirmMoneyTransfer, max_amount: Money) -> Result<Movement, 
         if value == CASH {
             return Ok(None);
         }
-        // Stored IBANs are compact upper case; anything else on the wire is refused rather than normalised,
-        // so the key the command was partitioned by is the account it debits.
+        // Stored IBANs are compact upper case ASCII; anything else on the wire is refused rather than
+        // normalised, so the key the command was partitioned by is the account it debits.
+        if !value.is_ascii() {
+            return Err(Refusal::new(RefusalCode::InvalidIban, format!("{name} must be a compact upper-case IBAN")));
+        }
         match Iban::parse(value) {
             Ok(iban) if iban.as_str() == value => Ok(Some(iban)),
             Ok(_) => Err(Refusal::new(RefusalCode::InvalidIban, format!("{name} must be a compact upper-case IBAN"))),
@@ -132,5 +135,9 @@ mod tests {
         assert_eq!(code(check(&cmd(1, CASH, "garbage", ""), MAX)), RefusalCode::InvalidIban);
         assert_eq!(code(check(&cmd(1, CASH, &a.to_lowercase(), ""), MAX)), RefusalCode::InvalidIban);
         assert_eq!(code(check(&cmd(1, &a, CASH, &"é".repeat(201)), MAX)), RefusalCode::DescriptionTooLong);
+        // Multi-byte characters where an IBAN has ASCII: refused, never sliced.
+        assert_eq!(code(check(&cmd(1, "Né123456789012345", CASH, ""), MAX)), RefusalCode::InvalidIban);
+        assert_eq!(code(check(&cmd(1, CASH, "NL€OPEN000000000", ""), MAX)), RefusalCode::InvalidIban);
+        assert_eq!(code(check(&cmd(1, "NL66OPEN00000000\u{0}0", CASH, ""), MAX)), RefusalCode::InvalidIban);
     }
 }

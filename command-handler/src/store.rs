@@ -13,7 +13,7 @@ use bank_core::db::Migration;
 use bank_core::refusal::{Refusal, RefusalCode};
 use bank_core::registry::Codec;
 use bank_core::topics::dead_letter_headers;
-use bank_core::{AccountToken, COMPANY_IBAN, CommandId, Iban, Money};
+use bank_core::{AccountToken, CASH, COMPANY_IBAN, CommandId, Iban, Money};
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 use std::collections::{BTreeMap, HashMap};
@@ -162,6 +162,26 @@ pub struct BatchOutcome {
     pub refusals: HashMap<&'static str, u64>,
 }
 
+impl BatchOutcome {
+    /// Adds the outcome of a later transaction of the same batch.
+    pub fn absorb(&mut self, other: BatchOutcome) {
+        self.outbox.extend(other.outbox);
+        for (k, next) in other.offsets {
+            let e = self.offsets.entry(k).or_insert(next);
+            *e = (*e).max(next);
+        }
+        self.skipped += other.skipped;
+        self.confirmed += other.confirmed;
+        self.failed += other.failed;
+        self.replayed += other.replayed;
+        self.dead_lettered += other.dead_lettered;
+        self.accounts_created += other.accounts_created;
+        for (code, n) in other.refusals {
+            *self.refusals.entry(code).or_default() += n;
+        }
+    }
+}
+
 /// The handler's topics: the contract's names with the configured prefix.
 pub use bank_core::topics::TopicNames as Topics;
 
@@ -293,7 +313,8 @@ impl Handler {
         .context("lock offsets")?;
         let mut next: BTreeMap<(String, i32), i64> =
             rows.iter().map(|r| ((r.get::<String, _>(0), r.get::<i32, _>(1)), r.get::<i64, _>(2))).collect();
-        let fresh: Vec<bool> = batch.iter().map(|r| r.offset >= next[&(r.topic.clone(), r.partition)]).collect();
+        let fresh: Vec<bool> =
+            batch.iter().map(|r| next.get(&(r.topic.clone(), r.partition)).is_none_or(|n| r.offset >= *n)).collect();
 
         // 2. Stored results of the ids in this batch.
         let ids: Vec<Uuid> = batch
@@ -392,11 +413,11 @@ impl Handler {
                 .collect();
         let mut apply: Vec<(usize, &Movement, i64)> = Vec::new();
         for (record_index, movement) in &pending {
-            let Command::Transfer(cmd) = &batch[*record_index].command else { unreachable!("pending holds transfers") };
+            let Some(Command::Transfer(cmd)) = batch.get(*record_index).map(|r| &r.command) else { continue };
             let refusal =
                 if let Some(unknown) = movement.accounts().into_iter().find(|a| !known.contains_key(a.as_str())) {
                     Some(Refusal::new(RefusalCode::UnknownAccount, format!("no account {unknown}")))
-                } else if !known[movement.authorising().as_str()].matches(&cmd.token) {
+                } else if !known.get(movement.authorising().as_str()).is_some_and(|t| t.matches(&cmd.token)) {
                     Some(Refusal::new(
                         RefusalCode::InvalidToken,
                         format!("token does not authorise account {}", movement.authorising()),
@@ -404,9 +425,10 @@ impl Handler {
                 } else {
                     None
                 };
-            match refusal {
-                Some(r) => plans[*record_index] = Plan::Refused(r),
-                None => apply.push((*record_index, movement, cmd.amount)),
+            match (refusal, plans.get_mut(*record_index)) {
+                (Some(r), Some(plan)) => *plan = Plan::Refused(r),
+                (Some(_), None) => {}
+                (None, _) => apply.push((*record_index, movement, cmd.amount)),
             }
         }
 
@@ -445,7 +467,9 @@ impl Handler {
                     let (_, to) = movement.sides();
                     Refusal::new(RefusalCode::BalanceOverflow, format!("the balance of {to} would overflow"))
                 };
-                plans[*record_index] = Plan::Refused(refusal);
+                if let Some(plan) = plans.get_mut(*record_index) {
+                    *plan = Plan::Refused(refusal);
+                }
             }
         }
         anyhow::ensure!(
@@ -526,7 +550,7 @@ impl Handler {
                 }
                 Plan::Apply => {
                     let Command::Transfer(c) = &r.command else { unreachable!("apply plan") };
-                    let (fb, tb) = balances[&i];
+                    let (fb, tb) = balances.get(&i).copied().context("an applied transfer without balances")?;
                     out.confirmed += 1;
                     results.push_transfer(r, c, true, None, Some((fb, tb)));
                     if let Some(balance) = fb {
@@ -540,7 +564,7 @@ impl Handler {
                     decided.insert(i, d);
                 }
             }
-            let e = next.get_mut(&(r.topic.clone(), r.partition)).expect("locked above");
+            let e = next.entry((r.topic.clone(), r.partition)).or_insert(r.offset + 1);
             *e = (*e).max(r.offset + 1);
         }
         results.insert(&mut tx).await?;
@@ -578,7 +602,8 @@ impl Handler {
         for _attempt in 0..5 {
             let mut todo: Vec<(usize, String, String, &'static str, Uuid)> = Vec::new();
             for (i, plan) in plans.iter().enumerate() {
-                if let (Plan::Creation { iban, token, a_type }, Command::Creation(c)) = (plan, &batch[i].command)
+                if let (Plan::Creation { iban, token, a_type }, Some(Command::Creation(c))) =
+                    (plan, batch.get(i).map(|r| &r.command))
                     && !done.contains(&i)
                 {
                     todo.push((
@@ -614,7 +639,7 @@ impl Handler {
             for (i, iban, ..) in todo {
                 if inserted.contains(&iban) {
                     done.insert(i);
-                } else if let Plan::Creation { iban, .. } = &mut plans[i] {
+                } else if let Some(Plan::Creation { iban, .. }) = plans.get_mut(i) {
                     *iban = Iban::generate();
                 }
             }
@@ -690,6 +715,12 @@ impl Handler {
     }
 }
 
+/// `from`/`to` of a transfer as stored with its result: `cash` or a valid compact IBAN, otherwise NULL (a refused
+/// command's side can be any string, and not every string can be stored).
+fn stored_side(side: &str) -> Option<String> {
+    (side == CASH || (side.is_ascii() && Iban::parse(side).is_ok_and(|i| i.as_str() == side))).then(|| side.to_owned())
+}
+
 #[derive(Default)]
 struct ResultRows {
     id: Vec<Uuid>,
@@ -726,8 +757,8 @@ impl ResultRows {
         self.kind.push("transfer");
         self.confirmed.push(confirmed);
         self.reason.push(reason.map(str::to_owned));
-        self.from.push(Some(c.from.clone()));
-        self.to.push(Some(c.to.clone()));
+        self.from.push(stored_side(&c.from));
+        self.to.push(stored_side(&c.to));
         self.amount.push(Some(c.amount));
         let (fb, tb) = balances.unwrap_or((None, None));
         self.from_balance.push(fb);
@@ -790,10 +821,8 @@ async fn insert_outbox(tx: &mut Transaction<'_, Postgres>, events: Vec<Event>) -
     let topics: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
     let keys: Vec<Option<&[u8]>> = events.iter().map(|e| e.1.as_deref()).collect();
     let payloads: Vec<Option<&[u8]>> = events.iter().map(|e| e.2.as_deref()).collect();
-    let headers: Vec<Option<String>> = events
-        .iter()
-        .map(|e| (!e.3.is_empty()).then(|| serde_json::to_string(&e.3).expect("headers serialise")))
-        .collect();
+    let headers: Vec<Option<String>> =
+        events.iter().map(|e| if e.3.is_empty() { None } else { serde_json::to_string(&e.3).ok() }).collect();
     let mut seqs: Vec<i64> = sqlx::query_scalar(
         "INSERT INTO bank.outbox (topic, key, payload, headers) \
          SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::bytea[], $4::text[]) RETURNING seq",

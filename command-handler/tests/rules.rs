@@ -8,6 +8,8 @@ use bank_core::refusal::{Refusal, RefusalCode};
 use bank_core::topics::{self, dead_letter_headers};
 use bank_core::{CASH, COMPANY_IBAN, Iban};
 use common::{COMPANY_TOKEN, Fixture, shared, transfer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::time::Duration;
 
 async fn refused(f: &Fixture, cmd: bank_core::avro::ConfirmMoneyTransfer, code: RefusalCode) -> String {
     f.send_transfer(&cmd).await;
@@ -260,4 +262,103 @@ async fn poison_records_go_to_dead_letters_and_processing_continues() {
         assert!(r.headers.get(dead_letter_headers::SOURCE_OFFSET).is_some_and(|o| o.parse::<i64>().is_ok()));
         assert!(r.headers.get(dead_letter_headers::ERROR).is_some_and(|e| !e.is_empty()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_byte_character_in_an_iban_is_refused_and_the_handler_goes_on() {
+    let f = shared().await;
+    let acc = f.accounts(1).await;
+    let (a, ta) = &acc[0];
+    // 18 bytes like an IBAN, with a two-byte character at byte 1: slicing it by bytes panicked the handler.
+    let bad = "Né123456789012345";
+    assert_eq!(bad.len(), Iban::LEN);
+    refused(&f, transfer(ta, 100, bad, a, "multi-byte from"), RefusalCode::InvalidIban).await;
+    refused(&f, transfer(ta, 100, a, bad, "multi-byte to"), RefusalCode::InvalidIban).await;
+    refused(&f, transfer(ta, 100, CASH, "NL€OPEN000000000", "multi-byte to"), RefusalCode::InvalidIban).await;
+    confirmed(&f, transfer(ta, 100, CASH, a, "after the multi-byte ibans")).await;
+    assert_eq!(f.balance(a).await, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_bytes_in_text_fields_do_not_stop_the_handler() {
+    let f = shared().await;
+    let acc = f.accounts(2).await;
+    let ((a, ta), (b, _)) = (&acc[0], &acc[1]);
+    // PostgreSQL cannot store a NUL byte in text: a refused command used to store its `from`/`to` as given,
+    // and the failing INSERT was retried forever. Only valid IBANs (or `cash`) are stored now.
+    let nul_from = format!("{}\0", &a[..17]);
+    let nul_to = format!("NL\0{}", &b[3..]);
+    let r1 = transfer(ta, 100, &nul_from, b, "nul in from");
+    let r2 = transfer(ta, 100, a, &nul_to, "nul in to");
+    let r3 = transfer(ta, 100, "ca\0sh", a, "nul in cash");
+    for cmd in [&r1, &r2, &r3] {
+        refused(&f, cmd.clone(), RefusalCode::InvalidIban).await;
+    }
+    let stored: Vec<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT from_iban, to_iban FROM bank.results WHERE id = ANY($1) ORDER BY from_iban NULLS FIRST")
+            .bind(vec![r1.id.as_uuid(), r2.id.as_uuid(), r3.id.as_uuid()])
+            .fetch_all(&f.pool)
+            .await
+            .unwrap();
+    assert!(stored.contains(&(None, Some(b.clone()))), "{stored:?}");
+    assert!(stored.contains(&(Some(a.clone()), None)), "{stored:?}");
+    assert!(stored.contains(&(None, Some(a.clone()))), "{stored:?}");
+    // A NUL in the description is not stored by the handler: the transfer is confirmed and published.
+    confirmed(&f, transfer(ta, 250, CASH, a, "nul \0 in the description")).await;
+    confirmed(&f, transfer(ta, 50, a, b, "after the nul bytes")).await;
+    assert_eq!((f.balance(a).await, f.balance(b).await), (200, 50));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_too_large_for_kafka_is_published_truncated_and_publishing_goes_on() {
+    use sha2::{Digest, Sha256};
+    let f = shared().await;
+    let acc = f.accounts(1).await;
+    let (a, ta) = &acc[0];
+    // Larger than the handler's producer takes (message.max.bytes 1,000,000), small enough for the broker.
+    let big: FutureProducer = bank_core::kafka::producer_config(&bank_core::testing::kafka_brokers(), "handler-test")
+        .set("message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    let topic = f.topic(topics::CONFIRM_MONEY_TRANSFER);
+    let payload: Vec<u8> = std::iter::repeat_n(b"not avro ".as_slice(), 115_000).flatten().copied().collect();
+    assert!(payload.len() > 1_000_000);
+    big.send(FutureRecord::<[u8], [u8]>::to(&topic).key(a.as_bytes()).payload(&payload), Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("the broker took the large record");
+    let next = transfer(ta, 4_200, CASH, a, "after the large poison");
+    confirmed(&f, next.clone()).await;
+
+    // Events after it are still published ...
+    let mut published = false;
+    for _ in 0..100 {
+        for r in f.read_topic(topics::MONEY_TRANSFER_CONFIRMED) {
+            published |= f.codec.decode::<MoneyTransferConfirmed>(r.payload.as_deref()).await.unwrap().id == next.id;
+        }
+        if published {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(published, "the confirmation after the large dead letter was published");
+    // ... and the dead letter itself, truncated, with the original's size and hash.
+    let mut mine = Vec::new();
+    for _ in 0..100 {
+        mine =
+            f.read_topic(topics::DEAD_LETTERS).into_iter().filter(|r| r.key.as_deref() == Some(a.as_bytes())).collect();
+        if !mine.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(mine.len(), 1, "one dead letter: {:?}", mine.iter().map(|r| &r.headers).collect::<Vec<_>>());
+    let r = &mine[0];
+    let hash: String = Sha256::digest(&payload).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(r.headers.get(command_handler::outbox::ORIGINAL_SIZE), Some(&payload.len().to_string()));
+    assert_eq!(r.headers.get(command_handler::outbox::ORIGINAL_SHA256), Some(&hash));
+    assert_eq!(r.headers.get(dead_letter_headers::SOURCE_TOPIC), Some(&topic));
+    let kept = r.payload.as_deref().unwrap_or_default();
+    assert_eq!(kept.len(), command_handler::outbox::TRUNCATED_BYTES);
+    assert!(payload.starts_with(kept), "the kept bytes are the original's first bytes");
 }
