@@ -16,7 +16,8 @@ use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::postgres::PgPool;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// The topics the projection reads.
@@ -43,17 +44,17 @@ impl Projection {
     pub async fn run(self, consumer: StreamConsumer, shutdown: CancellationToken) -> anyhow::Result<()> {
         consumer.subscribe(&consumed(&self.topics))?;
         while let Some(first) = bank_core::kafka::next_record(&consumer, &shutdown, "projection").await {
-            let mut batch = ProjectionBatch::default();
+            let mut entries: Vec<Entry> = Vec::new();
             let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
             let mut count = 0;
-            self.add(&mut batch, &first, &shutdown).await?;
+            self.add(&mut entries, &first, &shutdown).await?;
             offsets.insert((first.topic().to_owned(), first.partition()), first.offset() + 1);
             count += 1;
             let deadline = tokio::time::Instant::now() + self.batch_wait;
             while count < self.batch_size {
                 match tokio::time::timeout_at(deadline, consumer.recv()).await {
                     Ok(Ok(m)) => {
-                        self.add(&mut batch, &m, &shutdown).await?;
+                        self.add(&mut entries, &m, &shutdown).await?;
                         offsets.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
                         count += 1;
                     }
@@ -66,20 +67,9 @@ impl Projection {
                 return Ok(());
             }
             let started = Instant::now();
-            let mut backoff = Duration::from_millis(100);
-            let done = loop {
-                match store::project(&self.pool, &batch).await {
-                    Ok(done) => break done,
-                    Err(e) => {
-                        metrics::counter!("gateway_projection_retries_total").increment(1);
-                        tracing::warn!(error = %e, records = count, "projection batch failed; retrying");
-                        tokio::select! {
-                            () = shutdown.cancelled() => return Ok(()),
-                            () = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
+            let Some(done) = self.project_isolating(&entries, &shutdown).await? else {
+                // Parts may be written; they are idempotent and add nothing when repeated on the next start.
+                return Ok(());
             };
             metrics::histogram!("gateway_projection_batch_seconds").record(started.elapsed().as_secs_f64());
             metrics::counter!("gateway_projection_records_total").increment(count as u64);
@@ -99,14 +89,25 @@ impl Projection {
     /// Decodes one record into the batch. A registry outage is waited out; an undecodable record is dead-lettered.
     async fn add(
         &self,
-        batch: &mut ProjectionBatch,
+        entries: &mut Vec<Entry>,
         m: &BorrowedMessage<'_>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.decode_into(batch, m).await {
-                Ok(()) => return Ok(()),
+            let mut batch = ProjectionBatch::default();
+            match self.decode_into(&mut batch, m).await {
+                Ok(()) => {
+                    entries.push(Entry {
+                        topic: m.topic().to_owned(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().map(<[u8]>::to_vec),
+                        batch,
+                    });
+                    return Ok(());
+                }
                 Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
                     tracing::warn!(error = %e, "schema registry unavailable; retrying");
                     self.codec.forget_failures();
@@ -117,11 +118,79 @@ impl Projection {
                 Err(e) => {
                     metrics::counter!("gateway_projection_dead_letters_total").increment(1);
                     tracing::warn!(error = %e, topic = m.topic(), partition = m.partition(), offset = m.offset(), "dead-lettering an undecodable record");
-                    self.dead_letter(m, &e.to_string()).await?;
+                    self.dead_letter(m.topic(), m.partition(), m.offset(), m.key(), m.payload(), &e.to_string())
+                        .await?;
                     return Ok(());
                 }
             }
         }
+    }
+
+    /// Projects `entries` in one transaction when all goes well. A batch that fails for a reason outside its
+    /// records (PostgreSQL unreachable, a deadlock) is retried as a whole as long as it takes; one that fails
+    /// because PostgreSQL refuses a value of a record (a data exception or a constraint, SQLSTATE 22xxx/23xxx)
+    /// is retried [`RECORD_ATTEMPTS`] times, then split in halves, projected in order, until the failing record is
+    /// alone: it is dead-lettered with the error and the rest is projected. `None` when a shutdown interrupted it.
+    async fn project_isolating(
+        &self,
+        entries: &[Entry],
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<store::Projected>> {
+        let mut total = store::Projected::default();
+        let mut queue: VecDeque<Range<usize>> = VecDeque::new();
+        queue.push_back(0..entries.len());
+        while let Some(range) = queue.pop_front() {
+            let Some(part) = entries.get(range.clone()) else { continue };
+            let batch = merged(part);
+            let mut backoff = Duration::from_millis(100);
+            let mut record_failures = 0;
+            loop {
+                let e = match store::project(&self.pool, &batch).await {
+                    Ok(done) => {
+                        total.transactions += done.transactions;
+                        total.transfers += done.transfers;
+                        total.accounts += done.accounts;
+                        total.results += done.results;
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                let caused_by_record = caused_by_record(&e);
+                let reason = if caused_by_record { "record" } else { "unavailable" };
+                metrics::counter!("gateway_projection_retries_total", "reason" => reason).increment(1);
+                tracing::warn!(error = %e, records = part.len(), reason, "projection batch failed");
+                if caused_by_record {
+                    record_failures += 1;
+                    if record_failures >= RECORD_ATTEMPTS {
+                        if let [one] = part {
+                            metrics::counter!("gateway_projection_dead_letters_total").increment(1);
+                            tracing::error!(error = %e, topic = %one.topic, partition = one.partition, offset = one.offset, "dead-lettering a record that cannot be projected");
+                            let error = format!("cannot be projected: {e}");
+                            self.dead_letter(
+                                &one.topic,
+                                one.partition,
+                                one.offset,
+                                one.key.as_deref(),
+                                one.payload.as_deref(),
+                                &error,
+                            )
+                            .await?;
+                        } else {
+                            let mid = range.start + range.len() / 2;
+                            queue.push_front(mid..range.end);
+                            queue.push_front(range.start..mid);
+                        }
+                        break;
+                    }
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(None),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        Ok(Some(total))
     }
 
     async fn decode_into(&self, batch: &mut ProjectionBatch, m: &BorrowedMessage<'_>) -> Result<(), CodecError> {
@@ -147,19 +216,27 @@ impl Projection {
         Ok(())
     }
 
-    async fn dead_letter(&self, m: &BorrowedMessage<'_>, error: &str) -> anyhow::Result<()> {
-        let partition = m.partition().to_string();
-        let offset = m.offset().to_string();
+    async fn dead_letter(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let partition = partition.to_string();
+        let offset = offset.to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header { key: topics::dead_letter_headers::SOURCE_TOPIC, value: Some(m.topic()) })
+            .insert(Header { key: topics::dead_letter_headers::SOURCE_TOPIC, value: Some(topic) })
             .insert(Header { key: topics::dead_letter_headers::SOURCE_PARTITION, value: Some(&partition) })
             .insert(Header { key: topics::dead_letter_headers::SOURCE_OFFSET, value: Some(&offset) })
             .insert(Header { key: topics::dead_letter_headers::ERROR, value: Some(error) });
         let mut record = FutureRecord::<[u8], [u8]>::to(&self.topics.dead_letters).headers(headers);
-        if let Some(k) = m.key() {
+        if let Some(k) = key {
             record = record.key(k);
         }
-        if let Some(p) = m.payload() {
+        if let Some(p) = payload {
             record = record.payload(p);
         }
         self.producer
@@ -167,5 +244,39 @@ impl Projection {
             .await
             .map_err(|(e, _)| anyhow::anyhow!("cannot dead-letter a record: {e}"))?;
         Ok(())
+    }
+}
+
+/// Attempts of a batch (or part of one) that PostgreSQL refused because of a record, before it is split.
+pub const RECORD_ATTEMPTS: u32 = 2;
+
+/// One decoded record with what is needed to dead-letter it.
+struct Entry {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    /// This record alone.
+    batch: ProjectionBatch,
+}
+
+fn merged(entries: &[Entry]) -> ProjectionBatch {
+    let mut b = ProjectionBatch::default();
+    for e in entries {
+        b.balances.extend(e.batch.balances.iter().cloned());
+        b.accounts_opened.extend(e.batch.accounts_opened.iter().cloned());
+        b.accounts_refused.extend(e.batch.accounts_refused.iter().cloned());
+        b.results.extend(e.batch.results.iter().cloned());
+    }
+    b
+}
+
+/// PostgreSQL refused a value (SQLSTATE class 22, data exception, or 23, integrity constraint): retrying the same
+/// records cannot succeed.
+fn caused_by_record(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+        _ => false,
     }
 }

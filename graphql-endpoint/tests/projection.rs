@@ -76,3 +76,79 @@ async fn redelivery_adds_nothing_and_poison_is_dead_lettered() {
     };
     assert_eq!(found.as_deref(), Some(topic.as_str()));
 }
+
+/// The first record on the gateway's dead-letter topic whose payload is `payload`: its headers.
+fn dead_letter_headers(bank: &Bank, payload: &[u8]) -> std::collections::HashMap<String, String> {
+    let dead = format!("{}{}", bank.prefix, topics::DEAD_LETTERS);
+    let consumer: BaseConsumer =
+        bank_core::kafka::consumer_config(&bank_core::testing::kafka_brokers(), "projection-test", "projection-test")
+            .create()
+            .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset(&dead, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(std::time::Instant::now() < until, "no dead letter within 20 s");
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else { continue };
+        if m.payload() != Some(payload) {
+            continue;
+        }
+        return m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_owned(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_postgres_cannot_store_is_dead_lettered_and_the_rest_projected() {
+    let bank = Bank::start(1).await;
+    let gateway = &bank.gateway().service.gateway;
+    let (alice, iban) = bank.register("alice").await;
+    let r = bank.ok(Some(&alice), "mutation { deposit(amountCents: 1000) { status } }").await;
+    assert_eq!(r["deposit"]["status"], "CONFIRMED");
+    bank.wait_history(&alice, &iban, 1).await;
+
+    // Well-formed Avro that PostgreSQL refuses to store (a NUL byte in a text column), then a real deposit:
+    // before, the projection retried that batch forever and nothing after it was projected.
+    let topic = format!("{}{}", bank.prefix, topics::BALANCE_CHANGED);
+    let mut poison_payloads = Vec::new();
+    for (from_to, description) in [("cash", "nul \0 in the description"), ("ca\0sh", "nul in from_to")] {
+        let poison = bank_core::avro::BalanceChanged {
+            iban: iban.clone(),
+            new_balance: 999_999,
+            changed_by: 999_999 - 1000,
+            from_to: from_to.to_owned(),
+            description: description.to_owned(),
+            transfer_id: Some(bank_core::CommandId::new()),
+        };
+        let payload = gateway.codec.encode(&topic, &poison).await.unwrap();
+        gateway
+            .producer
+            .send(FutureRecord::to(&topic).key(iban.as_bytes()).payload(&payload), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        poison_payloads.push(payload);
+    }
+    let r = bank.ok(Some(&alice), "mutation { deposit(amountCents: 500) { status } }").await;
+    assert_eq!(r["deposit"]["status"], "CONFIRMED");
+    let history = bank.wait_history(&alice, &iban, 2).await;
+    assert_eq!(history[0]["newBalanceCents"], "1500", "{history}");
+    assert_eq!(history.as_array().unwrap().len(), 2, "the poison records are not in the history: {history}");
+    assert_eq!(bank.balance(&alice).await, 1500);
+
+    for payload in &poison_payloads {
+        let headers = dead_letter_headers(&bank, payload);
+        assert_eq!(headers.get(topics::dead_letter_headers::SOURCE_TOPIC), Some(&topic));
+        let error = headers.get(topics::dead_letter_headers::ERROR).cloned().unwrap_or_default();
+        assert!(error.contains("cannot be projected"), "error header: {error}");
+    }
+}
