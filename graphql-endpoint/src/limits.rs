@@ -78,15 +78,22 @@ pub struct HashPool {
     permits: Semaphore,
     running: AtomicUsize,
     peak: AtomicUsize,
+    total: AtomicUsize,
 }
 
 impl HashPool {
     pub fn new(permits: usize) -> Self {
-        Self { permits: Semaphore::new(permits.max(1)), running: AtomicUsize::new(0), peak: AtomicUsize::new(0) }
+        Self {
+            permits: Semaphore::new(permits.max(1)),
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+        }
     }
 
     pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
         let _permit = self.permits.acquire().await.map_err(internal)?;
+        self.total.fetch_add(1, Ordering::SeqCst);
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         let result = tokio::task::spawn_blocking(f).await.map_err(internal);
@@ -97,6 +104,11 @@ impl HashPool {
     /// The most hashes that ran at the same time so far.
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::SeqCst)
+    }
+
+    /// Hashes computed (or being computed) so far.
+    pub fn count(&self) -> usize {
+        self.total.load(Ordering::SeqCst)
     }
 }
 

@@ -43,6 +43,11 @@ impl Drop for Bank {
 impl Bank {
     /// Topics, database, a command-handler and `instances` gateways.
     pub async fn start(instances: usize) -> Self {
+        Self::start_with(instances, |_| {}).await
+    }
+
+    /// Like [`Bank::start`], with `tweak` applied to every gateway's configuration.
+    pub async fn start_with(instances: usize, tweak: impl Fn(&mut Config)) -> Self {
         let prefix = unique_prefix();
         synchronizer::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(30), topics::TOPICS)
             .await
@@ -71,10 +76,19 @@ impl Bank {
 
         let mut bank = Self { prefix, db_url, gateways: Vec::new(), shutdown };
         for _ in 0..instances {
-            let g = bank.spawn_gateway(&common).await;
+            let g = bank.try_gateway(&tweak).await.expect("gateway starts");
             bank.gateways.push(g);
         }
         bank
+    }
+
+    pub fn common(&self) -> CommonArgs {
+        CommonArgs {
+            kafka_brokers: kafka_brokers(),
+            schema_registry_url: registry_url(),
+            topic_prefix: self.prefix.clone(),
+            log_format: "text".into(),
+        }
     }
 
     pub fn config(&self, common: &CommonArgs) -> Config {
@@ -87,9 +101,11 @@ impl Bank {
         c
     }
 
-    async fn spawn_gateway(&self, common: &CommonArgs) -> Gateway {
-        let config = self.config(common);
-        let (service, _tasks) = graphql_endpoint::start(&config, &self.shutdown).await.expect("gateway starts");
+    /// One more gateway on this bank, with `tweak` applied to its configuration; `Err` when it refuses to start.
+    pub async fn try_gateway(&self, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Gateway> {
+        let mut config = self.config(&self.common());
+        tweak(&mut config);
+        let (service, _tasks) = graphql_endpoint::start(&config, &self.shutdown).await?;
         let router = graphql_endpoint::router(service.clone(), &config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -100,7 +116,7 @@ impl Bank {
             assert!(tokio::time::Instant::now() < until, "gateway not ready after 30 s: {e}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Gateway { service, addr }
+        Ok(Gateway { service, addr })
     }
 
     pub fn gateway(&self) -> &Gateway {
@@ -203,6 +219,46 @@ impl Ws {
         (ws, first)
     }
 
+    /// Sends a text message as it is.
+    pub async fn send_text(&mut self, text: String) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.stream.send(Message::Text(text.into())).await
+    }
+
+    /// The next message about operation `id` (`next`, `error` or `complete`), holding back the others; `None`
+    /// on timeout or close.
+    pub async fn next_for(&mut self, id: &str, timeout: Duration) -> Option<Value> {
+        if let Some(i) = self.held.iter().position(|m| m["id"] == id) {
+            return Some(self.held.remove(i));
+        }
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            let m = self.next_message(left).await?;
+            if m["id"] == id {
+                return Some(m);
+            }
+            self.held.push(m);
+        }
+    }
+
+    /// Stops operation `id`.
+    pub async fn stop(&mut self, id: &str) {
+        let kind = if self.legacy { "stop" } else { "complete" };
+        self.send(json!({ "id": id, "type": kind })).await;
+    }
+
+    /// Whether the server closed the connection within `timeout` (messages before the close are skipped).
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(until, self.stream.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     async fn send(&mut self, v: Value) {
         self.stream.send(Message::Text(v.to_string().into())).await.expect("websocket send");
     }
@@ -273,4 +329,23 @@ pub async fn wait_result_subscribers(g: &Gateway, n: usize) {
         assert!(tokio::time::Instant::now() < until, "result subscribers did not attach within 10 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The `extensions.code` of the first error of a websocket message (`error`, or `next` with errors).
+pub fn ws_code(m: &Value) -> &str {
+    let error = if m["type"] == "error" { &m["payload"][0] } else { &m["payload"]["errors"][0] };
+    error["extensions"]["code"].as_str().unwrap_or_else(|| panic!("expected an error with a code: {m}"))
+}
+
+/// Logs `name` in over HTTP; returns the whole response.
+pub async fn http_login(g: &Gateway, name: &str, password: &str) -> Value {
+    http(
+        g,
+        None,
+        &format!(
+            r#"mutation {{ login(username: "{name}", password: "{password}") {{ token role account {{ iban }} }} }}"#
+        ),
+    )
+    .await
+    .1
 }
