@@ -21,9 +21,10 @@ use uuid::Uuid;
 
 pub const SCHEMA: &str = "bank";
 
-pub const MIGRATIONS: &[Migration] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        r#"
 CREATE TABLE bank.accounts (
     iban            TEXT PRIMARY KEY,
     token           TEXT NOT NULL,
@@ -116,7 +117,66 @@ BEGIN
 END
 $fn$;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- Balance changes of the account so far; each balance_changed event carries the count after it (`seq`), so a
+-- consumer that sees events out of order keeps the newest balance.
+ALTER TABLE bank.accounts ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+
+DROP FUNCTION bank.apply_transfers(TEXT[], TEXT[], BIGINT[]);
+
+-- As in migration 1, and each balance change also counts up the account's seq (returned with the balance).
+CREATE FUNCTION bank.apply_transfers(froms TEXT[], tos TEXT[], amounts BIGINT[])
+RETURNS TABLE (ord INT, ok BOOLEAN, code TEXT, from_balance BIGINT, to_balance BIGINT, from_seq BIGINT, to_seq BIGINT)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    i  INT;
+    fb BIGINT;
+    tb BIGINT;
+    fs BIGINT;
+    ts BIGINT;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(amounts, 1), 0) LOOP
+        fb := NULL;
+        tb := NULL;
+        fs := NULL;
+        ts := NULL;
+        IF froms[i] <> 'cash' THEN
+            UPDATE bank.accounts a SET balance = a.balance - amounts[i], seq = a.seq + 1
+             WHERE a.iban = froms[i] AND a.balance - amounts[i] >= a.limit_cents
+            RETURNING a.balance, a.seq INTO fb, fs;
+            IF NOT FOUND THEN
+                ord := i; ok := false; code := 'INSUFFICIENT_FUNDS'; from_balance := NULL; to_balance := NULL;
+                from_seq := NULL; to_seq := NULL;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+        END IF;
+        IF tos[i] <> 'cash' THEN
+            UPDATE bank.accounts a SET balance = a.balance + amounts[i], seq = a.seq + 1
+             WHERE a.iban = tos[i] AND a.balance <= 9223372036854775807 - amounts[i]
+            RETURNING a.balance, a.seq INTO tb, ts;
+            IF NOT FOUND THEN
+                IF froms[i] <> 'cash' THEN
+                    UPDATE bank.accounts a SET balance = a.balance + amounts[i], seq = a.seq - 1 WHERE a.iban = froms[i];
+                END IF;
+                ord := i; ok := false; code := 'BALANCE_OVERFLOW'; from_balance := NULL; to_balance := NULL;
+                from_seq := NULL; to_seq := NULL;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+        END IF;
+        ord := i; ok := true; code := NULL; from_balance := fb; to_balance := tb; from_seq := fs; to_seq := ts;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
+"#,
+    ),
+];
 
 /// A consumed record and what it decoded to.
 #[derive(Debug)]
@@ -442,8 +502,8 @@ impl Handler {
                 acc
             });
         let applied = sqlx::query(
-            "SELECT ord, ok, code, from_balance, to_balance FROM bank.apply_transfers($1::text[], $2::text[], $3::bigint[]) \
-             ORDER BY ord",
+            "SELECT ord, ok, code, from_balance, to_balance, from_seq, to_seq \
+             FROM bank.apply_transfers($1::text[], $2::text[], $3::bigint[]) ORDER BY ord",
         )
         .bind(&froms)
         .bind(&tos)
@@ -452,9 +512,11 @@ impl Handler {
         .await
         .context("apply transfers")?;
         let mut balances: HashMap<usize, (Option<i64>, Option<i64>)> = HashMap::new();
+        let mut seqs: HashMap<usize, (Option<i64>, Option<i64>)> = HashMap::new();
         for (row, (record_index, movement, amount)) in applied.iter().zip(&apply) {
             if row.get::<bool, _>(1) {
                 balances.insert(*record_index, (row.get(3), row.get(4)));
+                seqs.insert(*record_index, (row.get(5), row.get(6)));
             } else {
                 let code: String = row.get(2);
                 let refusal = if code == RefusalCode::InsufficientFunds.as_str() {
@@ -553,11 +615,14 @@ impl Handler {
                     let (fb, tb) = balances.get(&i).copied().context("an applied transfer without balances")?;
                     out.confirmed += 1;
                     results.push_transfer(r, c, true, None, Some((fb, tb)));
+                    let (fs, ts) = seqs.get(&i).copied().unwrap_or_default();
                     if let Some(balance) = fb {
-                        self.balance_event(c, &c.from, balance, -c.amount, &c.to, &mut events).await?;
+                        let seq = fs.unwrap_or_default();
+                        self.balance_event(c, &c.from, (balance, seq), -c.amount, &c.to, &mut events).await?;
                     }
                     if let Some(balance) = tb {
-                        self.balance_event(c, &c.to, balance, c.amount, &c.from, &mut events).await?;
+                        let seq = ts.unwrap_or_default();
+                        self.balance_event(c, &c.to, (balance, seq), c.amount, &c.from, &mut events).await?;
                     }
                     let d = Decided::Transfer { confirmed: true, reason: None };
                     self.result_event(r, &d, &mut events, key).await?;
@@ -692,7 +757,7 @@ impl Handler {
         &self,
         c: &ConfirmMoneyTransfer,
         iban: &str,
-        new_balance: i64,
+        (new_balance, seq): (i64, i64),
         changed_by: i64,
         from_to: &str,
         events: &mut Vec<Event>,
@@ -705,6 +770,7 @@ impl Handler {
             from_to: from_to.to_owned(),
             description: c.description.clone(),
             transfer_id: Some(c.id),
+            seq,
         };
         events.push((t.clone(), Some(iban.as_bytes().to_vec()), Some(self.encode(t, &rec).await?), Vec::new()));
         Ok(())

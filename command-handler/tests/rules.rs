@@ -362,3 +362,44 @@ async fn a_dead_letter_too_large_for_kafka_is_published_truncated_and_publishing
     assert_eq!(kept.len(), command_handler::outbox::TRUNCATED_BYTES);
     assert!(payload.starts_with(kept), "the kept bytes are the original's first bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balance_changes_carry_the_accounts_sequence() {
+    let f = shared().await;
+    let acc = f.accounts(2).await;
+    let ((a, ta), (b, _)) = (&acc[0], &acc[1]);
+    let cmds = [
+        transfer(ta, 10_000, CASH, a, "seq 1 of a"),
+        transfer(ta, 1_000, a, CASH, "seq 2 of a"),
+        transfer(ta, 5_000_000, a, b, "refused: no change"),
+        transfer(ta, 2_000, a, b, "seq 3 of a, 1 of b"),
+    ];
+    for c in &cmds {
+        f.send_transfer(c).await;
+    }
+    for c in &cmds {
+        f.result(c.id).await;
+    }
+    let ids: Vec<_> = cmds.iter().map(|c| c.id).collect();
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen.clear();
+        for r in f.read_topic(topics::BALANCE_CHANGED) {
+            let c: BalanceChanged = f.codec.decode(r.payload.as_deref()).await.unwrap();
+            if c.transfer_id.is_some_and(|id| ids.contains(&id)) {
+                seen.push((c.iban, c.seq, c.new_balance));
+            }
+        }
+        if seen.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    seen.sort();
+    let mut want = vec![(a.clone(), 1, 10_000), (a.clone(), 2, 9_000), (a.clone(), 3, 7_000), (b.clone(), 1, 2_000)];
+    want.sort();
+    assert_eq!(seen, want);
+    let stored: i64 =
+        sqlx::query_scalar("SELECT seq FROM bank.accounts WHERE iban = $1").bind(a).fetch_one(&f.pool).await.unwrap();
+    assert_eq!(stored, 3);
+}

@@ -149,6 +149,7 @@ pub fn record_of(b: BalanceChanged, m: &impl Message) -> BalanceRecord {
         at: decode_time(m),
         partition: m.partition(),
         offset: m.offset(),
+        account_seq: b.seq,
     }
 }
 

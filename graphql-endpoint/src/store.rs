@@ -11,9 +11,10 @@ pub const SCHEMA: &str = "gateway";
 /// Channel of `pg_notify` messages: results of gateway transfers and account creations, for every instance.
 pub const CHANNEL: &str = "gateway_events";
 
-pub const MIGRATIONS: &[bank_core::db::Migration] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[bank_core::db::Migration] = &[
+    (
+        1,
+        r#"
 CREATE TABLE gateway.users (
     id            BIGSERIAL PRIMARY KEY,
     username      TEXT NOT NULL UNIQUE,
@@ -82,7 +83,17 @@ CREATE TABLE gateway.counters (
 );
 INSERT INTO gateway.counters (name, value) VALUES ('accounts', 0), ('transactions', 0), ('transfers', 0);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- The bank's per-account sequence of a balance change (BalanceChanged.seq; 0 for events from before it existed):
+-- the projected balance only moves to a change with a higher one, whatever order the events arrive in.
+ALTER TABLE gateway.transactions ADD COLUMN account_seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE gateway.accounts ADD COLUMN balance_seq BIGINT NOT NULL DEFAULT 0;
+"#,
+    ),
+];
 
 /// SHA-256 of a session token: only the hash is stored, so a leaked table grants no session.
 pub fn token_hash(token: &str) -> Vec<u8> {
@@ -383,8 +394,8 @@ pub async fn history(
     limit: i64,
 ) -> sqlx::Result<Vec<TransactionRow>> {
     let rows = sqlx::query(
-        "SELECT seq, transfer_id, iban, new_balance, changed_by, from_to, description, at, kafka_partition, kafka_offset \
-         FROM gateway.transactions WHERE iban = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+        "SELECT seq, transfer_id, iban, new_balance, changed_by, from_to, description, at, kafka_partition, kafka_offset, \
+         account_seq FROM gateway.transactions WHERE iban = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
     )
     .bind(iban)
     .bind(before_seq.unwrap_or(i64::MAX))
@@ -405,6 +416,7 @@ pub async fn history(
                 at: r.get("at"),
                 partition: r.get("kafka_partition"),
                 offset: r.get("kafka_offset"),
+                account_seq: r.get("account_seq"),
             },
         })
         .collect())
@@ -455,6 +467,8 @@ pub struct BalanceRecord {
     pub at: chrono::DateTime<chrono::Utc>,
     pub partition: i32,
     pub offset: i64,
+    /// `BalanceChanged.seq`: the account's count of balance changes up to this one (0: unknown, older event).
+    pub account_seq: i64,
 }
 
 /// What one projection batch carries, by topic.
@@ -595,6 +609,7 @@ async fn project_balances(tx: &mut Transaction<'_, Postgres>, records: &[Balance
     let mut at = Vec::with_capacity(records.len());
     let mut partitions = Vec::with_capacity(records.len());
     let mut offsets = Vec::with_capacity(records.len());
+    let mut account_seqs = Vec::with_capacity(records.len());
     for r in records {
         ids.push(r.transfer_id);
         ibans.push(r.iban.as_str());
@@ -605,22 +620,31 @@ async fn project_balances(tx: &mut Transaction<'_, Postgres>, records: &[Balance
         at.push(r.at);
         partitions.push(r.partition);
         offsets.push(r.offset);
+        account_seqs.push(r.account_seq);
     }
     // A confirmed transfer is counted once: by its debit, or by its credit when it came from cash.
+    // The balance moves only forward: to a change with a higher account_seq than the stored one; changes without
+    // one (0, from before it existed) only move a balance that never had one, in arrival order.
     let row = sqlx::query(
         "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], \
-                                             $7::timestamptz[], $8::int[], $9::bigint[]) WITH ORDINALITY \
-                        AS t(transfer_id, iban, new_balance, changed_by, from_to, description, at, kafka_partition, kafka_offset, ord)), \
+                                             $7::timestamptz[], $8::int[], $9::bigint[], $10::bigint[]) WITH ORDINALITY \
+                        AS t(transfer_id, iban, new_balance, changed_by, from_to, description, at, kafka_partition, kafka_offset, \
+                             account_seq, ord)), \
          ins AS (INSERT INTO gateway.transactions (transfer_id, iban, new_balance, changed_by, from_to, description, at, \
-                                                   kafka_partition, kafka_offset) \
-                 SELECT transfer_id, iban, new_balance, changed_by, from_to, description, at, kafka_partition, kafka_offset \
+                                                   kafka_partition, kafka_offset, account_seq) \
+                 SELECT transfer_id, iban, new_balance, changed_by, from_to, description, at, kafka_partition, kafka_offset, \
+                        account_seq \
                  FROM input ORDER BY ord \
                  ON CONFLICT DO NOTHING \
-                 RETURNING seq, iban, new_balance, changed_by, from_to), \
-         latest AS (SELECT DISTINCT ON (iban) iban, new_balance, seq FROM ins ORDER BY iban, seq DESC), \
-         acc AS (INSERT INTO gateway.accounts (iban, balance, last_seq) SELECT iban, new_balance, seq FROM latest \
-                 ON CONFLICT (iban) DO UPDATE SET balance = EXCLUDED.balance, last_seq = EXCLUDED.last_seq \
-                 WHERE gateway.accounts.last_seq < EXCLUDED.last_seq \
+                 RETURNING seq, iban, new_balance, changed_by, from_to, account_seq), \
+         latest AS (SELECT DISTINCT ON (iban) iban, new_balance, seq, account_seq FROM ins \
+                    ORDER BY iban, account_seq DESC, seq DESC), \
+         acc AS (INSERT INTO gateway.accounts (iban, balance, last_seq, balance_seq) \
+                 SELECT iban, new_balance, seq, account_seq FROM latest \
+                 ON CONFLICT (iban) DO UPDATE SET balance = EXCLUDED.balance, last_seq = EXCLUDED.last_seq, \
+                                                  balance_seq = EXCLUDED.balance_seq \
+                 WHERE CASE WHEN EXCLUDED.balance_seq > 0 THEN gateway.accounts.balance_seq < EXCLUDED.balance_seq \
+                            ELSE gateway.accounts.balance_seq = 0 AND gateway.accounts.last_seq < EXCLUDED.last_seq END \
                  RETURNING (xmax = 0) AS inserted) \
          SELECT (SELECT count(*) FROM ins), \
                 (SELECT count(*) FROM ins WHERE changed_by < 0 OR from_to = 'cash'), \
@@ -635,6 +659,7 @@ async fn project_balances(tx: &mut Transaction<'_, Postgres>, records: &[Balance
     .bind(&at)
     .bind(&partitions)
     .bind(&offsets)
+    .bind(&account_seqs)
     .fetch_one(&mut **tx)
     .await?;
     Ok(Projected { transactions: row.get(0), transfers: row.get(1), accounts: row.get(2), results: 0 })

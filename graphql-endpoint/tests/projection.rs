@@ -128,6 +128,7 @@ async fn a_record_postgres_cannot_store_is_dead_lettered_and_the_rest_projected(
             from_to: from_to.to_owned(),
             description: description.to_owned(),
             transfer_id: Some(bank_core::CommandId::new()),
+            seq: 0,
         };
         let payload = gateway.codec.encode(&topic, &poison).await.unwrap();
         gateway
@@ -151,4 +152,46 @@ async fn a_record_postgres_cannot_store_is_dead_lettered_and_the_rest_projected(
         let error = headers.get(topics::dead_letter_headers::ERROR).cloned().unwrap_or_default();
         assert!(error.contains("cannot be projected"), "error header: {error}");
     }
+}
+
+fn change(iban: &str, new_balance: i64, account_seq: i64, offset: i64) -> BalanceRecord {
+    BalanceRecord {
+        transfer_id: Some(uuid::Uuid::new_v4()),
+        iban: iban.to_owned(),
+        new_balance,
+        changed_by: 100,
+        from_to: "cash".to_owned(),
+        description: format!("change {account_seq}"),
+        at: chrono::Utc::now(),
+        partition: 0,
+        offset,
+        account_seq,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn balance_changes_arriving_out_of_order_never_move_the_balance_back() {
+    let bank = Bank::start(1).await;
+    let pool = &bank.gateway().service.gateway.pool;
+    let project = |balances: Vec<BalanceRecord>| async move {
+        store::project(pool, &ProjectionBatch { balances, ..Default::default() }).await.unwrap()
+    };
+    let a = bank_core::Iban::from_account_number(4_000_000_001).as_str().to_owned();
+    // Two handler instances (or an orphan-outbox sweep) can publish an account's changes out of order.
+    project(vec![change(&a, 300, 2, 1)]).await;
+    project(vec![change(&a, 100, 1, 2)]).await;
+    assert_eq!(store::balance(pool, &a).await.unwrap(), 300, "the older change arrived last");
+    // Within one batch, too.
+    project(vec![change(&a, 700, 4, 3), change(&a, 500, 3, 4)]).await;
+    assert_eq!(store::balance(pool, &a).await.unwrap(), 700);
+    assert_eq!(store::history(pool, &a, None, 10).await.unwrap().len(), 4, "every change is in the history");
+    // Changes from before the sequence existed (0) keep the arrival order.
+    let b = bank_core::Iban::from_account_number(4_000_000_002).as_str().to_owned();
+    project(vec![change(&b, 300, 0, 5)]).await;
+    project(vec![change(&b, 100, 0, 6)]).await;
+    assert_eq!(store::balance(pool, &b).await.unwrap(), 100);
+    // ... until the first change with one.
+    project(vec![change(&b, 900, 1, 7)]).await;
+    project(vec![change(&b, 50, 0, 8)]).await;
+    assert_eq!(store::balance(pool, &b).await.unwrap(), 900);
 }

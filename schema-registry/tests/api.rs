@@ -519,6 +519,7 @@ async fn codec_round_trips_through_the_registry() {
         from_to: "cash".into(),
         description: "withdrawal".into(),
         transfer_id: Some(CommandId::new()),
+        seq: 7,
     };
     let balance_id = ids[BalanceChanged::FULL_NAME];
     round_trip(&codec, topics::BALANCE_CHANGED, balance_id, changed.clone()).await;

@@ -132,6 +132,7 @@ async fn every_record_type_round_trips_through_the_registry_and_kafka() {
         from_to: "cash".into(),
         description: String::new(),
         transfer_id: Some(id),
+        seq: i64::MAX,
     };
 
     let mut sent: Vec<(String, Vec<u8>)> = Vec::new();

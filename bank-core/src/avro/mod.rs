@@ -175,6 +175,7 @@ mod tests {
                     from_to: "cash".into(),
                     description: "x".into(),
                     transfer_id: Some(id),
+                    seq: 3,
                 }
                 .to_value(),
             ),
@@ -195,7 +196,8 @@ mod tests {
             ("from_to".into(), Value::String("cash".into())),
             ("description".into(), Value::String("d".into())),
         ]);
-        assert_eq!(BalanceChanged::from_value(old).unwrap().transfer_id, None);
+        let decoded = BalanceChanged::from_value(old).unwrap();
+        assert_eq!((decoded.transfer_id, decoded.seq), (None, 0));
     }
 
     #[test]

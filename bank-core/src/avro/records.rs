@@ -185,6 +185,10 @@ pub struct BalanceChanged {
     pub description: String,
     /// Added by Open Bank (defaulted, last field): the command that caused the change.
     pub transfer_id: Option<CommandId>,
+    /// Added by Open Bank (defaulted to 0, last field): the account's count of balance changes up to and
+    /// including this one. A consumer keeps the balance with the highest `seq`; 0 means written before `seq`
+    /// existed, with no order known.
+    pub seq: i64,
 }
 
 impl AvroRecord for BalanceChanged {
@@ -202,6 +206,7 @@ impl AvroRecord for BalanceChanged {
             ("from_to", Value::String(self.from_to.clone())),
             ("description", Value::String(self.description.clone())),
             ("transfer_id", transfer_id),
+            ("seq", Value::Long(self.seq)),
         ])
     }
     fn from_value(value: Value) -> Result<Self, RecordError> {
@@ -213,6 +218,8 @@ impl AvroRecord for BalanceChanged {
             from_to: f.string("from_to")?,
             description: f.string("description")?,
             transfer_id: f.optional_id("transfer_id")?,
+            // Absent when written with a schema from before `seq`.
+            seq: if f.fields.contains_key("seq") { f.long("seq")? } else { 0 },
         })
     }
 }
