@@ -44,5 +44,7 @@ pub fn always_ready() -> ReadyCheck {
 
 /// Serves `router` on an already-bound listener until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    // Handlers may read the peer address (`ConnectInfo<SocketAddr>`), e.g. to rate-limit per client.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
