@@ -270,7 +270,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         .subscribe(&[&topics.confirm_money_transfer, &topics.confirm_account_creation])
         .context("cannot subscribe")?;
     let lag = tokio::spawn(report_lag(consumer.clone(), shutdown.clone()));
-    let handler = Handler { pool, codec, topics, limits: config.limits() };
+    let handler = Handler::new(pool, codec, topics, config.limits());
     let wait = Duration::from_millis(config.batch_wait_ms);
     let result = consume(&consumer, &handler, config.batch_size as usize, wait, &tx, &shutdown).await;
     drop(tx);

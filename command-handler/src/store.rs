@@ -324,14 +324,22 @@ enum Decided {
     Account { iban: Option<(String, String, Atype)>, reason: Option<String> },
 }
 
+/// Where new accounts' IBANs come from; [`Iban::generate`] unless a test needs collisions.
+pub type IbanGenerator = std::sync::Arc<dyn Fn() -> Iban + Send + Sync>;
+
 pub struct Handler {
     pub pool: PgPool,
     pub codec: Codec,
     pub topics: Topics,
     pub limits: Limits,
+    pub new_iban: IbanGenerator,
 }
 
 impl Handler {
+    pub fn new(pool: PgPool, codec: Codec, topics: Topics, limits: Limits) -> Self {
+        Self { pool, codec, topics, limits, new_iban: std::sync::Arc::new(Iban::generate) }
+    }
+
     /// Handles one batch in one transaction. Any error rolls everything back; the caller retries the batch.
     pub async fn handle_batch(&self, batch: &[Incoming]) -> anyhow::Result<BatchOutcome> {
         let mut out = BatchOutcome::default();
@@ -439,7 +447,7 @@ impl Handler {
             seen.insert(id, i);
             match &r.command {
                 Command::Creation(c) => plans.push(Plan::Creation {
-                    iban: Iban::generate(),
+                    iban: (self.new_iban)(),
                     token: AccountToken::generate(),
                     a_type: c.a_type,
                 }),
@@ -457,13 +465,15 @@ impl Handler {
         // 4. New accounts, before the transfers of this batch (one may pay into an account created earlier in it).
         self.create_accounts(&mut tx, batch, &mut plans).await?;
 
-        // 5. Tokens and existence, checked in Rust with a constant-time comparison.
+        // 5. Tokens and existence, checked in Rust with a constant-time comparison. Every account of the batch is
+        //    locked here, in IBAN order: `apply_transfers` then updates them in batch order without taking a new
+        //    lock, so two instances whose batches touch the same accounts wait for each other instead of deadlocking.
         let mut wanted: Vec<String> =
             pending.iter().flat_map(|(_, m)| m.accounts()).map(|i| i.as_str().to_owned()).collect();
         wanted.sort();
         wanted.dedup();
         let known: HashMap<String, AccountToken> =
-            sqlx::query("SELECT iban, token FROM bank.accounts WHERE iban = ANY($1)")
+            sqlx::query("SELECT iban, token FROM bank.accounts WHERE iban = ANY($1) ORDER BY iban FOR UPDATE")
                 .bind(&wanted)
                 .fetch_all(&mut *tx)
                 .await
@@ -687,10 +697,11 @@ impl Handler {
             let tokens: Vec<&str> = todo.iter().map(|t| t.2.as_str()).collect();
             let types: Vec<&str> = todo.iter().map(|t| t.3).collect();
             let ids: Vec<Uuid> = todo.iter().map(|t| t.4).collect();
-            let inserted: Vec<String> = sqlx::query_scalar(
+            // Matched by command id: two creations of this batch can draw the same IBAN, and only one gets it.
+            let inserted: Vec<Uuid> = sqlx::query_scalar(
                 "INSERT INTO bank.accounts (iban, token, balance, limit_cents, opening_balance, a_type, created_by) \
                  SELECT u.iban, u.token, 0, $4, 0, u.a_type, u.id FROM UNNEST($1::text[], $2::text[], $3::text[], $5::uuid[]) \
-                 AS u(iban, token, a_type, id) ON CONFLICT (iban) DO NOTHING RETURNING iban",
+                 AS u(iban, token, a_type, id) ON CONFLICT (iban) DO NOTHING RETURNING created_by",
             )
             .bind(&ibans)
             .bind(&tokens)
@@ -700,12 +711,12 @@ impl Handler {
             .fetch_all(&mut **tx)
             .await
             .context("create accounts")?;
-            let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-            for (i, iban, ..) in todo {
-                if inserted.contains(&iban) {
+            let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+            for (i, _, _, _, id) in todo {
+                if inserted.contains(&id) {
                     done.insert(i);
                 } else if let Some(Plan::Creation { iban, .. }) = plans.get_mut(i) {
-                    *iban = Iban::generate();
+                    *iban = (self.new_iban)();
                 }
             }
         }
