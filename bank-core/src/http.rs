@@ -42,9 +42,23 @@ pub fn always_ready() -> ReadyCheck {
     Arc::new(|| Box::pin(async { Ok(()) }))
 }
 
-/// Serves `router` on an already-bound listener until `shutdown` is cancelled.
+/// How long open connections (websockets, slow clients) may take to finish after a shutdown was requested.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Serves `router` on an already-bound listener until `shutdown` is cancelled; connections still open
+/// [`SHUTDOWN_GRACE`] later are dropped, so a process stops promptly on SIGTERM whatever its clients do.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
     // Handlers may read the peer address (`ConnectInfo<SocketAddr>`), e.g. to rate-limit per client.
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    let graceful = axum::serve(listener, service).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::select! {
+        r = graceful => r,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("connections still open after the shutdown grace period; closing them");
+            Ok(())
+        }
+    }
 }

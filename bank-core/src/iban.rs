@@ -35,25 +35,23 @@ impl Iban {
     /// Parses an IBAN, accepting the usual print form with spaces (`NL66 OPEN 0000 0000 00`) and lower case.
     pub fn parse(input: &str) -> Result<Self, IbanError> {
         let compact: String = input.chars().filter(|c| !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect();
-        if compact.len() != Self::LEN {
-            return Err(IbanError::Length { expected: Self::LEN, actual: compact.chars().count() });
+        // Positions are counted in characters, and every check below works on characters, never on byte
+        // offsets: the input comes from outside and may hold any Unicode.
+        let chars: Vec<char> = compact.chars().collect();
+        if chars.len() != Self::LEN {
+            return Err(IbanError::Length { expected: Self::LEN, actual: chars.len() });
         }
-        let bytes = compact.as_bytes();
-        if &compact[..2] != "NL" {
+        if let Some(i) = chars.iter().position(|c| !c.is_ascii_alphanumeric()) {
+            return Err(IbanError::Character(i));
+        }
+        if !compact.starts_with("NL") {
             return Err(IbanError::Country);
         }
-        for (i, b) in bytes.iter().enumerate().skip(2).take(2) {
-            if !b.is_ascii_digit() {
-                return Err(IbanError::Character(i));
-            }
+        if let Some(i) = (2..4).chain(8..Self::LEN).find(|&i| chars.get(i).is_none_or(|c| !c.is_ascii_digit())) {
+            return Err(IbanError::Character(i));
         }
-        if &compact[4..8] != BANK_CODE {
+        if compact.get(4..8) != Some(BANK_CODE) {
             return Err(IbanError::BankCode);
-        }
-        for (i, b) in bytes.iter().enumerate().skip(8) {
-            if !b.is_ascii_digit() {
-                return Err(IbanError::Character(i));
-            }
         }
         if !is_mod97_valid(&compact) {
             return Err(IbanError::Checksum);
@@ -65,11 +63,14 @@ impl Iban {
     pub fn from_account_number(account: u64) -> Self {
         let digits = format!("{account:0ACCOUNT_DIGITS$}");
         assert!(digits.len() == ACCOUNT_DIGITS, "account number has more than 10 digits");
-        let check = 98 - mod97(&format!("{BANK_CODE}{digits}NL00"));
+        // Only digits and the literal bank code and country: mod97 always has a value here.
+        let check = 98 - mod97(&format!("{BANK_CODE}{digits}NL00")).unwrap_or(0);
         Self(format!("NL{check:02}{BANK_CODE}{digits}"))
     }
 
     /// A new random IBAN whose account number comes from the operating system's CSPRNG.
+    // A failing OS random source is no input: nothing can go on safely without it.
+    #[allow(clippy::expect_used)]
     pub fn generate() -> Self {
         let mut buf = [0u8; 8];
         getrandom::fill(&mut buf).expect("operating system random source failed");
@@ -86,17 +87,20 @@ impl Iban {
     }
 }
 
-/// Remainder of the IBAN number (letters as 10..35) modulo 97, computed piecewise.
-fn mod97(s: &str) -> u32 {
-    s.chars().fold(0u32, |acc, c| {
-        let value = c.to_digit(36).expect("alphanumeric checked by caller");
-        if value < 10 { (acc * 10 + value) % 97 } else { (acc * 100 + value) % 97 }
+/// Remainder of the IBAN number (letters as 10..35) modulo 97, computed piecewise. Characters that are not
+/// ASCII alphanumeric make the number invalid (`None`).
+fn mod97(s: &str) -> Option<u32> {
+    s.chars().try_fold(0u32, |acc, c| {
+        let value = c.to_digit(36)?;
+        Some(if value < 10 { (acc * 10 + value) % 97 } else { (acc * 100 + value) % 97 })
     })
 }
 
 fn is_mod97_valid(compact: &str) -> bool {
-    let rearranged = format!("{}{}", &compact[4..], &compact[..4]);
-    rearranged.chars().all(|c| c.is_ascii_alphanumeric()) && mod97(&rearranged) == 1
+    match (compact.get(4..), compact.get(..4)) {
+        (Some(rest), Some(head)) => mod97(&format!("{rest}{head}")) == Some(1),
+        _ => false,
+    }
 }
 
 impl fmt::Display for Iban {
@@ -154,6 +158,41 @@ mod tests {
         assert_eq!(Iban::parse("NLX6OPEN0000000000"), Err(IbanError::Character(2)));
         assert!(Iban::parse("").is_err());
         assert!(Iban::parse("NL66OPEN0000000000'; DROP TABLE x;--").is_err());
+    }
+
+    #[test]
+    fn non_ascii_input_is_an_error_not_a_panic() {
+        // 18 bytes with a two-byte character at byte 1: byte-index slicing would panic here.
+        assert_eq!(Iban::parse("Né123456789012345"), Err(IbanError::Length { expected: 18, actual: 17 }));
+        assert_eq!(Iban::parse("Né1234567890123456"), Err(IbanError::Character(1)));
+        assert_eq!(Iban::parse("NL66OPEN000000000é"), Err(IbanError::Character(17)));
+        assert_eq!(Iban::parse("ÑL66OPEN0000000000"), Err(IbanError::Character(0)));
+        assert_eq!(Iban::parse("NL66OPEN0000000000\0"), Err(IbanError::Length { expected: 18, actual: 19 }));
+        assert_eq!(Iban::parse("NL66OPEN00000000\u{0}0"), Err(IbanError::Character(16)));
+        assert!(Iban::parse("🏦🏦🏦🏦🏦🏦🏦🏦🏦🏦🏦🏦🏦🏦🏦🏦🏦🏦").is_err());
+    }
+
+    #[test]
+    fn parse_is_total_over_arbitrary_strings() {
+        // Three characters from a mix of ASCII, multi-byte and control characters, put at the start and at the
+        // end of 18-character strings: parse answers without panicking, and whatever it accepts is a valid IBAN.
+        let alphabet = ['N', 'L', '6', 'O', 'é', '€', '🏦', '\0', ' ', 'ß', 'İ'];
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    for base in [COMPANY_IBAN, "NL91ABNA0417164300"] {
+                        let tail: String = base.chars().skip(3).collect();
+                        let head: String = base.chars().take(15).collect();
+                        for s in [format!("{a}{b}{c}{tail}"), format!("{head}{a}{b}{c}")] {
+                            if let Ok(iban) = Iban::parse(&s) {
+                                assert!(iban.as_str().is_ascii());
+                                assert_eq!(Iban::parse(iban.as_str()), Ok(iban.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub fn producer_config(brokers: &str, client_id: &str) -> ClientConfig {
         .set("request.timeout.ms", "30000")
         .set("linger.ms", "2")
         .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
+        // Bounded send queue (librdkafka's default is 1 GB): a full queue is back-pressure to the caller.
+        .set("queue.buffering.max.messages", "100000")
+        .set("queue.buffering.max.kbytes", "16384")
         .set("compression.type", "lz4")
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "5000");
@@ -47,6 +49,12 @@ pub fn consumer_config(brokers: &str, group_id: &str, client_id: &str) -> Client
         .set("max.poll.interval.ms", "300000")
         .set("fetch.wait.max.ms", "10")
         .set("fetch.min.bytes", "1")
+        // Bounded prefetch. librdkafka's defaults (100,000 messages and 64 MB queued per partition, 50 MB per
+        // fetch) let a consumer that reads many partitions grow to hundreds of megabytes during a burst.
+        .set("queued.min.messages", "2000")
+        .set("queued.max.messages.kbytes", "2048")
+        .set("fetch.max.bytes", "2097152")
+        .set("max.partition.fetch.bytes", "1048576")
         .set("partition.assignment.strategy", "range,roundrobin")
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "5000");

@@ -5,6 +5,10 @@
 //!
 //! Reads and writes no topic or table itself; services do, through these building blocks.
 
+// Outside input (records, HTTP bodies, registry answers) must never panic this crate: no unwrap, expect or
+// indexing outside tests (clippy.toml allows them there).
+#![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 pub mod avro;
 pub mod config;
 pub mod db;

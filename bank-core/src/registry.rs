@@ -101,9 +101,9 @@ struct IdBody {
 }
 
 impl RegistryClient {
-    pub fn new(base: &str) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build().expect("http client");
-        Self { base: base.trim_end_matches('/').to_owned(), http }
+    pub fn new(base: &str) -> Result<Self, RegistryError> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build()?;
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), http })
     }
 
     async fn send<T: for<'de> Deserialize<'de>>(&self, req: reqwest::RequestBuilder) -> Result<T, RegistryError> {

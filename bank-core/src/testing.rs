@@ -4,6 +4,9 @@
 //! `cargo xtask up` writes. A test whose infrastructure is missing fails with a message saying how to start it;
 //! it never skips silently.
 
+// Test support only: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
+
 use sqlx::postgres::PgPool;
 use std::collections::HashMap;
 use std::path::PathBuf;

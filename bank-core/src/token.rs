@@ -36,6 +36,8 @@ impl fmt::Debug for AccountToken {
 }
 
 /// `N` random bytes from the operating system's CSPRNG, hex encoded.
+// A failing OS random source is no input: nothing can go on safely without it.
+#[allow(clippy::expect_used)]
 pub fn random_hex<const N: usize>() -> String {
     let mut buf = [0u8; N];
     getrandom::fill(&mut buf).expect("operating system random source failed");

@@ -83,7 +83,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let loader = {
         let consumer: StreamConsumer =
             bank_core::kafka::consumer(brokers, &format!("{p}command-generator-accounts"), "command-generator")?;
-        let highs = watermarks(&consumer, &t.account_creation_confirmed).await?;
+        let Some(highs) = watermarks(&consumer, &t.account_creation_confirmed, &shutdown).await? else {
+            http.await.context("http task failed")??;
+            return Ok(());
+        };
         let mut tpl = TopicPartitionList::new();
         for p in highs.keys() {
             tpl.add_partition_offset(&t.account_creation_confirmed, *p, Offset::Beginning)?;
@@ -103,22 +106,34 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             .create()?;
     consumer.subscribe(&[&t.heartbeat]).context("cannot subscribe to heartbeat")?;
     let result = generate(&config, &t, &consumer, &producer, &codec, &accounts, &shutdown).await;
-    producer.flush(Duration::from_secs(10)).context("failed to flush commands on shutdown")?;
+    // Bounded so that the process stops within 2 s of SIGTERM; commands not flushed are generated again from
+    // the same heartbeats (their offsets were not committed), with the same ids.
+    if let Err(e) = producer.flush(Duration::from_secs(1)) {
+        tracing::warn!(error = %e, "commands not flushed on shutdown; they are generated again on restart");
+    }
     loader.abort();
     http.await.context("http task failed")??;
     result
 }
 
-async fn watermarks(consumer: &StreamConsumer, topic: &str) -> anyhow::Result<HashMap<i32, i64>> {
+/// The partitions' high watermarks, retried while Kafka or the topic is not there yet; `None` on shutdown.
+async fn watermarks(
+    consumer: &StreamConsumer,
+    topic: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<HashMap<i32, i64>>> {
     let mut backoff = Duration::from_millis(200);
     let mut attempts = 0;
     loop {
         match try_watermarks(consumer, topic) {
-            Ok(found) => return Ok(found),
+            Ok(found) => return Ok(Some(found)),
             Err(e) if attempts < 60 => {
                 attempts += 1;
                 tracing::warn!(topic, error = %e, "cannot read the topic's offsets yet (is Kafka up, has the synchronizer run?); retrying");
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(None),
+                    () = tokio::time::sleep(backoff) => {}
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             Err(e) => return Err(e),
@@ -127,7 +142,8 @@ async fn watermarks(consumer: &StreamConsumer, topic: &str) -> anyhow::Result<Ha
 }
 
 fn try_watermarks(consumer: &StreamConsumer, topic: &str) -> anyhow::Result<HashMap<i32, i64>> {
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    // Short: this blocks the task, and a shutdown must not wait for it.
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(1))?;
     let parts: Vec<i32> =
         md.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
     anyhow::ensure!(!parts.is_empty(), "topic {topic} does not exist");
@@ -228,12 +244,18 @@ async fn generate(
                         deliveries.push(d);
                         break;
                     }
+                    Err(_) if shutdown.is_cancelled() => return Ok(()),
                     Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 }
             }
             metrics::counter!("generator_commands_total", "kind" => g.kind()).increment(1);
         }
-        let failed = futures::future::join_all(deliveries).await.iter().filter(|d| !matches!(d, Ok(Ok(_)))).count();
+        let delivered = tokio::select! {
+            // Not committed: the heartbeats are read again after a restart and yield the same command ids.
+            () = shutdown.cancelled() => return Ok(()),
+            d = futures::future::join_all(deliveries) => d,
+        };
+        let failed = delivered.iter().filter(|d| !matches!(d, Ok(Ok(_)))).count();
         if failed > 0 {
             // Do not commit: the heartbeats are read again and yield the same command ids.
             metrics::counter!("generator_delivery_errors_total").increment(failed as u64);

@@ -5,6 +5,10 @@
 //! Beats are paced against the clock: every tick sends however many beats are due since the last rate
 //! change, so high rates stay precise and a slow tick catches up instead of drifting.
 
+// Outside input (records, HTTP bodies, registry answers) must never panic this crate: no unwrap, expect or
+// indexing outside tests (clippy.toml allows them there).
+#![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use anyhow::Context;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;

@@ -109,11 +109,11 @@ fn parse_version(v: &str) -> Result<VersionRef, ApiError> {
 async fn find_version(pool: &PgPool, subject: &str, version: &str) -> Result<store::VersionRow, ApiError> {
     let wanted = parse_version(version)?;
     let rows = store::live_versions(pool, subject).await?;
-    if rows.is_empty() {
+    let Some(latest) = rows.last().cloned() else {
         return Err(ApiError::subject_not_found(subject));
-    }
+    };
     match wanted {
-        VersionRef::Latest => Ok(rows.last().cloned().expect("non-empty")),
+        VersionRef::Latest => Ok(latest),
         VersionRef::Number(n) => {
             rows.into_iter().find(|r| r.version == n).ok_or_else(|| ApiError::version_not_found(version))
         }
@@ -315,9 +315,10 @@ async fn check_compatibility(
         }
     };
     let problems = compat::check(level, &parsed.schema, &parse_stored(&against)?);
-    let mut body = json!({ "is_compatible": problems.is_empty() });
-    if q.verbose {
-        body["messages"] = json!(problems);
-    }
+    let body = if q.verbose {
+        json!({ "is_compatible": problems.is_empty(), "messages": problems })
+    } else {
+        json!({ "is_compatible": problems.is_empty() })
+    };
     ok_ok(body)
 }

@@ -2,6 +2,10 @@
 //! `schemas`, `subject_versions`, `config`). Serves the REST API on port 8081 (loopback by default) plus
 //! `/health`, `/ready`, `/metrics`. Reads and writes no Kafka topic.
 
+// Outside input (records, HTTP bodies, registry answers) must never panic this crate: no unwrap, expect or
+// indexing outside tests (clippy.toml allows them there).
+#![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 pub mod compat;
 mod error;

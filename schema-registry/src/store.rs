@@ -4,7 +4,8 @@ use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 
 use crate::compat::Level;
 
-pub const MIGRATIONS: &[bank_core::db::Migration] = &[(1, include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[bank_core::db::Migration] =
+    &[(1, include_str!("../migrations/0001_init.sql")), (2, include_str!("../migrations/0002_canonical_hash.sql"))];
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct VersionRow {
@@ -55,10 +56,12 @@ pub async fn lock_subject(tx: &mut Transaction<'_, Postgres>, subject: &str) -> 
     Ok(())
 }
 
-/// The id of `canonical`, inserting it if new. Ids are global and never reused.
+/// The id of `canonical`, inserting it if new. Ids are global and never reused. A schema is found by the SHA-256
+/// of its canonical text (unique index), then compared in full.
 pub async fn schema_id(tx: &mut Transaction<'_, Postgres>, canonical: &str) -> Result<i32, sqlx::Error> {
     let inserted: Option<i32> = sqlx::query_scalar(
-        "INSERT INTO registry.schemas (canonical) VALUES ($1) ON CONFLICT (canonical) DO NOTHING RETURNING id",
+        "INSERT INTO registry.schemas (canonical, canonical_sha256) VALUES ($1, sha256(convert_to($1, 'UTF8'))) \
+         ON CONFLICT (canonical_sha256) DO NOTHING RETURNING id",
     )
     .bind(canonical)
     .fetch_optional(&mut **tx)
@@ -66,10 +69,13 @@ pub async fn schema_id(tx: &mut Transaction<'_, Postgres>, canonical: &str) -> R
     match inserted {
         Some(id) => Ok(id),
         None => {
-            sqlx::query_scalar("SELECT id FROM registry.schemas WHERE canonical = $1")
-                .bind(canonical)
-                .fetch_one(&mut **tx)
-                .await
+            sqlx::query_scalar(
+                "SELECT id FROM registry.schemas WHERE canonical_sha256 = sha256(convert_to($1, 'UTF8')) \
+                 AND canonical = $1",
+            )
+            .bind(canonical)
+            .fetch_one(&mut **tx)
+            .await
         }
     }
 }

@@ -175,6 +175,35 @@ async fn registering_assigns_global_ids() {
 }
 
 #[tokio::test]
+async fn large_schemas_register_and_keep_their_identity() {
+    // A 100-field record is far beyond the ~2.7 kB a b-tree entry can hold; its identity is a hash of the text.
+    let app = spawn_app().await;
+    // Random names and docs: PostgreSQL compresses index entries, and repetitive text would still fit.
+    let fields: Vec<Value> = (0..100)
+        .map(|i| {
+            let name = format!("f{i:03}_{}", bank_core::token::random_hex::<12>());
+            let mut f = defaulted(&name, "string", json!(""));
+            f["doc"] = json!(bank_core::token::random_hex::<24>());
+            f
+        })
+        .collect();
+    let big = record(&fields);
+    assert!(big.len() > 10_000, "schema is {} bytes", big.len());
+    let id = app.register_ok("big-value", &big).await;
+    assert_eq!(app.register_ok("big-value", &big).await, id, "same large schema, same id");
+    assert_eq!(app.register_ok("other-value", &big).await, id, "ids are global for large schemas too");
+    let mut more = fields.clone();
+    more.push(defaulted("one_more", "string", json!("")));
+    let id2 = app.register_ok("big-value", &record(&more)).await;
+    assert_ne!(id2, id);
+    let by_id = ok(app.get(&format!("/schemas/ids/{id}")).await);
+    let schema: Value = serde_json::from_str(by_id["schema"].as_str().expect("schema text")).unwrap();
+    assert_eq!(schema["fields"].as_array().map(Vec::len), Some(100));
+    let found = ok(app.post("/subjects/big-value", json!({ "schema": big })).await);
+    assert_eq!((found["id"].as_i64(), found["version"].as_i64()), (Some(id), Some(1)));
+}
+
+#[tokio::test]
 async fn bad_requests_get_confluent_errors() {
     let app = spawn_app().await;
     for schema in ["not json", r#""nope""#, ""] {

@@ -3,6 +3,10 @@
 //! registers every value schema (`<topic>-value`) with the schema registry. Waits for Kafka and the
 //! registry with bounded backoff; a second run changes nothing.
 
+// Outside input (records, HTTP bodies, registry answers) must never panic this crate: no unwrap, expect or
+// indexing outside tests (clippy.toml allows them there).
+#![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use anyhow::{Context, bail};
 use bank_core::config::CommonArgs;
 use bank_core::registry::{RegistryClient, RegistryError};
@@ -94,7 +98,7 @@ pub async fn sync(
     topics: &[TopicSpec],
 ) -> anyhow::Result<Report> {
     let admin = Arc::new(bank_core::kafka::admin(brokers).context("failed to create the kafka admin client")?);
-    let registry = RegistryClient::new(registry_url);
+    let registry = RegistryClient::new(registry_url).context("failed to create the registry client")?;
     let deadline = Instant::now() + wait;
 
     let existing = retry("kafka", deadline, || metadata(admin.clone())).await?;

@@ -52,7 +52,7 @@ async fn creates_every_topic_and_schema_then_a_second_run_changes_nothing() {
     for t in TOPICS {
         assert_eq!(existing.get(&t.name_with(&prefix)), Some(&usize::try_from(t.partitions).unwrap()), "{}", t.name);
     }
-    let subjects = RegistryClient::new(&registry_url()).subjects().await.unwrap();
+    let subjects = RegistryClient::new(&registry_url()).unwrap().subjects().await.unwrap();
     for t in TOPICS.iter().filter(|t| t.record.is_some()) {
         assert!(subjects.contains(&t.value_subject(&prefix)), "{} not registered", t.name);
     }
@@ -95,7 +95,7 @@ async fn an_incompatible_registered_schema_fails_with_a_clear_message() {
     let prefix = unique_prefix();
     let subject = format!("{prefix}heartbeat-value");
     let conflicting = r#"{"type":"record","name":"Heartbeat","namespace":"nl.openweb.data","fields":[{"name":"beat","type":"string"}]}"#;
-    RegistryClient::new(&registry_url()).register(&subject, conflicting).await.unwrap();
+    RegistryClient::new(&registry_url()).unwrap().register(&subject, conflicting).await.unwrap();
     let err = sync(&kafka_brokers(), &registry_url(), &prefix, 1, WAIT, TOPICS).await.unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("incompatible") && msg.contains(&subject), "{msg}");

@@ -1,7 +1,9 @@
 //! Where the dev stack keeps things: `.openbank/` in the repository (state, env, logs, data) and a cache
 //! folder outside it for downloads (Kafka's jars).
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 pub struct Paths {
     pub root: PathBuf,
@@ -37,6 +39,11 @@ impl Paths {
         Ok(Self { home: root.join(".openbank"), root, cache, bins })
     }
 
+    /// Creates `.openbank/` readable by its owner only (0700): it holds passwords, tokens and the database.
+    pub fn ensure_home(&self) -> anyhow::Result<()> {
+        private_dir(&self.home)
+    }
+
     pub fn state_file(&self) -> PathBuf {
         self.home.join("state.json")
     }
@@ -51,5 +58,55 @@ impl Paths {
     }
     pub fn bin(&self, name: &str) -> PathBuf {
         self.bins.join(name)
+    }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700, and narrows an existing one to 0700.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+/// Writes a file that holds a secret: the contents go to a new file created with mode 0600, which then replaces
+/// `path`, so the secret is never readable by others, not even for a moment.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn secrets_and_their_folder_are_private() {
+        let base = std::env::temp_dir().join(format!("openbank-paths-{}", std::process::id()));
+        let home = base.join(".openbank");
+        private_dir(&home).unwrap();
+        assert_eq!(mode(&home), 0o700);
+        // A folder left with looser permissions by an older version is narrowed.
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&home).unwrap();
+        assert_eq!(mode(&home), 0o700);
+
+        let secret = home.join("pg-password");
+        write_private(&secret, "s3cret").unwrap();
+        assert_eq!((mode(&secret), std::fs::read_to_string(&secret).unwrap().as_str()), (0o600, "s3cret"));
+        // Replacing a world-readable file leaves a private one with the new contents.
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&secret, "other").unwrap();
+        assert_eq!((mode(&secret), std::fs::read_to_string(&secret).unwrap().as_str()), (0o600, "other"));
+        assert!(!secret.with_extension("tmp").exists());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

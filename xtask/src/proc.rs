@@ -44,22 +44,30 @@ pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 
-/// SIGTERM, wait up to `grace`, then SIGKILL. Returns whether it had to kill.
-pub fn stop(pid: u32, needle: &str, grace: Duration) -> bool {
+/// How a process stopped: how long after SIGTERM, and whether it had to be killed.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopped {
+    pub took: Duration,
+    pub killed: bool,
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL.
+pub fn stop(pid: u32, needle: &str, grace: Duration) -> Stopped {
+    let start = Instant::now();
     if !alive(pid, needle) {
-        return false;
+        return Stopped { took: Duration::ZERO, killed: false };
     }
     signal(pid, "TERM");
-    let deadline = Instant::now() + grace;
+    let deadline = start + grace;
     while Instant::now() < deadline {
         if !alive(pid, needle) {
-            return false;
+            return Stopped { took: start.elapsed(), killed: false };
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
     }
     signal(pid, "KILL");
     std::thread::sleep(Duration::from_millis(200));
-    true
+    Stopped { took: start.elapsed(), killed: true }
 }
 
 fn addr(host_port: &str) -> Option<SocketAddr> {

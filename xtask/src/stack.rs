@@ -2,12 +2,11 @@
 //! then the services. Every wait is a health check, never a fixed sleep.
 
 use anyhow::{Context, bail};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::paths::Paths;
+use crate::paths::{Paths, write_private};
 use crate::state::{Component, State, now_secs};
 use crate::{kafka, postgres, proc};
 
@@ -44,6 +43,11 @@ pub fn service_addresses() -> Vec<&'static str> {
             Probe::OneShot => None,
         })
         .collect()
+}
+
+/// The names of the stack's own (Rust) services.
+pub fn service_names() -> Vec<&'static str> {
+    SERVICES.iter().map(|s| s.name).collect()
 }
 
 pub const REGISTRY_URL: &str = "http://localhost:8081";
@@ -117,15 +121,9 @@ fn secret(paths: &Paths, name: &str) -> anyhow::Result<String> {
     let mut buf = [0u8; 18];
     getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
     let p: String = buf.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::create_dir_all(&paths.home)?;
+    paths.ensure_home()?;
     write_private(&file, &p)?;
     Ok(p)
-}
-
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    std::fs::write(path, contents)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
 }
 
 pub struct UpOptions {
@@ -247,7 +245,7 @@ pub fn build(paths: &Paths, opts: &UpOptions) -> anyhow::Result<()> {
 pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
     let start = Instant::now();
     let paths = Paths::new(opts.release)?;
-    std::fs::create_dir_all(&paths.home)?;
+    paths.ensure_home()?;
     let endpoints = Endpoints::resolve(&paths)?;
     ensure_packages(&endpoints)?;
     build(&paths, opts)?;
@@ -473,7 +471,8 @@ fn bank_redact(url: &str) -> String {
 }
 
 /// Stops what `up` started, services first. `clean` also deletes data and logs.
-pub fn down(clean: bool) -> anyhow::Result<Vec<String>> {
+/// Stops what `up` started, services first; returns each stopped component with how long it took.
+pub fn down(clean: bool) -> anyhow::Result<Vec<(String, proc::Stopped)>> {
     let paths = Paths::new(false)?;
     let mut state = State::load(&paths.state_file());
     let mut stopped = Vec::new();
@@ -486,18 +485,24 @@ pub fn down(clean: bool) -> anyhow::Result<Vec<String>> {
                 if clean {
                     postgres::drop_databases(&paths)?;
                 }
+                let t = Instant::now();
                 postgres::down(&paths)?;
                 step("postgres", "stopped");
-                stopped.push(c.name.clone());
+                stopped.push((c.name.clone(), proc::Stopped { took: t.elapsed(), killed: false }));
             }
             continue;
         }
         if let Some(pid) = c.pid
             && proc::alive(pid, &c.needle)
         {
-            let killed = proc::stop(pid, &c.needle, Duration::from_secs(20));
-            step(&c.name, if killed { "killed after 20s grace" } else { "stopped" });
-            stopped.push(c.name.clone());
+            let s = proc::stop(pid, &c.needle, Duration::from_secs(20));
+            let what = if s.killed {
+                "killed after 20s grace".to_owned()
+            } else {
+                format!("stopped in {:.1}s", s.took.as_secs_f64())
+            };
+            step(&c.name, &what);
+            stopped.push((c.name.clone(), s));
         }
     }
     state.components.clear();

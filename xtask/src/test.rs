@@ -58,7 +58,7 @@ fn banner(s: &str) {
 pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
     let started = Instant::now();
     let paths = Paths::new(false)?;
-    std::fs::create_dir_all(&paths.home)?;
+    paths.ensure_home()?;
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let mut checks: Vec<(String, bool)> = Vec::new();
 
@@ -134,7 +134,17 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
     if !was_up && !opts.keep_up {
         banner("cargo xtask down (must leave no process behind)");
         let before = stack::load_state()?;
-        stack::down(false)?;
+        let stopped = stack::down(false)?;
+        let services = stack::service_names();
+        let slow: Vec<String> = stopped
+            .iter()
+            .filter(|(name, s)| services.contains(&name.as_str()) && (s.killed || s.took > Duration::from_secs(2)))
+            .map(|(name, s)| format!("{name} ({:.1}s{})", s.took.as_secs_f64(), if s.killed { ", killed" } else { "" }))
+            .collect();
+        if !slow.is_empty() {
+            eprintln!("slow to stop: {}", slow.join(", "));
+        }
+        checks.push(("every service stops within 2 s of SIGTERM".into(), slow.is_empty()));
         let left = stack::leftover_processes(&before);
         let mut ports = vec![kafka::ADDRESS, "localhost:9093"];
         ports.extend(stack::service_addresses());
