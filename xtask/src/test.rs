@@ -201,15 +201,46 @@ fn pipeline_check() -> anyhow::Result<bool> {
         Ok(line) => eprintln!("ok   gateway under load: {line}"),
         Err(e) => eprintln!("FAIL gateway under load: {e:#}"),
     }
-    std::thread::sleep(Duration::from_secs(20).saturating_sub(started.elapsed()));
+    let services = stack::load_state()?
+        .components
+        .into_iter()
+        .filter(|c| c.managed && stack::service_names().contains(&c.name.as_str()))
+        .filter_map(|c| c.pid.map(|pid| (c.name, pid)))
+        .collect::<Vec<_>>();
+    let mut peak: Vec<u64> = vec![0; services.len()];
+    while started.elapsed() < Duration::from_secs(20) {
+        for ((_, pid), p) in services.iter().zip(peak.iter_mut()) {
+            *p = (*p).max(proc::rss_kib(*pid).unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let restore = if previous.contains("beats_per_second") { previous } else { r#"{"beats_per_second": 10}"#.into() };
     proc::http(HEARTBEAT, "PUT", "/rate", Some(&restore));
     std::thread::sleep(Duration::from_secs(2));
     let after = handled();
     eprintln!("command-handler handled {:.0} commands during the run", after - before);
+    // Every buffer is bounded: no service grows past MEMORY_LIMIT_MIB under load.
+    let mut memory_ok = true;
+    let line: Vec<String> = services
+        .iter()
+        .zip(&peak)
+        .map(|((name, pid), peak)| {
+            let now = proc::rss_kib(*pid).unwrap_or(0);
+            memory_ok &= *peak > 0 && *peak <= MEMORY_LIMIT_MIB * 1024;
+            format!("{name} {} MiB (now {})", peak / 1024, now / 1024)
+        })
+        .collect();
+    eprintln!(
+        "{} peak RSS under load (limit {MEMORY_LIMIT_MIB} MiB): {}",
+        if memory_ok { "ok  " } else { "FAIL" },
+        line.join(", ")
+    );
     let audit = stack::audit(120)? == 0;
-    Ok(status == 200 && after - before >= 5_000.0 && audit && gateway.is_ok())
+    Ok(status == 200 && after - before >= 5_000.0 && audit && gateway.is_ok() && memory_ok)
 }
+
+/// The most resident memory any service may use while the pipeline runs at 500 commands/s.
+const MEMORY_LIMIT_MIB: u64 = 64;
 
 /// A user's round trip through the running gateway while the pipeline is loaded: register, deposit, pay the
 /// company, and read the balance back. Returns the latencies.
@@ -262,5 +293,11 @@ mod tests {
                    test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s\n";
         assert_eq!(parse_counts(out), Counts { passed: 5, failed: 1, ignored: 1, suites: 2 });
         assert_eq!(parse_counts("nothing here"), Counts::default());
+    }
+
+    #[test]
+    fn reads_resident_memory() {
+        assert!(proc::rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+        assert_eq!(proc::rss_kib(u32::MAX), None);
     }
 }
