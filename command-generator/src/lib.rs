@@ -5,6 +5,10 @@
 //! `confirm_money_transfer` (keyed by the debited account). Owns no table. `/health`, `/ready`, `/metrics`
 //! on port 9102.
 
+// A consumer never dies on a record: no unwrap, expect or indexing on outside data outside tests (clippy.toml
+// allows them there).
+#![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 pub mod mix;
 
 use anyhow::Context;
@@ -21,7 +25,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -98,7 +102,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         () = shutdown.cancelled() => {}
         r = caught_up.wait_for(|c| *c) => { r.context("account loader stopped")?; }
     }
-    tracing::info!(accounts = accounts.read().expect("lock").list.len(), "known accounts loaded");
+    tracing::info!(
+        accounts = accounts.read().unwrap_or_else(PoisonError::into_inner).list.len(),
+        "known accounts loaded"
+    );
 
     let consumer: StreamConsumer =
         bank_core::kafka::consumer_config(brokers, &format!("{p}{}", config.group), "command-generator")
@@ -172,7 +179,7 @@ async fn follow_accounts(
         };
         match codec.decode::<AccountCreationConfirmed>(m.payload()).await {
             Ok(a) if a.a_type == Atype::Auto => {
-                let mut acc = accounts.write().expect("lock");
+                let mut acc = accounts.write().unwrap_or_else(PoisonError::into_inner);
                 if acc.seen.insert(a.iban.clone()) {
                     acc.list.push(Known { iban: a.iban, token: a.token });
                     metrics::gauge!("generator_known_accounts").set(acc.list.len() as f64);
@@ -215,7 +222,7 @@ async fn generate(
         }
         let mut commands = Vec::with_capacity(beats.len());
         {
-            let acc = accounts.read().expect("lock");
+            let acc = accounts.read().unwrap_or_else(PoisonError::into_inner);
             for m in &beats {
                 if let Err(e) = codec_check(m.payload()) {
                     tracing::warn!(error = %e, offset = m.offset(), "skipping a malformed heartbeat");
@@ -281,7 +288,7 @@ async fn generate(
 /// A heartbeat only needs to be a record; its content is not used beyond that.
 fn codec_check(payload: Option<&[u8]>) -> Result<(), &'static str> {
     match payload {
-        Some(p) if p.len() > 5 && p[0] == 0 => Ok(()),
+        Some(p) if p.len() > 5 && p.first() == Some(&0) => Ok(()),
         _ => Err("not a Confluent wire-format record"),
     }
 }

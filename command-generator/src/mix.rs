@@ -62,8 +62,10 @@ impl Rng {
         lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
     }
 
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next_u64() % items.len() as u64) as usize]
+    /// Uniform among `items`; `None` (and no draw) for none.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        let n = u64::try_from(items.len()).ok().filter(|n| *n > 0)?;
+        items.get(usize::try_from(self.next_u64() % n).ok()?)
     }
 }
 
@@ -74,11 +76,12 @@ pub fn command(seed: u64, beat: u64, accounts: &[Known], company_token: Option<&
     id[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
     id[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
     let id = CommandId::from_bytes(*uuid::Builder::from_random_bytes(id).into_uuid().as_bytes());
+    let creation = || Generated::Creation(ConfirmAccountCreation { id, a_type: Atype::Auto });
     if beat < 20 || beat.is_multiple_of(200) || accounts.len() < 2 {
-        return Generated::Creation(ConfirmAccountCreation { id, a_type: Atype::Auto });
+        return creation();
     }
     let roll = rng.next_u64() % 100;
-    let a = rng.pick(accounts).clone();
+    let Some(a) = rng.pick(accounts).cloned() else { return creation() };
     let transfer = |token: &str, amount: i64, from: &str, to: &str, description: &str| {
         Generated::Transfer(ConfirmMoneyTransfer {
             id,
@@ -95,11 +98,15 @@ pub fn command(seed: u64, beat: u64, accounts: &[Known], company_token: Option<&
         (24..44, _) => transfer(&a.token, rng.range(1_000, 50_000), &a.iban, CASH, "Cash withdrawal"),
         (44..79, _) => transfer(&a.token, rng.range(500, 50_000), &a.iban, COMPANY_IBAN, "Shop payment"),
         _ => {
-            let mut b = rng.pick(accounts).clone();
-            while b.iban == a.iban {
-                b = rng.pick(accounts).clone();
+            // Accounts are distinct IBANs and there are at least two, so this ends.
+            let mut b = rng.pick(accounts).cloned();
+            while b.as_ref().is_some_and(|b| b.iban == a.iban) {
+                b = rng.pick(accounts).cloned();
             }
-            transfer(&a.token, rng.range(500, 30_000), &a.iban, &b.iban, "Transfer")
+            match b {
+                Some(b) => transfer(&a.token, rng.range(500, 30_000), &a.iban, &b.iban, "Transfer"),
+                None => creation(),
+            }
         }
     }
 }
@@ -123,6 +130,13 @@ mod tests {
             assert_eq!(command(7, beat, &acc, Some("c")), command(7, beat, &acc, Some("c")));
         }
         assert_ne!(command(7, 21, &acc, Some("c")), command(8, 21, &acc, Some("c")));
+    }
+
+    #[test]
+    fn picking_from_nothing_is_none_not_a_panic() {
+        let mut rng = Rng::new(1, 1);
+        assert_eq!(rng.pick::<u8>(&[]), None);
+        assert_eq!(rng.pick(&[7]), Some(&7));
     }
 
     #[test]
