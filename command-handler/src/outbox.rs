@@ -31,8 +31,8 @@ pub const ORIGINAL_SHA256: &str = "original-sha256";
 pub const ORIGINAL_KEY_SIZE: &str = "original-key-size";
 
 impl Publisher {
-    /// Publishes everything in the outbox (left from an earlier run) before the handler starts consuming. Each
-    /// row is tried once here; rows Kafka does not take stay in the outbox for the periodic sweep.
+    /// Publishes everything in the outbox (left from an earlier run) before the handler starts consuming, page by
+    /// page in sequence order (a row that stays behind is never loaded twice here).
     pub async fn drain(&self, shutdown: &CancellationToken) -> anyhow::Result<u64> {
         let mut total = 0;
         let mut after = 0;
