@@ -183,3 +183,51 @@ async fn each_published_event_is_counted_once_even_when_some_needed_a_second_rou
     assert_eq!(published, 6);
     assert_eq!(published_total() - before, 6.0, "handler_events_published_total counts each event once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_postgres_refuses_is_isolated_and_dead_lettered_and_the_rest_of_its_batch_applied() {
+    let f = Fixture::new().await;
+    let _handler = f.spawn_handler(1000).await;
+    let acc = f.accounts(1).await;
+    let (a, ta) = &acc[0];
+    // PostgreSQL refuses the result of one command (a data exception, as for a value it cannot store).
+    let cmds: Vec<ConfirmMoneyTransfer> = (0..20).map(|i| transfer(ta, 100 + i, CASH, a, "deposit")).collect();
+    let poison = &cmds[7];
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION bank.refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.id = '{}' THEN RAISE EXCEPTION 'cannot store this one' USING ERRCODE = '22023'; END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_one BEFORE INSERT ON bank.results FOR EACH ROW EXECUTE FUNCTION bank.refuse_one();",
+        poison.id.as_uuid()
+    ))
+    .execute(&f.pool)
+    .await
+    .unwrap();
+    common::produce_all(&f, &cmds).await;
+    for c in cmds.iter().filter(|c| c.id != poison.id) {
+        assert!(f.result(c.id).await.0, "the rest of the batch is applied");
+    }
+    let want: i64 = cmds.iter().filter(|c| c.id != poison.id).map(|c| c.amount).sum();
+    assert_eq!(f.balance(a).await, want, "every deposit but the refused one, once");
+
+    let mut dead = Vec::new();
+    for _ in 0..100 {
+        dead =
+            f.read_topic(topics::DEAD_LETTERS).into_iter().filter(|r| r.key.as_deref() == Some(a.as_bytes())).collect();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(dead.len(), 1, "only the refused record is dead-lettered");
+    let error = &dead[0].headers[bank_core::topics::dead_letter_headers::ERROR];
+    assert!(error.contains("cannot be handled") && error.contains("cannot store this one"), "{error}");
+    let sent: ConfirmMoneyTransfer = f.codec.decode(dead[0].payload.as_deref()).await.unwrap();
+    assert_eq!(sent.id, poison.id, "the original record is kept");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM bank.results WHERE id = $1")
+        .bind(poison.id.as_uuid())
+        .fetch_one(&f.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
