@@ -139,51 +139,6 @@ async fn two_instances_applying_crossing_transfers_never_deadlock() {
     assert_eq!(results, sent, "one result per transfer");
 }
 
-fn published_total() -> f64 {
-    bank_core::telemetry::metrics()
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix("handler_events_published_total ")?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_published_event_is_counted_once_even_when_some_needed_a_second_round() {
-    let f = Fixture::new().await;
-    let h = instance(&f).await;
-    let publisher = command_handler::outbox::Publisher {
-        pool: h.pool.clone(),
-        producer: bank_core::kafka::producer(&bank_core::testing::kafka_brokers(), "handler-test").unwrap(),
-    };
-    let before = published_total();
-    let mut rows: Vec<store::OutboxRow> = (1..=5)
-        .map(|seq| store::OutboxRow {
-            seq,
-            topic: f.topic(topics::MONEY_TRANSFER_CONFIRMED),
-            key: Some(b"k".to_vec()),
-            payload: Some(vec![seq as u8; 10]),
-            headers: Vec::new(),
-        })
-        .collect();
-    // Refused by the producer as too large: delivered in a second round, truncated.
-    rows.insert(
-        2,
-        store::OutboxRow {
-            seq: 6,
-            topic: f.topic(topics::DEAD_LETTERS),
-            key: Some(b"k".to_vec()),
-            payload: Some(vec![7; 1_100_000]),
-            headers: Vec::new(),
-        },
-    );
-    let published =
-        tokio::time::timeout(std::time::Duration::from_secs(60), publisher.publish(rows, &CancellationToken::new()))
-            .await
-            .expect("publishing finished");
-    assert_eq!(published, 6);
-    assert_eq!(published_total() - before, 6.0, "handler_events_published_total counts each event once");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_postgres_refuses_is_isolated_and_dead_lettered_and_the_rest_of_its_batch_applied() {
     let f = Fixture::new().await;
