@@ -476,7 +476,16 @@ pub fn down(clean: bool) -> anyhow::Result<Vec<(String, proc::Stopped)>> {
     let paths = Paths::new(false)?;
     let mut state = State::load(&paths.state_file());
     let mut stopped = Vec::new();
-    for c in state.components.iter().rev() {
+    // Services first (newest first), then Kafka, then PostgreSQL: a service must never find its infrastructure
+    // gone while it shuts down, whatever order the state file lists components in.
+    let infra_rank = |name: &str| match name {
+        "kafka" => 1,
+        "postgres" => 2,
+        _ => 0,
+    };
+    let mut order: Vec<&Component> = state.components.iter().rev().collect();
+    order.sort_by_key(|c| infra_rank(&c.name));
+    for c in order {
         if !c.managed {
             continue;
         }
