@@ -6,11 +6,11 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Kafka bootstrap servers, comma separated
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "localhost:9092")]
+    #[arg(long, env = "KAFKA_BROKERS", default_value = crate::ports::KAFKA_BROKERS)]
     pub kafka_brokers: String,
 
     /// Confluent-compatible schema registry
-    #[arg(long, env = "SCHEMA_REGISTRY_URL", default_value = "http://localhost:8081")]
+    #[arg(long, env = "SCHEMA_REGISTRY_URL", default_value = crate::ports::SCHEMA_REGISTRY_URL)]
     pub schema_registry_url: String,
 
     /// Prefix for every topic name and subject (empty in normal use; tests isolate themselves with it)
@@ -30,7 +30,7 @@ pub struct DatabaseArgs {
         long,
         env = "DATABASE_URL",
         hide_env_values = true,
-        default_value = "postgres://openbank@localhost:5432/openbank"
+        default_value = crate::ports::DATABASE_URL
     )]
     pub database_url: String,
 
@@ -48,32 +48,14 @@ impl std::fmt::Debug for DatabaseArgs {
     }
 }
 
-/// Replaces the password of a URL with `***` so it can be logged.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    match path {
-        Some(p) => format!("{scheme}://{authority}/{p}"),
-        None => format!("{scheme}://{authority}"),
-    }
-}
+pub use crate::redact::redact_url;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("postgres://h"), "postgres://h");
+    fn debug_hides_the_database_password() {
         assert!(
             !format!("{:?}", DatabaseArgs { database_url: "postgres://a:pw@h/d".into(), database_max_connections: 1 })
                 .contains("pw")

@@ -1,7 +1,8 @@
 //! Open Bank's shared core: domain types (`Iban`, `Money`, `AccountToken`, `CommandId`), the wire contract
 //! (every topic in [`topics::TOPICS`], the Avro records in [`avro`] whose `.avsc` files live in `bank-core/avro/`),
 //! Kafka client builders, schema-registry encoding, shared config, telemetry, the shutdown token, the
-//! `/health` `/ready` `/metrics` HTTP helper and Postgres migrations.
+//! `/health` `/ready` `/metrics` HTTP helper, Postgres migrations and the table of the local stack's ports
+//! ([`ports`]).
 //!
 //! Reads and writes no topic or table itself; services do, through these building blocks.
 
@@ -17,6 +18,8 @@ pub mod iban;
 pub mod ids;
 pub mod kafka;
 pub mod money;
+pub mod ports;
+pub mod redact;
 pub mod refusal;
 pub mod registry;
 pub mod shutdown;

@@ -42,15 +42,15 @@ pub fn setting(key: &str, default: &str) -> String {
 }
 
 pub fn kafka_brokers() -> String {
-    setting("KAFKA_BROKERS", "localhost:9092")
+    setting("KAFKA_BROKERS", crate::ports::KAFKA_BROKERS)
 }
 
 pub fn registry_url() -> String {
-    setting("SCHEMA_REGISTRY_URL", "http://localhost:8081")
+    setting("SCHEMA_REGISTRY_URL", crate::ports::SCHEMA_REGISTRY_URL)
 }
 
 pub fn database_url() -> String {
-    setting("DATABASE_URL", "postgres://openbank@localhost:5432/openbank")
+    setting("DATABASE_URL", crate::ports::DATABASE_URL)
 }
 
 /// Fails the test with a clear message when infrastructure is missing.

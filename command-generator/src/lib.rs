@@ -37,7 +37,7 @@ pub struct Config {
     pub common: CommonArgs,
 
     /// Address of the HTTP endpoints (/health, /ready, /metrics)
-    #[arg(long, env = "COMMAND_GENERATOR_LISTEN", default_value = "127.0.0.1:9102")]
+    #[arg(long, env = "COMMAND_GENERATOR_LISTEN", default_value = bank_core::ports::COMMAND_GENERATOR_LISTEN)]
     pub listen: SocketAddr,
 
     /// Seed of the command mix: the same seed and heartbeats give the same commands

@@ -12,7 +12,6 @@
 // allows them there).
 #![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod audit;
 pub mod isolate;
 pub mod outbox;
 pub mod rules;
@@ -52,7 +51,7 @@ pub struct Config {
     pub database: DatabaseArgs,
 
     /// Address of the HTTP endpoints (/health, /ready, /metrics)
-    #[arg(long, env = "COMMAND_HANDLER_LISTEN", default_value = "127.0.0.1:9103")]
+    #[arg(long, env = "COMMAND_HANDLER_LISTEN", default_value = bank_core::ports::COMMAND_HANDLER_LISTEN)]
     pub listen: SocketAddr,
 
     /// Most commands handled in one database transaction

@@ -45,7 +45,7 @@ pub struct Config {
     pub rate: u64,
 
     /// Address of the admin HTTP endpoints (/rate, /health, /ready, /metrics)
-    #[arg(long, env = "HEARTBEAT_LISTEN", default_value = "127.0.0.1:17888")]
+    #[arg(long, env = "HEARTBEAT_LISTEN", default_value = bank_core::ports::HEARTBEAT_LISTEN)]
     pub listen: SocketAddr,
 }
 

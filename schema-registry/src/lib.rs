@@ -29,7 +29,7 @@ pub struct Config {
     pub database: DatabaseArgs,
 
     /// Address to serve the REST API on
-    #[arg(long, env = "SCHEMA_REGISTRY_LISTEN", default_value = "127.0.0.1:8081")]
+    #[arg(long, env = "SCHEMA_REGISTRY_LISTEN", default_value = bank_core::ports::SCHEMA_REGISTRY_LISTEN)]
     pub listen: SocketAddr,
 
     /// Log output: `text` or `json`
