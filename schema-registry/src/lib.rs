@@ -38,7 +38,7 @@ pub struct Config {
 }
 
 /// Creates the registry's tables if needed.
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+pub async fn migrate(pool: &PgPool) -> Result<(), bank_core::db::MigrateError> {
     bank_core::db::migrate(pool, "registry", store::MIGRATIONS).await
 }
 
