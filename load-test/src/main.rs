@@ -1,12 +1,348 @@
-//! Open-loop load tester (spec section 7). Not written yet: it needs the pipeline and the GraphQL gateway.
+//! Open-loop load tester (spec section 7): `run` (through the GraphQL API), `pipeline` (heartbeat-driven, Kafka
+//! timestamps), `anchor` (the reference's method) and `compare` (graphs over several runs).
 
-use clap::Parser;
+mod calibrate;
+mod gql;
+mod graphs;
+mod heartbeat;
+mod hist;
+mod model;
+mod output;
+mod pipeline;
+mod record;
+mod resources;
+mod run;
+mod schedule;
+mod stack;
+
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{Config, Machine, RunReport, Step};
+use crate::record::Shared;
+use crate::schedule::Dispatched;
 
 #[derive(Parser)]
-#[command(name = "load-test", about = "Open-loop load test of a running Open Bank (not implemented yet)")]
-struct Cli {}
+#[command(
+    name = "load-test",
+    about = "Open-loop load test of a running Open Bank",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
 
-fn main() -> anyhow::Result<()> {
-    Cli::parse();
-    anyhow::bail!("the load test is not implemented yet; it arrives after the pipeline and the GraphQL gateway")
+#[derive(Subcommand)]
+enum Cmd {
+    /// Transfers through `transferMoney` at fixed arrival rates (the default).
+    Run(RunArgs),
+    /// The heartbeat's rate per step; latency from Kafka record timestamps.
+    Pipeline(RunArgs),
+    /// The reference's method: background heartbeats raised step by step, one probe transfer a second.
+    Anchor(RunArgs),
+    /// One set of latency and throughput graphs over several runs.
+    Compare(CompareArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Rates per step (transfers or commands per second).
+    #[arg(long, value_delimiter = ',', default_value = "100,250,500,1000,2000,4000,8000")]
+    pub rates: Vec<f64>,
+    /// Measured seconds per step (for `anchor`: seconds per background rate).
+    #[arg(long, default_value_t = 30)]
+    pub step_secs: u64,
+    /// Seconds at the step's rate before measuring.
+    #[arg(long, default_value_t = 5)]
+    pub warmup_secs: u64,
+    /// Users registered and funded up front (`run`).
+    #[arg(long, default_value_t = 500)]
+    pub users: usize,
+    #[arg(long, default_value_t = 100.0)]
+    pub slo_p99_ms: f64,
+    /// The latency kind the SLO applies to; default: `event` (run), `result` (pipeline), `probe` (anchor).
+    #[arg(long)]
+    pub slo_kind: Option<String>,
+    #[arg(long, default_value = "http://localhost:8888")]
+    pub endpoint: String,
+    /// The heartbeat's admin address; default: from `.openbank/state.json`, else http://127.0.0.1:17888.
+    #[arg(long)]
+    pub heartbeat: Option<String>,
+    /// Output folder; default `results/<UTC timestamp>[-<label>]`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Sends open at once; a send due beyond it is counted as an error (never queued, never dropped).
+    #[arg(long, default_value_t = 20_000)]
+    pub max_in_flight: usize,
+    /// Seconds to wait for an answer or a balance change before counting a timeout.
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
+    /// `anchor`: background heartbeats added per step.
+    #[arg(long, default_value_t = 10)]
+    pub increment: u64,
+    /// `anchor`: highest background rate.
+    #[arg(long, default_value_t = 2000)]
+    pub max_rate: u64,
+    /// `anchor`: a probe slower than this is slow; a step with 3 slow probes ends the run.
+    #[arg(long, default_value_t = 1000.0)]
+    pub slow_ms: f64,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Run folders (or their run.json files).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Output folder; default `results/compare-<UTC timestamp>`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// What every mode shares while it runs.
+pub struct Ctx {
+    pub args: RunArgs,
+    pub root: PathBuf,
+    pub brokers: String,
+    pub registry: String,
+    pub topic_prefix: String,
+    /// Ctrl-C: the current step ends cleanly, results are still written.
+    pub cancel: CancellationToken,
+    pub stop_sockets: CancellationToken,
+    pub origin: Instant,
+    pub calibration: model::Calibration,
+}
+
+impl Ctx {
+    pub fn heartbeat_url(&self) -> String {
+        self.args.heartbeat.clone().unwrap_or_else(|| {
+            let a = stack::address(&self.root, "heartbeat").unwrap_or_else(|| "127.0.0.1:17888".into());
+            format!("http://{a}")
+        })
+    }
+}
+
+/// A finished step's numbers from what it recorded.
+pub fn step_from(ctx: &Ctx, mode: &str, rate: f64, d: &Dispatched, rec: &Shared, start_s: f64, end_s: f64) -> Step {
+    let mut g = rec.lock();
+    if d.overflow_measured > 0 {
+        for _ in 0..d.overflow_measured {
+            g.error("LOAD_TEST_OVERLOAD".into());
+        }
+    }
+    let count = if mode == "pipeline" { g.sent } else { d.sent_measured + d.overflow_measured };
+    // A send neither answered nor failed by the end of the grace period is a timeout.
+    let accounted = g.confirmed + g.failed + g.pending + g.errors + g.timeouts;
+    g.timeouts += count.saturating_sub(accounted);
+    let secs = d.window.as_secs_f64();
+    let latency: BTreeMap<String, model::Latency> =
+        g.hist.iter().map(|(k, h)| ((*k).to_owned(), hist::summarize(h, ctx.calibration.floor_ms(k)))).collect();
+    Step {
+        mode: mode.to_owned(),
+        offered_rate: rate,
+        achieved_rate: if secs > 0.0 { (g.decided_in_window as f64 / secs * 10.0).round() / 10.0 } else { 0.0 },
+        window_secs: secs,
+        count,
+        confirmed: g.confirmed,
+        failed: g.failed,
+        pending: g.pending,
+        errors: g.errors,
+        timeouts: g.timeouts,
+        missing_events: g.missing_events,
+        interrupted: d.cancelled,
+        start_s,
+        end_s,
+        latency,
+    }
+}
+
+fn machine(root: &std::path::Path) -> Machine {
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    Machine {
+        cores: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        memory_mib: mem_kb / 1024,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+        git_commit: git,
+        build: if cfg!(debug_assertions) { "debug".into() } else { "release".into() },
+    }
+}
+
+fn run_id(label: &str) -> String {
+    let ts = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let label: String =
+        label.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(40).collect();
+    if label.is_empty() { ts } else { format!("{ts}-{label}") }
+}
+
+async fn measure(mode: &str, args: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.rates.is_empty() && args.rates.iter().all(|r| r.is_finite() && *r > 0.0),
+        "--rates must be positive numbers"
+    );
+    let root = stack::root();
+    let id = run_id(&args.label);
+    let dir = args.out.clone().unwrap_or_else(|| root.join("results").join(&id));
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("Ctrl-C: ending the current step and writing the results");
+            c.cancel();
+        }
+    });
+    let origin = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let stop_sampling = CancellationToken::new();
+    let sampler = tokio::spawn(resources::sample(resources::components(&root), origin, stop_sampling.clone()));
+    let brokers = stack::setting(&root, "KAFKA_BROKERS", "localhost:9092");
+    let registry = stack::setting(&root, "SCHEMA_REGISTRY_URL", "http://localhost:8081");
+    let database = stack::setting(&root, "DATABASE_URL", "");
+    let topic_prefix = stack::setting(&root, "TOPIC_PREFIX", "");
+    let api = gql::Api::new(&args.endpoint, std::time::Duration::from_secs(args.timeout_secs))?;
+    eprintln!("calibrating (Kafka round trip, PostgreSQL commits, HTTP no-op)…");
+    let calibration = calibrate::calibrate(&brokers, &database, Some(&api)).await;
+    let slo_kind = args.slo_kind.clone().unwrap_or_else(|| {
+        match mode {
+            "pipeline" => "result",
+            "anchor" => "probe",
+            _ => "event",
+        }
+        .to_owned()
+    });
+    let ctx = Ctx {
+        args: args.clone(),
+        root: root.clone(),
+        brokers,
+        registry,
+        topic_prefix,
+        cancel: cancel.clone(),
+        stop_sockets: CancellationToken::new(),
+        origin,
+        calibration: calibration.clone(),
+    };
+    let steps = match mode {
+        "pipeline" => pipeline::run(&ctx).await,
+        "anchor" => run::anchor(&ctx).await,
+        _ => run::run(&ctx).await,
+    };
+    ctx.stop_sockets.cancel();
+    stop_sampling.cancel();
+    let resources = sampler.await.unwrap_or_default();
+    let failure = steps.as_ref().err().map(|e| format!("{e:#}"));
+    let steps = steps.unwrap_or_default();
+    let mut report = RunReport {
+        version: 1,
+        id,
+        mode: mode.to_owned(),
+        started_at,
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        config: Config {
+            rates: args.rates.clone(),
+            step_secs: args.step_secs,
+            warmup_secs: args.warmup_secs,
+            users: args.users,
+            slo_p99_ms: args.slo_p99_ms,
+            endpoint: args.endpoint.clone(),
+            label: args.label.clone(),
+            slo_kind: slo_kind.clone(),
+        },
+        machine: machine(&root),
+        calibration,
+        max_sustainable_rate: model::max_sustainable_rate(&steps, &slo_kind, args.slo_p99_ms),
+        steps,
+        interrupted: cancel.is_cancelled(),
+        resources,
+        summary: String::new(),
+    };
+    report.summary = output::summary(&report);
+    output::write(&report, &dir)?;
+    eprintln!("results in {}", dir.display());
+    if let Some(e) = failure {
+        anyhow::bail!("the run stopped early: {e} (what was measured is in {})", dir.display());
+    }
+    println!("{}", report.summary);
+    Ok(())
+}
+
+fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    for p in &args.runs {
+        let file = if p.is_dir() { p.join("run.json") } else { p.clone() };
+        let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        runs.push(RunReport::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?);
+    }
+    let dir = args.out.unwrap_or_else(|| stack::root().join("results").join(format!("compare-{}", run_id(""))));
+    std::fs::create_dir_all(&dir)?;
+    let refs: Vec<&RunReport> = runs.iter().collect();
+    graphs::latency(&refs, &dir.join("latency.svg"))?;
+    graphs::throughput(&refs, &dir.join("throughput.svg"))?;
+    for r in &runs {
+        println!("{}", r.summary);
+    }
+    for line in merged(&runs)? {
+        println!("{line}");
+    }
+    println!("graphs in {}", dir.display());
+    Ok(())
+}
+
+/// Per offered rate, the SLO kind's histograms of every run merged (p50/p99 over all their transfers).
+fn merged(runs: &[RunReport]) -> anyhow::Result<Vec<String>> {
+    let mut by_rate: BTreeMap<(String, u64), (hdrhistogram::Histogram<u64>, usize)> = BTreeMap::new();
+    for r in runs {
+        for s in &r.steps {
+            let Some(l) = s.latency.get(&r.config.slo_kind).filter(|l| !l.histogram.is_empty()) else { continue };
+            let h = hist::decode(&l.histogram)?;
+            let e = by_rate
+                .entry((r.config.slo_kind.clone(), s.offered_rate.to_bits()))
+                .or_insert_with(|| (hist::new(), 0));
+            hist::merge(&mut e.0, &h)?;
+            e.1 += 1;
+        }
+    }
+    Ok(by_rate
+        .into_iter()
+        .filter(|(_, (_, n))| *n > 1)
+        .map(|((kind, rate), (h, n))| {
+            let l = hist::summarize(&h, None);
+            format!(
+                "merged {kind} at {}/s over {n} runs: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                f64::from_bits(rate),
+                l.p50_ms,
+                l.p99_ms,
+                l.max_ms
+            )
+        })
+        .collect())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        None => measure("run", cli.run).await,
+        Some(Cmd::Run(a)) => measure("run", a).await,
+        Some(Cmd::Pipeline(a)) => measure("pipeline", a).await,
+        Some(Cmd::Anchor(a)) => measure("anchor", a).await,
+        Some(Cmd::Compare(a)) => compare(a),
+    }
 }

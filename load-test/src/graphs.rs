@@ -1,0 +1,146 @@
+//! SVG graphs (plotters): latency percentiles and throughput against offered load, CPU and memory of every
+//! component over time with the steps marked. Several runs share the first two graphs in `compare`.
+
+use plotters::prelude::*;
+use std::path::Path;
+
+use crate::model::RunReport;
+
+const SIZE: (u32, u32) = (1000, 600);
+
+type Line = (String, Vec<(f64, f64)>);
+type Percentile = (&'static str, fn(&crate::model::Latency) -> f64);
+
+fn padded(lo: f64, hi: f64, log: bool) -> (f64, f64) {
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() && lo <= hi { (lo, hi) } else { (1.0, 10.0) };
+    if log {
+        let lo = lo.max(0.01);
+        (lo / 1.5, (hi.max(lo)) * 1.5)
+    } else {
+        (0.0, if hi > 0.0 { hi * 1.1 } else { 1.0 })
+    }
+}
+
+fn bounds(lines: &[Line], f: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
+    lines
+        .iter()
+        .flat_map(|l| l.1.iter())
+        .map(f)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)))
+}
+
+/// Draws `lines` on log-log axes (`log`) or linear ones; `marks` are vertical lines at those x.
+fn chart(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    lines: &[Line],
+    log: bool,
+    marks: &[f64],
+) -> anyhow::Result<()> {
+    let lines: Vec<Line> = lines
+        .iter()
+        .map(|(n, p)| (n.clone(), p.iter().copied().filter(|(x, y)| !log || (*x > 0.0 && *y > 0.0)).collect()))
+        .collect();
+    let (x0, x1) = bounds(&lines, |p| p.0);
+    let (y0, y1) = bounds(&lines, |p| p.1);
+    let (x0, x1) = padded(x0, x1, log);
+    let (y0, y1) = padded(y0, y1, log);
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut b = ChartBuilder::on(&root);
+    b.caption(title, ("sans-serif", 22)).margin(15).x_label_area_size(45).y_label_area_size(70);
+    macro_rules! body {
+        ($c:expr) => {{
+            let mut c = $c;
+            c.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw()?;
+            for &m in marks {
+                c.draw_series(LineSeries::new([(m, y0), (m, y1)], RGBColor(200, 200, 200).stroke_width(1)))?;
+            }
+            for (i, (name, pts)) in lines.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                c.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
+                    .label(name.clone())
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+            }
+            c.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+        }};
+    }
+    if log {
+        body!(b.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?);
+    } else {
+        body!(b.build_cartesian_2d(x0..x1, y0..y1)?);
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Percentiles of every latency kind against offered load (one run), or p50/p99 of each run's SLO kind.
+pub fn latency(runs: &[&RunReport], path: &Path) -> anyhow::Result<()> {
+    let mut lines: Vec<Line> = Vec::new();
+    let single = runs.len() == 1;
+    for r in runs {
+        let mut kinds: Vec<&String> = r.steps.iter().flat_map(|s| s.latency.keys()).collect();
+        kinds.sort();
+        kinds.dedup();
+        for kind in kinds {
+            if !single && *kind != r.config.slo_kind {
+                continue;
+            }
+            let pcts: &[Percentile] = if single {
+                &[("p50", |l| l.p50_ms), ("p90", |l| l.p90_ms), ("p99", |l| l.p99_ms), ("p99.9", |l| l.p999_ms)]
+            } else {
+                &[("p50", |l| l.p50_ms), ("p99", |l| l.p99_ms)]
+            };
+            for (pname, get) in pcts {
+                let pts = r
+                    .steps
+                    .iter()
+                    .filter_map(|s| s.latency.get(kind).filter(|l| l.count > 0).map(|l| (s.offered_rate, get(l))))
+                    .collect();
+                let name = if single { format!("{kind} {pname}") } else { format!("{} {kind} {pname}", r.id) };
+                lines.push((name, pts));
+            }
+        }
+    }
+    chart(path, "Latency vs offered load (log scales)", "offered (per second)", "latency (ms)", &lines, true, &[])
+}
+
+/// Achieved against offered rate, with the ideal line.
+pub fn throughput(runs: &[&RunReport], path: &Path) -> anyhow::Result<()> {
+    let mut lines: Vec<Line> = runs
+        .iter()
+        .map(|r| (format!("{} {}", r.mode, r.id), r.steps.iter().map(|s| (s.offered_rate, s.achieved_rate)).collect()))
+        .collect();
+    let max = runs.iter().flat_map(|r| r.steps.iter()).map(|s| s.offered_rate).fold(0.0, f64::max);
+    lines.push(("achieved = offered".into(), vec![(0.0, 0.0), (max, max)]));
+    chart(path, "Throughput: achieved vs offered", "offered (per second)", "achieved (per second)", &lines, false, &[])
+}
+
+#[derive(Clone, Copy)]
+pub enum Resource {
+    Cpu,
+    Memory,
+}
+
+/// CPU % or RSS of every component over the run; grey lines mark where each measured window began and ended.
+pub fn resources(r: &RunReport, path: &Path, what: Resource) -> anyhow::Result<()> {
+    let lines: Vec<Line> = r
+        .resources
+        .iter()
+        .map(|(name, s)| {
+            let pts = s
+                .iter()
+                .map(|x| (x.t, if matches!(what, Resource::Cpu) { x.cpu_percent } else { x.rss_mib }))
+                .collect();
+            (name.clone(), pts)
+        })
+        .collect();
+    let marks: Vec<f64> = r.steps.iter().flat_map(|s| [s.start_s, s.end_s]).collect();
+    let (title, y) = match what {
+        Resource::Cpu => ("CPU per component (100 % = one core); grey: measured windows", "CPU %"),
+        Resource::Memory => ("Resident memory per component; grey: measured windows", "RSS (MiB)"),
+    };
+    chart(path, title, "seconds since start", y, &lines, false, &marks)
+}

@@ -1,0 +1,114 @@
+//! The files of a run: `run.json`, `steps.csv`, `resources.csv`, the graphs, and the one-line summary.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::graphs;
+use crate::model::{RunReport, Step};
+
+pub fn write(report: &RunReport, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("run.json"), report.to_json()?)?;
+    std::fs::write(dir.join("steps.csv"), steps_csv(&report.steps))?;
+    std::fs::write(dir.join("resources.csv"), resources_csv(report))?;
+    graphs::latency(&[report], &dir.join("latency.svg"))?;
+    graphs::throughput(&[report], &dir.join("throughput.svg"))?;
+    graphs::resources(report, &dir.join("cpu.svg"), graphs::Resource::Cpu)?;
+    graphs::resources(report, &dir.join("memory.svg"), graphs::Resource::Memory)?;
+    Ok(())
+}
+
+pub fn steps_csv(steps: &[Step]) -> String {
+    let mut s = String::from(
+        "mode,offered_rate,achieved_rate,count,confirmed,failed,pending,errors,timeouts,missing_events,kind,p50_ms,p90_ms,p99_ms,p999_ms,max_ms\n",
+    );
+    for st in steps {
+        for (kind, l) in &st.latency {
+            let _ = writeln!(
+                s,
+                "{},{},{:.1},{},{},{},{},{},{},{},{kind},{},{},{},{},{}",
+                st.mode,
+                st.offered_rate,
+                st.achieved_rate,
+                st.count,
+                st.confirmed,
+                st.failed,
+                st.pending,
+                st.errors,
+                st.timeouts,
+                st.missing_events,
+                l.p50_ms,
+                l.p90_ms,
+                l.p99_ms,
+                l.p999_ms,
+                l.max_ms
+            );
+        }
+    }
+    s
+}
+
+pub fn resources_csv(r: &RunReport) -> String {
+    let mut s = String::from("component,t_s,cpu_percent,rss_mib,processes\n");
+    for (name, samples) in &r.resources {
+        for x in samples {
+            let _ = writeln!(s, "{name},{:.1},{:.1},{:.1},{}", x.t, x.cpu_percent, x.rss_mib, x.processes);
+        }
+    }
+    s
+}
+
+fn lat(st: &Step) -> String {
+    st.latency
+        .iter()
+        .filter(|(k, _)| k.as_str() != "probe")
+        .map(|(k, l)| format!("{k} p50 {:.1}/p99 {:.1} ms", l.p50_ms, l.p99_ms))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One step on one line (printed as each step ends).
+pub fn step_line(st: &Step) -> String {
+    format!(
+        "{} {}/s: achieved {:.1}/s, {} sent, {} confirmed, {} failed, {} pending, {} errors, {} timeouts, {} missing events; {}{}",
+        st.mode,
+        st.offered_rate,
+        st.achieved_rate,
+        st.count,
+        st.confirmed,
+        st.failed,
+        st.pending,
+        st.errors,
+        st.timeouts,
+        st.missing_events,
+        lat(st),
+        if st.interrupted { " (interrupted)" } else { "" }
+    )
+}
+
+/// The run on one line: max sustainable rate, p50/p99 of the SLO's kind per step, calibration.
+pub fn summary(r: &RunReport) -> String {
+    let kind = &r.config.slo_kind;
+    let max = r.max_sustainable_rate.map_or("none".to_owned(), |m| format!("{m}/s"));
+    let steps = r
+        .steps
+        .iter()
+        .map(|s| match s.latency.get(kind) {
+            Some(l) => format!("{}/s {:.1}/{:.1}", s.offered_rate, l.p50_ms, l.p99_ms),
+            None => format!("{}/s -", s.offered_rate),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let c = &r.calibration;
+    let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+    format!(
+        "{} {}: max sustainable {max} ({kind} p99 ≤ {} ms); {kind} p50/p99 ms: {steps}; floor: kafka p50 {} ms, postgres {} commits/s, http p50 {} ms{}",
+        r.mode,
+        r.id,
+        r.config.slo_p99_ms,
+        f(c.kafka_round_trip_p50_ms),
+        c.postgres_commits_per_sec.map_or("-".to_owned(), |v| format!("{v:.0}")),
+        f(c.http_round_trip_p50_ms),
+        if r.interrupted { " (interrupted)" } else { "" }
+    )
+}

@@ -1,0 +1,153 @@
+//! CPU and RSS of every component, once a second, from /proc. Components and their pids come from
+//! `.openbank/state.json` (written by `cargo xtask up`); each counts with its child processes (PostgreSQL's
+//! backends), and the load tester counts itself.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::ResourceSample;
+
+/// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on every Linux architecture we run on).
+const TICKS: f64 = 100.0;
+const PAGE: f64 = 4096.0;
+
+/// `(name, pid)` of every running component in xtask's state file; the load tester itself is added.
+pub fn components(root: &Path) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(root.join(".openbank/state.json"))
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        && let Some(list) = v["components"].as_array()
+    {
+        for c in list {
+            if let (Some(name), Some(pid)) = (c["name"].as_str(), c["pid"].as_u64())
+                && let Ok(pid) = u32::try_from(pid)
+            {
+                out.push((name.to_owned(), pid));
+            }
+        }
+    }
+    out.push(("load-test".to_owned(), std::process::id()));
+    out
+}
+
+/// `(ppid, utime + stime ticks, rss pages)` from `/proc/<pid>/stat`; the command name may hold spaces and
+/// parentheses, so fields are counted after its last `)`.
+pub fn parse_stat(text: &str) -> Option<(u32, u64, u64)> {
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(0) ppid(1) ... utime(11) stime(12) ... rss(21)
+    let ppid = f.get(1)?.parse().ok()?;
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    let rss: i64 = f.get(21)?.parse().ok()?;
+    Some((ppid, utime + stime, u64::try_from(rss).unwrap_or(0)))
+}
+
+struct Proc {
+    ppid: u32,
+    ticks: u64,
+    rss_pages: u64,
+}
+
+fn snapshot() -> HashMap<u32, Proc> {
+    let mut all = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return all };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if let Ok(text) = std::fs::read_to_string(e.path().join("stat"))
+            && let Some((ppid, ticks, rss_pages)) = parse_stat(&text)
+        {
+            all.insert(pid, Proc { ppid, ticks, rss_pages });
+        }
+    }
+    all
+}
+
+/// `pid` and its descendants (which are alive now).
+fn tree(all: &HashMap<u32, Proc>, pid: u32) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (p, proc_) in all {
+        children.entry(proc_.ppid).or_default().push(*p);
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        if all.contains_key(&p) && out.len() < 10_000 {
+            out.push(p);
+            todo.extend(children.get(&p).into_iter().flatten().copied());
+        }
+    }
+    out
+}
+
+pub type Series = BTreeMap<String, Vec<ResourceSample>>;
+
+/// Samples every second until `stop`; `t` is seconds since `origin`.
+pub async fn sample(components: Vec<(String, u32)>, origin: Instant, stop: CancellationToken) -> Series {
+    let mut series: Series = components.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
+    let mut last_ticks: HashMap<u32, u64> = HashMap::new();
+    let mut last_at = Instant::now();
+    let mut first = true;
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        let all = tokio::task::spawn_blocking(snapshot).await.unwrap_or_default();
+        let now = Instant::now();
+        let elapsed = (now - last_at).as_secs_f64().max(0.001);
+        let mut ticks_now = HashMap::new();
+        for (name, pid) in &components {
+            let pids = tree(&all, *pid);
+            let (mut dticks, mut rss) = (0u64, 0u64);
+            for p in &pids {
+                let Some(proc_) = all.get(p) else { continue };
+                // A process new since the last sample counts from zero CPU at its start: its own total.
+                dticks += proc_.ticks.saturating_sub(last_ticks.get(p).copied().unwrap_or(if first {
+                    proc_.ticks
+                } else {
+                    0
+                }));
+                rss += proc_.rss_pages;
+                ticks_now.insert(*p, proc_.ticks);
+            }
+            if !first && let Some(s) = series.get_mut(name) {
+                s.push(ResourceSample {
+                    t: (now - origin).as_secs_f64(),
+                    cpu_percent: dticks as f64 / TICKS / elapsed * 100.0,
+                    rss_mib: rss as f64 * PAGE / 1_048_576.0,
+                    processes: u32::try_from(pids.len()).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        last_ticks = ticks_now;
+        last_at = now;
+        first = false;
+    }
+    series
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_parse_even_with_odd_command_names() {
+        let line = "525 (java (kafka) x) S 1 525 525 0 -1 4194560 1 0 0 0 1500 250 0 0 20 0 80 0 100 4000000000 20000 18446744073709551615";
+        assert_eq!(parse_stat(line), Some((1, 1750, 20000)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) S"), None);
+    }
+
+    #[test]
+    fn this_process_is_found_with_its_memory() {
+        let all = snapshot();
+        let me = std::process::id();
+        assert!(tree(&all, me).contains(&me));
+        assert!(all.get(&me).is_some_and(|p| p.rss_pages > 0));
+    }
+}
