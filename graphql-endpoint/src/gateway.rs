@@ -1,13 +1,13 @@
 //! The gateway's work behind the schema: users and sessions, and sending commands to the command-handler and
 //! waiting (bounded) for their results.
 
+use crate::error::{GatewayError, GatewayResult};
 use crate::limits::{FailureLimiter, HashPool, Slots, rate_limited};
 use crate::live::Hub;
-use crate::schema::{coded, internal};
-use crate::store::{self, EmployeeUpsert, NewTransfer, Role, TransferRow, User};
+use crate::results::Results;
+use crate::store::{self, EmployeeUpsert, NewTransfer, Role, TransferRow, TransferStatus, User};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use async_graphql::Error;
 use bank_core::CommandId;
 use bank_core::avro::{Atype, AvroRecord, ConfirmAccountCreation, ConfirmMoneyTransfer};
 use bank_core::registry::Codec;
@@ -19,16 +19,18 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// A user name in its stored form (lower case), or `None` unless it is 3 to 32 of `a-z 0-9 . _ -`.
-pub fn normalise_username(name: &str) -> Option<String> {
-    let n = name.to_ascii_lowercase();
-    let ok = (3..=32).contains(&n.len())
-        && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
-    ok.then_some(n)
-}
+pub use crate::validate::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, normalise_username};
 
-pub const MIN_PASSWORD_CHARS: usize = 8;
-pub const MAX_PASSWORD_CHARS: usize = 128;
+/// The user's account (its IBAN), or why there is none yet.
+pub fn own_account(user: &User) -> GatewayResult<&str> {
+    match (&user.iban, &user.account_token) {
+        (Some(iban), Some(_)) => Ok(iban),
+        _ => Err(match &user.account_error {
+            Some(reason) => GatewayError::AccountRefused(reason.clone()),
+            None => GatewayError::AccountPending("the account is still being opened; try again in a moment"),
+        }),
+    }
+}
 
 /// The address of the client that sent a request (the TCP peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +84,10 @@ pub struct Gateway {
     pub pool: PgPool,
     pub producer: FutureProducer,
     pub codec: Arc<Codec>,
+    /// The live feed of balance changes
     pub hub: Arc<Hub>,
+    /// Results announced by the projection
+    pub results: Arc<Results>,
     pub settings: Settings,
     /// Password hashes running at once
     pub hashes: HashPool,
@@ -130,41 +135,38 @@ impl Gateway {
     }
 
     /// A new session token (256 bits from the OS CSPRNG); only its hash is stored.
-    pub async fn new_session(&self, user_id: i64) -> Result<String, Error> {
+    pub async fn new_session(&self, user_id: i64) -> GatewayResult<String> {
         let token = bank_core::token::random_hex::<32>();
-        store::insert_session(&self.pool, user_id, &token, self.settings.session_ttl_secs).await.map_err(internal)?;
+        store::insert_session(&self.pool, user_id, &token, self.settings.session_ttl_secs).await?;
         metrics::counter!("gateway_logins_total").increment(1);
         Ok(token)
     }
 
     /// `username` in its stored form.
-    pub async fn register(&self, username: &str, password: &str) -> Result<User, Error> {
-        let taken = || coded("USERNAME_TAKEN", "that username is taken");
+    pub async fn register(&self, username: &str, password: &str) -> GatewayResult<User> {
         // The employee's name is reserved even while no employee is configured, so no client can hold it.
         if username == self.settings.employee_username {
-            return Err(taken());
+            return Err(GatewayError::UsernameTaken);
         }
         let password = password.to_owned();
-        let hash = self.hashes.run(move || hash_password(&password)).await?.map_err(internal)?;
+        let hash = self.hashes.run(move || hash_password(&password)).await?.map_err(GatewayError::internal)?;
         let creation_id = Uuid::new_v4();
-        let Some(user_id) = store::insert_client(&self.pool, username, &hash, creation_id).await.map_err(internal)?
-        else {
-            return Err(taken());
+        let Some(user_id) = store::insert_client(&self.pool, username, &hash, creation_id).await? else {
+            return Err(GatewayError::UsernameTaken);
         };
         if let Err(e) = self.open_account(creation_id).await {
             let _ = store::delete_user(&self.pool, user_id).await;
             tracing::warn!(error = %e, "cannot send an account creation");
-            return Err(coded("UNAVAILABLE", "the bank cannot be reached right now; try again"));
+            return Err(GatewayError::Unavailable("the bank cannot be reached right now; try again"));
         }
         let user =
-            store::user_by_id(&self.pool, user_id).await.map_err(internal)?.ok_or_else(|| internal("user vanished"))?;
+            store::user_by_id(&self.pool, user_id).await?.ok_or_else(|| GatewayError::internal("user vanished"))?;
         if let Some(reason) = &user.account_error {
             let _ = store::delete_user(&self.pool, user_id).await;
-            return Err(coded("ACCOUNT_REFUSED", format!("the bank refused to open the account: {reason}")));
+            return Err(GatewayError::AccountRefused(reason.clone()));
         }
         if user.iban.is_none() {
-            return Err(coded(
-                "ACCOUNT_PENDING",
+            return Err(GatewayError::AccountPending(
                 "you are registered and your account is still being opened; log in in a moment",
             ));
         }
@@ -175,8 +177,8 @@ impl Gateway {
     /// Checks a password. Failures count per user name and per client address; past the limit the answer is
     /// RATE_LIMITED (before any hash is computed) until the window ends. A user whose account creation was
     /// lost (no IBAN, no refusal) gets the creation command sent again.
-    pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> Result<User, Error> {
-        let wrong = || coded("UNAUTHENTICATED", "wrong username or password");
+    pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> GatewayResult<User> {
+        let wrong = || GatewayError::Unauthenticated("wrong username or password");
         let now = Instant::now();
         // A name outside the rule cannot exist: it is checked against nothing and tracked under the address only.
         let name = normalise_username(username);
@@ -188,9 +190,7 @@ impl Gateway {
             self.address_failures.check(a, now).map_err(rate_limited)?;
         }
         let found = match &name {
-            Some(n) if password.chars().count() <= MAX_PASSWORD_CHARS => {
-                store::credentials(&self.pool, n).await.map_err(internal)?
-            }
+            Some(n) if password.chars().count() <= MAX_PASSWORD_CHARS => store::credentials(&self.pool, n).await?,
             _ => None,
         };
         let hash = found.as_ref().map(|(_, h)| h.clone());
@@ -222,37 +222,37 @@ impl Gateway {
     /// A user without an account and without a refusal: the creation command may never have reached the bank
     /// (the gateway stopped between storing the user and sending it). Sends it again under the same command id,
     /// which the handler answers as a replay if it did arrive, and waits like `register`.
-    async fn resume_account(&self, user: User) -> Result<User, Error> {
+    async fn resume_account(&self, user: User) -> GatewayResult<User> {
         if user.iban.is_some() || user.account_error.is_some() {
             return Ok(user);
         }
-        let Some(creation_id) = store::pending_creation(&self.pool, user.id).await.map_err(internal)? else {
+        let Some(creation_id) = store::pending_creation(&self.pool, user.id).await? else {
             return Ok(user);
         };
         if let Err(e) = self.open_account(creation_id).await {
             tracing::warn!(error = %e, "cannot send an account creation again");
-            return Err(coded("UNAVAILABLE", "the bank cannot be reached right now; try again"));
+            return Err(GatewayError::Unavailable("the bank cannot be reached right now; try again"));
         }
         metrics::counter!("gateway_account_creations_resent_total").increment(1);
-        Ok(store::user_by_id(&self.pool, user.id).await.map_err(internal)?.unwrap_or(user))
+        Ok(store::user_by_id(&self.pool, user.id).await?.unwrap_or(user))
     }
 
     /// Sends the creation command and waits (bounded) for its result to be projected.
     async fn open_account(&self, creation_id: Uuid) -> anyhow::Result<()> {
-        let waiting = self.hub.expect(creation_id);
+        let waiting = self.results.expect(creation_id);
         if let Err(e) = self.send_creation(creation_id).await {
-            self.hub.forget(creation_id);
+            self.results.forget(creation_id);
             return Err(e);
         }
         let _ = tokio::time::timeout(self.settings.result_timeout, waiting).await;
-        self.hub.forget(creation_id);
+        self.results.forget(creation_id);
         Ok(())
     }
 
     /// Creates the configured employee or sets its password, and asks for its account if it has none yet.
     /// Refuses when a client holds the name. A changed password ends the employee's sessions.
     pub async fn ensure_employee(&self, username: &str, password: &str) -> anyhow::Result<()> {
-        let hash_error = |e: Error| anyhow::anyhow!("password hash: {}", e.message);
+        let hash_error = |e: GatewayError| anyhow::anyhow!("password hash: {e}");
         let existing = store::credentials(&self.pool, username).await?;
         let unchanged = match existing {
             Some((user, _)) if user.role == Role::Client => anyhow::bail!(
@@ -319,8 +319,8 @@ impl Gateway {
         amount: i64,
         description: &str,
         idempotency_key: Option<String>,
-    ) -> Result<TransferRow, Error> {
-        let token = user.account_token.as_deref().ok_or_else(|| coded("ACCOUNT_PENDING", "no account yet"))?;
+    ) -> GatewayResult<TransferRow> {
+        let token = user.account_token.as_deref().ok_or(GatewayError::AccountPending("no account yet"))?;
         let key = idempotency_key.unwrap_or_else(|| Uuid::new_v4().to_string());
         let new = NewTransfer {
             id: Uuid::new_v4(),
@@ -331,22 +331,22 @@ impl Gateway {
             amount,
             description,
         };
-        let (row, fresh) = store::claim_transfer(&self.pool, &new).await.map_err(internal)?;
+        let (row, fresh) = store::claim_transfer(&self.pool, &new).await?;
         if !fresh {
             metrics::counter!("gateway_idempotent_repeats_total").increment(1);
             if (row.from_iban.as_str(), row.to_iban.as_str(), row.amount, row.description.as_str())
                 != (from, to, amount, description)
             {
-                return Err(crate::schema::invalid(
+                return Err(GatewayError::invalid(
                     "idempotencyKey",
                     "this key was already used for a different transfer",
                 ));
             }
-            if row.status != "PENDING" {
+            if row.status != TransferStatus::Pending {
                 return Ok(row);
             }
         }
-        let waiting = self.hub.expect(row.id);
+        let waiting = self.results.expect(row.id);
         // The debited account keys the command: the sender, or the receiver of a cash deposit.
         let key = if from == bank_core::CASH { to } else { from };
         let command = ConfirmMoneyTransfer {
@@ -358,22 +358,21 @@ impl Gateway {
             description: description.to_owned(),
         };
         if let Err(e) = self.send(&self.settings.topics.confirm_money_transfer, key.as_bytes(), &command).await {
-            self.hub.forget(row.id);
+            self.results.forget(row.id);
             tracing::warn!(error = %e, "cannot send a transfer");
-            return Err(coded(
-                "UNAVAILABLE",
+            return Err(GatewayError::Unavailable(
                 "the bank cannot be reached right now; send again with the same idempotencyKey",
             ));
         }
         metrics::counter!("gateway_transfers_sent_total").increment(1);
         let answered = tokio::time::timeout(self.settings.result_timeout, waiting).await;
-        self.hub.forget(row.id);
+        self.results.forget(row.id);
         match answered {
             Ok(Ok(n)) => {
-                Ok(TransferRow { status: n.status.unwrap_or_else(|| "PENDING".into()), reason: n.reason, ..row })
+                Ok(TransferRow { status: n.status.unwrap_or(TransferStatus::Pending), reason: n.reason, ..row })
             }
             // No notice (timeout, or the listener reconnected meanwhile): the stored status is the truth.
-            _ => Ok(store::transfer(&self.pool, user.id, row.id).await.map_err(internal)?.unwrap_or(row)),
+            _ => Ok(store::transfer(&self.pool, user.id, row.id).await?.unwrap_or(row)),
         }
     }
 }

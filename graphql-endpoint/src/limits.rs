@@ -1,75 +1,15 @@
-//! What bounds the work an anonymous client can cause: one credential check per operation, a fixed number of
-//! password hashes at once, failed logins per user name and per client address, and operations per websocket
-//! and per instance.
+//! What bounds the work an anonymous client can cause: a fixed number of password hashes at once, failed logins
+//! per user name and per client address, and operations per websocket and per instance. (One credential field
+//! per operation is a schema extension: `schema::extensions`.)
 
+use crate::error::{GatewayError, GatewayResult};
 use crate::live::lock;
-use crate::schema::{coded, internal};
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Error, ErrorExtensions, Pos, ServerResult, Variables};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-
-// ---- one credential field per operation ---------------------------------------------------------------------
-
-/// The mutations that run a password hash.
-const CREDENTIAL_FIELDS: [&str; 2] = ["login", "register"];
-
-/// Refuses a document that selects `login` or `register` more than once (aliases and fragments included), so
-/// one request cannot buy hundreds of password hashes.
-pub struct OneCredentialField;
-
-impl ExtensionFactory for OneCredentialField {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OneCredentialFieldExtension)
-    }
-}
-
-struct OneCredentialFieldExtension;
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for OneCredentialFieldExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        if credential_fields(&document) > 1 {
-            return Err(coded("TOO_MANY_CREDENTIALS", "at most one login or register per request")
-                .into_server_error(Pos::default()));
-        }
-        Ok(document)
-    }
-}
-
-/// How many `login`/`register` fields the document selects, over all its operations and fragments.
-pub fn credential_fields(document: &ExecutableDocument) -> usize {
-    fn count(set: &SelectionSet) -> usize {
-        set.items
-            .iter()
-            .map(|s| match &s.node {
-                Selection::Field(f) => {
-                    usize::from(CREDENTIAL_FIELDS.contains(&f.node.name.node.as_str()))
-                        + count(&f.node.selection_set.node)
-                }
-                Selection::InlineFragment(f) => count(&f.node.selection_set.node),
-                Selection::FragmentSpread(_) => 0,
-            })
-            .sum()
-    }
-    let operations: usize = match &document.operations {
-        DocumentOperations::Single(op) => count(&op.node.selection_set.node),
-        DocumentOperations::Multiple(ops) => ops.values().map(|op| count(&op.node.selection_set.node)).sum(),
-    };
-    operations + document.fragments.values().map(|f| count(&f.node.selection_set.node)).sum::<usize>()
-}
 
 // ---- password hashes ----------------------------------------------------------------------------------------
 
@@ -91,12 +31,12 @@ impl HashPool {
         }
     }
 
-    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
-        let _permit = self.permits.acquire().await.map_err(internal)?;
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> GatewayResult<T> {
+        let _permit = self.permits.acquire().await.map_err(GatewayError::internal)?;
         self.total.fetch_add(1, Ordering::SeqCst);
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
-        let result = tokio::task::spawn_blocking(f).await.map_err(internal);
+        let result = tokio::task::spawn_blocking(f).await.map_err(GatewayError::internal);
         self.running.fetch_sub(1, Ordering::SeqCst);
         result
     }
@@ -177,13 +117,9 @@ impl FailureLimiter {
     }
 }
 
-/// The RATE_LIMITED error, with the seconds to wait in `extensions.retryAfterSecs`.
-pub fn rate_limited(wait: Duration) -> Error {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    Error::new(format!("too many failed logins; try again in {secs} s")).extend_with(|_, e| {
-        e.set("code", "RATE_LIMITED");
-        e.set("retryAfterSecs", secs.max(1));
-    })
+/// The RATE_LIMITED refusal, with the wait rounded up to whole seconds.
+pub fn rate_limited(wait: Duration) -> GatewayError {
+    GatewayError::RateLimited { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
 }
 
 // ---- operations per websocket and per instance --------------------------------------------------------------
@@ -256,10 +192,8 @@ mod tests {
 
     #[test]
     fn retry_after_is_rounded_up_to_whole_seconds() {
-        let e = rate_limited(Duration::from_millis(1500));
-        let ext = e.extensions.unwrap();
-        assert_eq!(ext.get("retryAfterSecs"), Some(&async_graphql::Value::from(2u64)));
-        assert_eq!(ext.get("code"), Some(&async_graphql::Value::from("RATE_LIMITED")));
+        assert!(matches!(rate_limited(Duration::from_millis(1500)), GatewayError::RateLimited { retry_after_secs: 2 }));
+        assert!(matches!(rate_limited(Duration::from_secs(3)), GatewayError::RateLimited { retry_after_secs: 3 }));
     }
 
     #[test]
@@ -270,25 +204,5 @@ mod tests {
         assert!(slots.take().is_none());
         drop(a);
         assert!(slots.take().is_some());
-    }
-
-    #[test]
-    fn aliased_and_fragmented_credential_fields_are_all_counted() {
-        let doc = |q: &str| async_graphql::parser::parse_query(q).unwrap();
-        assert_eq!(credential_fields(&doc(r#"mutation { login(username: "a", password: "b") { token } }"#)), 1);
-        assert_eq!(
-            credential_fields(&doc(
-                r#"mutation { a: login(username: "a", password: "b") { token } b: login(username: "a", password: "c") { token } }"#
-            )),
-            2
-        );
-        assert_eq!(
-            credential_fields(&doc(
-                r#"mutation { ...F ... on Mutation { register(username: "x", password: "y") { token } } }
-                   fragment F on Mutation { login(username: "a", password: "b") { token } }"#
-            )),
-            2
-        );
-        assert_eq!(credential_fields(&doc("{ bankStats { accounts } }")), 0);
     }
 }

@@ -1,61 +1,35 @@
 //! What happens now, per instance: one Kafka consumer reads every partition of `balance_changed` from the end
-//! and fans the records out to this instance's subscribers; a Postgres `LISTEN` delivers the results of gateway
-//! transfers and account creations (written by whichever instance's projection saw them) to waiting requests and
-//! to `transferResults` subscribers.
+//! and fans the records out to this instance's subscribers, and counts confirmed transfers per second. (The
+//! results of gateway transfers and account creations arrive through Postgres instead: see [`crate::results`].)
 
-use crate::store::{self, BalanceRecord};
+use crate::store::BalanceRecord;
 use bank_core::avro::BalanceChanged;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use serde::Deserialize;
-use sqlx::postgres::{PgListener, PgPool};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, oneshot};
-use uuid::Uuid;
-
-/// A result announced through `pg_notify` by the projection.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Notice {
-    /// `transfer` or `account`
-    pub kind: String,
-    pub id: Uuid,
-    pub user: i64,
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
+use tokio::sync::broadcast;
 
 /// Buffered events per subscriber before it counts as too slow and is dropped.
 pub const SUBSCRIBER_BUFFER: usize = 4096;
 
 pub struct Hub {
     pub transactions: broadcast::Sender<Arc<BalanceRecord>>,
-    pub results: broadcast::Sender<Arc<Notice>>,
-    /// Users whose sessions changed (logout, password or role change), on any instance
-    pub sessions: broadcast::Sender<i64>,
-    waiters: Mutex<HashMap<Uuid, oneshot::Sender<Notice>>>,
     rate: Mutex<VecDeque<(u64, u64)>>,
     live_assigned: AtomicBool,
-    listening: AtomicBool,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         Self {
             transactions: broadcast::channel(SUBSCRIBER_BUFFER).0,
-            results: broadcast::channel(SUBSCRIBER_BUFFER).0,
-            sessions: broadcast::channel(SUBSCRIBER_BUFFER).0,
-            waiters: Mutex::default(),
             rate: Mutex::default(),
             live_assigned: AtomicBool::new(false),
-            listening: AtomicBool::new(false),
         }
     }
 }
@@ -63,38 +37,10 @@ impl Default for Hub {
 const RATE_WINDOW_SECS: u64 = 10;
 
 impl Hub {
-    /// Registers interest in the result of command `id`; call before sending the command.
-    pub fn expect(&self, id: Uuid) -> oneshot::Receiver<Notice> {
-        let (tx, rx) = oneshot::channel();
-        lock(&self.waiters).insert(id, tx);
-        rx
-    }
-
-    pub fn forget(&self, id: Uuid) {
-        lock(&self.waiters).remove(&id);
-    }
-
-    fn notify(&self, notice: Notice) {
-        if notice.kind == "sessions" {
-            // No subscriber is not an error.
-            let _ = self.sessions.send(notice.user);
-            return;
-        }
-        if let Some(tx) = lock(&self.waiters).remove(&notice.id) {
-            let _ = tx.send(notice.clone());
-        }
-        if notice.kind == "transfer" {
-            let _ = self.results.send(Arc::new(notice));
-        }
-    }
-
-    /// Both feeds are connected: the Kafka consumer has its partitions and the Postgres listener listens.
+    /// The Kafka consumer has its partitions.
     pub fn ready(&self) -> Result<(), String> {
         if !self.live_assigned.load(Ordering::Relaxed) {
             return Err("live consumer not assigned yet".into());
-        }
-        if !self.listening.load(Ordering::Relaxed) {
-            return Err("not listening for results".into());
         }
         Ok(())
     }
@@ -224,54 +170,4 @@ fn assign_at_end(consumer: &StreamConsumer, topic: &str) -> anyhow::Result<usize
     }
     consumer.assign(&tpl)?;
     Ok(partitions.len())
-}
-
-/// Listens for the projection's notices (all instances receive all of them) and hands them on.
-pub async fn run_notices(hub: Arc<Hub>, pool: PgPool, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let listener = async {
-            let mut l = PgListener::connect_with(&pool).await?;
-            l.listen(store::CHANNEL).await?;
-            Ok::<_, sqlx::Error>(l)
-        };
-        let mut listener = tokio::select! {
-            () = shutdown.cancelled() => return,
-            l = listener => match l {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for results yet; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            },
-        };
-        hub.listening.store(true, Ordering::Relaxed);
-        backoff = Duration::from_millis(200);
-        loop {
-            let n = tokio::select! {
-                () = shutdown.cancelled() => return,
-                n = listener.try_recv() => n,
-            };
-            match n {
-                Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
-                    Ok(notice) => hub.notify(notice),
-                    Err(e) => tracing::warn!(error = %e, "ignoring a malformed notice"),
-                },
-                Ok(None) => {
-                    // The connection dropped; notices sent meanwhile are lost, so waiting requests fall back to
-                    // reading the stored status when their wait ends.
-                    tracing::warn!("result listener lost its connection; reconnecting");
-                    hub.listening.store(false, Ordering::Relaxed);
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "result listener failed; reconnecting");
-                    hub.listening.store(false, Ordering::Relaxed);
-                    break;
-                }
-            }
-        }
-    }
 }

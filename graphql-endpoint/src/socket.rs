@@ -6,7 +6,7 @@
 
 use crate::gateway::{Gateway, Viewer};
 use crate::limits::Slot;
-use crate::schema::{BankSchema, coded};
+use crate::schema::{BankSchema, coded, internal};
 use async_graphql::{Data, Executor, Request, Response};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -59,7 +59,7 @@ impl SocketExecutor {
                 expires_at
             }
             Ok(_) => return refused(session_ended()),
-            Err(e) => return refused(crate::schema::internal(e)),
+            Err(e) => return refused(internal(e)),
         };
         let stream = self.schema.execute_stream_with_session_data(request, data);
         let ended = Box::pin(session_end(self.gateway.clone(), session, expires_at));
@@ -103,7 +103,7 @@ fn until_session_ends(
 /// changed, or at a periodic re-check.
 async fn session_end(gateway: Arc<Gateway>, session: SocketSession, expires_at: chrono::DateTime<chrono::Utc>) {
     let recheck = gateway.settings.session_recheck;
-    let mut notices = Some(gateway.hub.sessions.subscribe());
+    let mut notices = Some(gateway.results.sessions.subscribe());
     loop {
         let to_expiry = (expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
         let notice = async {

@@ -76,11 +76,7 @@ async fn logout_on_one_instance_ends_a_websocket_session_on_another() {
     assert_eq!(ws_code(&m), "UNAUTHENTICATED", "{m}");
     let m = ws.next_for("tx", Duration::from_secs(5)).await.expect("and completes");
     assert_eq!(m["type"], "complete", "{m}");
-    let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while b.service.gateway.hub.transactions.receiver_count() > 0 {
-        assert!(tokio::time::Instant::now() < until, "the ended subscription still listens");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_no_subscribers(b).await; // the ended subscription no longer listens
 
     // (1) A mutation over the same socket is refused and moves nothing.
     ws.subscribe("m2", "mutation { deposit(amountCents: 700) { status } }").await;
@@ -100,11 +96,7 @@ async fn a_websocket_lives_no_longer_than_its_session() {
     wait_subscribers(g, 1).await;
     assert!(!ws.closed_within(Duration::from_millis(500)).await, "open while the session lives");
     assert!(ws.closed_within(Duration::from_secs(10)).await, "closed once the 3 s session expired");
-    let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while g.service.gateway.hub.transactions.receiver_count() > 0 {
-        assert!(tokio::time::Instant::now() < until, "the subscription outlived its socket");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_no_subscribers(g).await; // the subscription does not outlive its socket
 }
 
 // ---- E: bounded work for anonymous clients ------------------------------------------------------------------
@@ -240,11 +232,8 @@ async fn subscriptions_are_capped_per_socket_and_per_instance() {
 
     // A slot given back can be taken again.
     first.stop("s0").await;
-    let until = tokio::time::Instant::now() + WAIT;
-    while g.service.gateway.subscriptions.used() > 4 {
-        assert!(tokio::time::Instant::now() < until, "the stopped subscription keeps its slot");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let slots = &g.service.gateway.subscriptions;
+    wait_for("the stopped subscription gives its slot back", WAIT, || slots.used() <= 4).await;
     second.subscribe("t3", &feed).await;
     wait_subscribers(g, 5).await;
     assert!(second.next_for("t3", Duration::from_millis(500)).await.is_none(), "accepted: no error");

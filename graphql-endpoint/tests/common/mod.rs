@@ -111,11 +111,11 @@ impl Bank {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(bank_core::http::serve(listener, router, self.shutdown.clone()));
         // Ready once the live feed has its partitions and the result listener listens.
-        let until = tokio::time::Instant::now() + Duration::from_secs(30);
-        while let Err(e) = service.gateway.hub.ready() {
-            assert!(tokio::time::Instant::now() < until, "gateway not ready after 30 s: {e}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let gw = &service.gateway;
+        wait_for("the gateway's live feed and result listener", Duration::from_secs(30), || {
+            gw.hub.ready().and_then(|()| gw.results.ready()).is_ok()
+        })
+        .await;
         Ok(Gateway { service, addr })
     }
 
@@ -314,21 +314,31 @@ impl Ws {
     }
 }
 
-/// Waits until `n` subscribers listen to the live feed of `g`, so events sent afterwards reach them.
-pub async fn wait_subscribers(g: &Gateway, n: usize) {
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    while g.service.gateway.hub.transactions.receiver_count() < n {
-        assert!(tokio::time::Instant::now() < until, "subscribers did not attach within 10 s");
+/// Polls `condition` until it holds; fails the test with `what` when it does not within `timeout`.
+pub async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let until = tokio::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < until, "not within {timeout:?}: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
+/// Waits until `n` subscribers listen to the live feed of `g`, so events sent afterwards reach them.
+pub async fn wait_subscribers(g: &Gateway, n: usize) {
+    let feed = &g.service.gateway.hub.transactions;
+    wait_for(&format!("{n} live-feed subscribers"), Duration::from_secs(10), || feed.receiver_count() >= n).await;
+}
+
+/// Waits until `n` subscribers listen to the transfer results of `g`.
 pub async fn wait_result_subscribers(g: &Gateway, n: usize) {
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    while g.service.gateway.hub.results.receiver_count() < n {
-        assert!(tokio::time::Instant::now() < until, "result subscribers did not attach within 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let results = &g.service.gateway.results.transfers;
+    wait_for(&format!("{n} result subscribers"), Duration::from_secs(10), || results.receiver_count() >= n).await;
+}
+
+/// Waits until no subscriber listens to the live feed of `g` any more.
+pub async fn wait_no_subscribers(g: &Gateway) {
+    let feed = &g.service.gateway.hub.transactions;
+    wait_for("no live-feed subscriber left", Duration::from_secs(5), || feed.receiver_count() == 0).await;
 }
 
 /// The `extensions.code` of the first error of a websocket message (`error`, or `next` with errors).

@@ -1,0 +1,236 @@
+//! The results channel: the projection announces, through PostgreSQL `pg_notify` on [`CHANNEL`], the results of
+//! gateway transfers and account creations and the users whose sessions changed. Every instance listens
+//! ([`run_listener`]) and hands each [`Notice`] to the request waiting for it, to `transferResults` subscribers
+//! and to the websockets of a user whose sessions changed. This module owns the channel's name, its payload, the
+//! SQL that sends it and the listener.
+
+use crate::live::lock;
+use crate::store::TransferStatus;
+use bank_core::shutdown::CancellationToken;
+use serde::Deserialize;
+use sqlx::postgres::{PgListener, PgPool};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
+use uuid::Uuid;
+
+/// Channel of `pg_notify` messages: results of gateway transfers and account creations, for every instance.
+pub const CHANNEL: &str = "gateway_events";
+
+/// What a notice is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticeKind {
+    /// A transfer the gateway sent was decided (`status`, `reason`)
+    Transfer,
+    /// An account creation was decided (opened or refused)
+    Account,
+    /// The user's sessions changed (logout, password change): websockets re-check theirs
+    Sessions,
+    /// A kind this version does not know: handed to a waiting request only
+    #[serde(other)]
+    Other,
+}
+
+/// A result announced through `pg_notify` by the projection.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    pub id: Uuid,
+    pub user: i64,
+    #[serde(default)]
+    pub status: Option<TransferStatus>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+// ---- the SQL that sends notices -----------------------------------------------------------------------------
+// Each is an expression over the named columns of the surrounding query; `channel` is the bind parameter that
+// carries [`CHANNEL`].
+
+/// A decided account creation, over the columns `creation_id` and `id` (the user).
+pub fn account_notice(channel: &str) -> String {
+    format!("pg_notify({channel}, json_build_object('kind', 'account', 'id', creation_id, 'user', id)::text)")
+}
+
+/// A decided transfer, over the columns `id`, `user_id`, `status` and `reason`.
+pub fn transfer_notice(channel: &str) -> String {
+    format!(
+        "pg_notify({channel}, json_build_object('kind', 'transfer', 'id', id, 'user', user_id, \
+                                                 'status', status, 'reason', reason)::text)"
+    )
+}
+
+/// A user's sessions changed, over the column `user_id`.
+pub fn sessions_notice(channel: &str) -> String {
+    format!(
+        "pg_notify({channel}, json_build_object('kind', 'sessions', 'id', '00000000-0000-0000-0000-000000000000', \
+                               'user', user_id)::text)"
+    )
+}
+
+// ---- delivery -----------------------------------------------------------------------------------------------
+
+/// Buffered notices per subscriber before it counts as too slow and is dropped.
+pub const SUBSCRIBER_BUFFER: usize = crate::live::SUBSCRIBER_BUFFER;
+
+/// Where this instance delivers notices.
+pub struct Results {
+    /// Decided transfers, for `transferResults` subscribers
+    pub transfers: broadcast::Sender<std::sync::Arc<Notice>>,
+    /// Users whose sessions changed (logout, password or role change), on any instance
+    pub sessions: broadcast::Sender<i64>,
+    waiters: Mutex<HashMap<Uuid, oneshot::Sender<Notice>>>,
+    listening: AtomicBool,
+}
+
+impl Default for Results {
+    fn default() -> Self {
+        Self {
+            transfers: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            sessions: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            waiters: Mutex::default(),
+            listening: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Results {
+    /// Registers interest in the result of command `id`; call before sending the command.
+    pub fn expect(&self, id: Uuid) -> oneshot::Receiver<Notice> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiters).insert(id, tx);
+        rx
+    }
+
+    pub fn forget(&self, id: Uuid) {
+        lock(&self.waiters).remove(&id);
+    }
+
+    /// Hands a notice on: to the request waiting for it, and to the subscribers of its kind.
+    pub fn deliver(&self, notice: Notice) {
+        if notice.kind == NoticeKind::Sessions {
+            // No subscriber is not an error.
+            let _ = self.sessions.send(notice.user);
+            return;
+        }
+        if let Some(tx) = lock(&self.waiters).remove(&notice.id) {
+            let _ = tx.send(notice.clone());
+        }
+        if notice.kind == NoticeKind::Transfer {
+            let _ = self.transfers.send(std::sync::Arc::new(notice));
+        }
+    }
+
+    /// The listener is connected.
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.listening.load(Ordering::Relaxed) {
+            return Err("not listening for results".into());
+        }
+        Ok(())
+    }
+}
+
+/// Listens for the projection's notices (all instances receive all of them) and delivers them, reconnecting
+/// with a bounded backoff.
+pub async fn run_listener(results: std::sync::Arc<Results>, pool: PgPool, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let listener = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let listener = tokio::select! {
+            () = shutdown.cancelled() => return,
+            l = listener => match l {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for results yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+        };
+        results.listening.store(true, Ordering::Relaxed);
+        backoff = Duration::from_millis(200);
+        if listen(&results, listener, &shutdown).await.is_none() {
+            return;
+        }
+        results.listening.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Delivers notices until the connection fails (`Some`) or shutdown (`None`).
+async fn listen(results: &Results, mut listener: PgListener, shutdown: &CancellationToken) -> Option<()> {
+    loop {
+        let n = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            n = listener.try_recv() => n,
+        };
+        match n {
+            Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
+                Ok(notice) => results.deliver(notice),
+                Err(e) => tracing::warn!(error = %e, "ignoring a malformed notice"),
+            },
+            Ok(None) => {
+                // The connection dropped; notices sent meanwhile are lost, so waiting requests fall back to
+                // reading the stored status when their wait ends.
+                tracing::warn!("result listener lost its connection; reconnecting");
+                return Some(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "result listener failed; reconnecting");
+                return Some(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_parse_as_the_sql_builds_them() {
+        let n: Notice = serde_json::from_str(
+            r#"{"kind":"transfer","id":"7d9f3a52-5b39-4d39-9a57-0d7f6e2f4a10","user":7,"status":"FAILED","reason":"X: y"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (n.kind, n.user, n.status, n.reason.as_deref()),
+            (NoticeKind::Transfer, 7, Some(TransferStatus::Failed), Some("X: y"))
+        );
+        let n: Notice =
+            serde_json::from_str(r#"{"kind":"account","id":"7d9f3a52-5b39-4d39-9a57-0d7f6e2f4a10","user":3}"#).unwrap();
+        assert_eq!((n.kind, n.status), (NoticeKind::Account, None));
+        let n: Notice =
+            serde_json::from_str(r#"{"kind":"later","id":"7d9f3a52-5b39-4d39-9a57-0d7f6e2f4a10","user":3}"#).unwrap();
+        assert_eq!(n.kind, NoticeKind::Other);
+    }
+
+    #[tokio::test]
+    async fn a_notice_reaches_its_waiter_and_transfer_subscribers_only() {
+        let results = Results::default();
+        let id = Uuid::new_v4();
+        let waiting = results.expect(id);
+        let mut transfers = results.transfers.subscribe();
+        let mut sessions = results.sessions.subscribe();
+        results.deliver(Notice {
+            kind: NoticeKind::Transfer,
+            id,
+            user: 1,
+            status: Some(TransferStatus::Confirmed),
+            reason: None,
+        });
+        assert_eq!(waiting.await.unwrap().status, Some(TransferStatus::Confirmed));
+        assert_eq!(transfers.try_recv().unwrap().id, id);
+        assert!(sessions.try_recv().is_err(), "a transfer is no session notice");
+        results.deliver(Notice { kind: NoticeKind::Sessions, id: Uuid::nil(), user: 9, status: None, reason: None });
+        assert_eq!(sessions.try_recv().unwrap(), 9);
+        assert!(transfers.try_recv().is_err(), "a session notice is no transfer result");
+    }
+}

@@ -1,0 +1,105 @@
+//! Mutations.
+
+use super::errors::ApiResult;
+use super::types::{Session, TransferResult, UserRole};
+use super::{account, gateway, signed_in, viewer};
+use crate::error::{GatewayError, GatewayResult};
+use crate::gateway::{ClientAddr, Gateway, Viewer, own_account};
+use crate::store::{self, User};
+use crate::validate;
+use async_graphql::{Context, ID, Object};
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Creates a user and opens its account; returns once the account exists, signed in.
+    async fn register(&self, ctx: &Context<'_>, username: String, password: String) -> ApiResult<Session> {
+        let username = validate::username(&username)?;
+        validate::password(&password)?;
+        let gw = gateway(ctx);
+        let user = gw.register(&username, &password).await?;
+        Ok(session(gw, &user).await?)
+    }
+
+    /// Signs in; returns a new session token. Repeated failures for one user name or from one address are
+    /// answered RATE_LIMITED (with `extensions.retryAfterSecs`) for a while.
+    async fn login(&self, ctx: &Context<'_>, username: String, password: String) -> ApiResult<Session> {
+        let gw = gateway(ctx);
+        let client = ctx.data_opt::<ClientAddr>().map(|a| a.0);
+        let user = gw.login(&username, &password, client).await?;
+        Ok(session(gw, &user).await?)
+    }
+
+    /// Ends the current session.
+    async fn logout(&self, ctx: &Context<'_>) -> ApiResult<bool> {
+        signed_in(ctx)?;
+        match viewer(ctx) {
+            Viewer::Signed { token, .. } => {
+                Ok(store::delete_session(&gateway(ctx).pool, token).await.map_err(GatewayError::from)?)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Pays cash into your account. Sending the same `idempotencyKey` again returns the first result and
+    /// moves no money.
+    async fn deposit(
+        &self,
+        ctx: &Context<'_>,
+        amount_cents: i32,
+        idempotency_key: Option<ID>,
+    ) -> ApiResult<TransferResult> {
+        let user = signed_in(ctx)?;
+        let amount = validate::amount(amount_cents)?;
+        let key = validate::idempotency_key(idempotency_key.map(|k| k.0))?;
+        let iban = own_account(user)?;
+        Ok(gateway(ctx).submit(user, bank_core::CASH, iban, amount, "cash deposit", key).await?.into())
+    }
+
+    /// Takes cash out of your account. Sending the same `idempotencyKey` again returns the first result and
+    /// moves no money.
+    async fn withdraw(
+        &self,
+        ctx: &Context<'_>,
+        amount_cents: i32,
+        idempotency_key: Option<ID>,
+    ) -> ApiResult<TransferResult> {
+        let user = signed_in(ctx)?;
+        let amount = validate::amount(amount_cents)?;
+        let key = validate::idempotency_key(idempotency_key.map(|k| k.0))?;
+        let iban = own_account(user)?;
+        Ok(gateway(ctx).submit(user, iban, bank_core::CASH, amount, "cash withdrawal", key).await?.into())
+    }
+
+    /// Moves money from your account to `to`. Waits briefly for the bank's answer, else reports PENDING.
+    /// Sending the same `idempotencyKey` again returns the first transfer's result and moves no money.
+    async fn transfer_money(
+        &self,
+        ctx: &Context<'_>,
+        to: String,
+        amount_cents: i32,
+        description: String,
+        idempotency_key: Option<ID>,
+    ) -> ApiResult<TransferResult> {
+        let user = signed_in(ctx)?;
+        let amount = validate::amount(amount_cents)?;
+        let to = validate::iban("to", &to)?;
+        validate::description(&description)?;
+        let key = validate::idempotency_key(idempotency_key.map(|k| k.0))?;
+        let iban = own_account(user)?;
+        Ok(gateway(ctx).submit(user, iban, to.as_str(), amount, &description, key).await?.into())
+    }
+}
+
+/// A new session of `user`, with its account.
+async fn session(gw: &Gateway, user: &User) -> GatewayResult<Session> {
+    let iban = own_account(user)?;
+    let token = gw.new_session(user.id).await?;
+    Ok(Session {
+        token,
+        username: user.username.clone(),
+        role: UserRole::from(user),
+        account: account(gw, iban, Some("MANUAL".into())).await?,
+    })
+}

@@ -1,0 +1,107 @@
+//! Queries.
+
+use super::errors::ApiResult;
+use super::types::{
+    Account, AccountConnection, AccountEdge, BankStats, BigInt, PageInfo, Transaction, TransactionConnection,
+    TransactionEdge, TransferResult,
+};
+use super::{account, gateway, may_read, signed_in};
+use crate::error::GatewayError;
+use crate::gateway::own_account;
+use crate::store::{self, Role};
+use crate::validate;
+use async_graphql::{Context, ID, Object};
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The signed-in user's account.
+    async fn me(&self, ctx: &Context<'_>) -> ApiResult<Account> {
+        let user = signed_in(ctx)?;
+        let iban = own_account(user)?;
+        Ok(account(gateway(ctx), iban, Some("MANUAL".into())).await?)
+    }
+
+    /// An account's transactions, newest first. Your own account, the company account (public), or any
+    /// account for a bank employee.
+    async fn transactions(
+        &self,
+        ctx: &Context<'_>,
+        iban: String,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<TransactionConnection> {
+        may_read(ctx, &iban)?;
+        let limit = validate::page_size(first)?;
+        let before = after.as_deref().map(validate::transaction_cursor).transpose()?;
+        let mut rows =
+            store::history(&gateway(ctx).pool, &iban, before, limit + 1).await.map_err(GatewayError::from)?;
+        let has_next_page = rows.len() as i64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        let edges: Vec<TransactionEdge> = rows
+            .iter()
+            .map(|r| TransactionEdge {
+                cursor: validate::encode_cursor("tx", &r.seq.to_string()),
+                node: Transaction::from(&r.record),
+            })
+            .collect();
+        Ok(TransactionConnection {
+            page_info: PageInfo { has_next_page, end_cursor: edges.last().map(|e| e.cursor.clone()) },
+            nodes: edges.iter().map(|e| e.node.clone()).collect(),
+            edges,
+        })
+    }
+
+    /// Every account, by IBAN. Bank employees only.
+    async fn accounts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<AccountConnection> {
+        let user = signed_in(ctx)?;
+        if user.role != Role::Employee {
+            return Err(GatewayError::Forbidden("only bank employees may list accounts").into());
+        }
+        let limit = validate::page_size(first)?;
+        let after = after.map(|c| validate::decode_cursor("acct", &c)).transpose()?;
+        let gw = gateway(ctx);
+        let mut rows = store::accounts(&gw.pool, after.as_deref(), limit + 1).await.map_err(GatewayError::from)?;
+        let has_next_page = rows.len() as i64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        let edges: Vec<AccountEdge> = rows
+            .into_iter()
+            .map(|r| AccountEdge {
+                cursor: validate::encode_cursor("acct", &r.iban),
+                node: Account::of(r, gw.settings.limit_cents),
+            })
+            .collect();
+        Ok(AccountConnection {
+            page_info: PageInfo { has_next_page, end_cursor: edges.last().map(|e| e.cursor.clone()) },
+            nodes: edges.iter().map(|e| e.node.clone()).collect(),
+            edges,
+        })
+    }
+
+    /// Public counters.
+    async fn bank_stats(&self, ctx: &Context<'_>) -> ApiResult<BankStats> {
+        let gw = gateway(ctx);
+        let c = store::counters(&gw.pool).await.map_err(GatewayError::from)?;
+        let get = |k: &str| BigInt(c.get(k).copied().unwrap_or(0));
+        Ok(BankStats {
+            accounts: get("accounts"),
+            transactions: get("transactions"),
+            transfers: get("transfers"),
+            transfers_per_second: gw.hub.transfers_per_second(),
+        })
+    }
+
+    /// One of your transfers, by the id a mutation returned.
+    async fn transfer(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<TransferResult>> {
+        let user = signed_in(ctx)?;
+        let id = validate::transfer_id(&id)?;
+        let row = store::transfer(&gateway(ctx).pool, user.id, id).await.map_err(GatewayError::from)?;
+        Ok(row.as_ref().map(TransferResult::from))
+    }
+}
