@@ -182,10 +182,24 @@ async fn http_surface_limits_and_pages() {
         .unwrap();
     assert_eq!(r.status(), 413);
 
-    // Public counters need no session and count what the projection saw.
+    // Public counters need no session and count what the projection saw: the employee's account, then a
+    // client's, then one deposit (one balance change, one transfer).
+    bank.employee().await;
     let (status, r) = http(g, None, "{ bankStats { accounts transactions transfers transfersPerSecond } }").await;
     assert_eq!(status, 200);
-    assert!(r["data"]["bankStats"]["accounts"].is_string(), "{r}");
+    let stats = &r["data"]["bankStats"];
+    assert_eq!(
+        (&stats["accounts"], &stats["transactions"], &stats["transfers"]),
+        (&"1".into(), &"0".into(), &"0".into()),
+        "{r}"
+    );
+    assert_eq!(stats["transfersPerSecond"].as_f64(), Some(0.0), "nothing moved yet: {r}");
+    let (erin, erin_iban) = bank.register("erin").await;
+    assert_eq!(bank.stats().await, (2, 0, 0), "one more account");
+    let r = bank.ok(Some(&erin), "mutation { deposit(amountCents: 700) { status } }").await;
+    assert_eq!(r["deposit"]["status"], "CONFIRMED");
+    bank.wait_history(&erin, &erin_iban, 1).await;
+    assert_eq!(bank.stats().await, (2, 1, 1), "a deposit is one balance change and one transfer");
 
     // With a built frontend, `/` and any client-side route serve it; the API keeps its paths.
     let dist = std::env::temp_dir().join(format!("openbank-ui-{}", std::process::id()));

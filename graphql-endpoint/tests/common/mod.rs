@@ -154,6 +154,33 @@ impl Bank {
         d["me"]["balanceCents"].as_str().unwrap().parse().unwrap()
     }
 
+    /// Logs the bank employee in once its account is open (it is opened at start, asynchronously); returns the
+    /// session token.
+    pub async fn employee(&self) -> String {
+        let q =
+            format!(r#"mutation {{ login(username: "employee", password: "{EMPLOYEE_PASSWORD}") {{ token role }} }}"#);
+        let until = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self.exec(None, &q).await;
+            if r.get("errors").is_none() {
+                assert_eq!(r["data"]["login"]["role"], "EMPLOYEE", "{r}");
+                return r["data"]["login"]["token"].as_str().unwrap().to_owned();
+            }
+            assert_eq!(code(&r), "ACCOUNT_PENDING", "only a pending account may delay the employee: {r}");
+            assert!(tokio::time::Instant::now() < until, "the employee's account is not open after 20 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `bankStats` as numbers: (accounts, transactions, transfers).
+    pub async fn stats(&self) -> (i64, i64, i64) {
+        let d = self.ok(None, "{ bankStats { accounts transactions transfers } }").await;
+        let n = |k: &str| -> i64 {
+            d["bankStats"][k].as_str().unwrap_or_else(|| panic!("{k} as a string: {d}")).parse().unwrap()
+        };
+        (n("accounts"), n("transactions"), n("transfers"))
+    }
+
     /// Waits until the projection shows `n` transactions of `iban`.
     pub async fn wait_history(&self, token: &str, iban: &str, n: usize) -> Value {
         let until = tokio::time::Instant::now() + Duration::from_secs(20);
