@@ -25,13 +25,15 @@ pub enum RefusalCode {
     BalanceOverflow,
     /// No free IBAN could be found for a new account.
     NoIbanAvailable,
+    /// The command could not be handled (it makes its batch fail); it was dead-lettered.
+    Unprocessable,
 }
 
 /// Longest accepted transfer description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
 
 impl RefusalCode {
-    pub const ALL: [RefusalCode; 10] = [
+    pub const ALL: [RefusalCode; 11] = [
         Self::InvalidAmount,
         Self::AmountTooLarge,
         Self::SameAccount,
@@ -42,6 +44,7 @@ impl RefusalCode {
         Self::DescriptionTooLong,
         Self::BalanceOverflow,
         Self::NoIbanAvailable,
+        Self::Unprocessable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +59,7 @@ impl RefusalCode {
             Self::DescriptionTooLong => "DESCRIPTION_TOO_LONG",
             Self::BalanceOverflow => "BALANCE_OVERFLOW",
             Self::NoIbanAvailable => "NO_IBAN_AVAILABLE",
+            Self::Unprocessable => "UNPROCESSABLE",
         }
     }
 

@@ -4,7 +4,8 @@
 //! serialization failure) is retried as a whole with a growing pause, as long as it takes. A batch that fails
 //! because of a record (PostgreSQL refuses a value, or handling panics) is retried a bounded number of times,
 //! then split in halves, each handled on its own in order, until the failing record is alone: that record is
-//! then dead-lettered with the error, and everything after it is handled as usual.
+//! then dead-lettered with the error and its command gets a failed result (`UNPROCESSABLE`), and everything after
+//! it is handled as usual. If even that fails, the record is only dead-lettered.
 
 use crate::store::{BatchOutcome, Command, Handler, Incoming};
 use bank_core::shutdown::CancellationToken;
@@ -195,10 +196,15 @@ impl Handler {
             self,
             &mut batch,
             |r: &mut Incoming, f: &Failure| {
-                if matches!(r.command, Command::Poison(_)) {
-                    return false;
-                }
-                r.command = Command::Poison(format!("cannot be handled: {}", f.message));
+                r.command = match &r.command {
+                    Command::Transfer(_) | Command::Creation(_) => {
+                        let (Some(id), Some(kind)) = (r.command.id(), r.command.kind()) else { return false };
+                        Command::Unprocessable { id, kind, error: format!("cannot be handled: {}", f.message) }
+                    }
+                    // Not even its failed result could be stored: dead-letter the record only.
+                    Command::Unprocessable { error, .. } => Command::Poison(error.clone()),
+                    Command::Poison(_) => return false,
+                };
                 true
             },
             |o| outcome.absorb(o),

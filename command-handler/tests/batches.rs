@@ -1,9 +1,14 @@
 //! Batches handed to the handler directly (the same code path the consumer uses) against the real PostgreSQL
-//! and registry: what two creations in one batch get, and two instances applying crossing transfers at once.
+//! and registry: what two creations in one batch get, two instances applying crossing transfers at once, and
+//! records isolated because PostgreSQL refuses them.
 
 mod common;
 
-use bank_core::avro::{AccountCreationConfirmed, Atype, ConfirmAccountCreation, ConfirmMoneyTransfer};
+use bank_core::avro::{
+    AccountCreationConfirmed, AccountCreationFailed, Atype, ConfirmAccountCreation, ConfirmMoneyTransfer,
+    MoneyTransferFailed,
+};
+use bank_core::refusal::{Refusal, RefusalCode};
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
 use bank_core::testing::registry_url;
@@ -185,4 +190,111 @@ async fn a_record_postgres_refuses_is_isolated_and_dead_lettered_and_the_rest_of
         .await
         .unwrap();
     assert_eq!(stored, 0);
+}
+
+/// Waits for the record keyed `key` on `name`.
+async fn keyed(f: &Fixture, name: &str, key: &[u8]) -> Vec<common::Record> {
+    for _ in 0..100 {
+        let found: Vec<_> = f.read_topic(name).into_iter().filter(|r| r.key.as_deref() == Some(key)).collect();
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Vec::new()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_postgres_refuses_is_dead_lettered_and_gets_a_failed_unprocessable_result() {
+    let f = Fixture::new().await;
+    let _handler = f.spawn_handler(1000).await;
+    let acc = f.accounts(1).await;
+    let (a, ta) = &acc[0];
+    let cmds: Vec<ConfirmMoneyTransfer> =
+        (0..20).map(|i| transfer(ta, 100 + i, CASH, a, "hostile <text> \u{1}")).collect();
+    let poison = &cmds[7];
+    // PostgreSQL refuses the confirmed result of one command; its failed result it accepts.
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION bank.refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.id = '{}' AND NEW.confirmed THEN RAISE EXCEPTION 'cannot store this one' USING ERRCODE = '22023'; END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_one BEFORE INSERT ON bank.results FOR EACH ROW EXECUTE FUNCTION bank.refuse_one();",
+        poison.id.as_uuid()
+    ))
+    .execute(&f.pool)
+    .await
+    .unwrap();
+    common::produce_all(&f, &cmds).await;
+    for c in cmds.iter().filter(|c| c.id != poison.id) {
+        assert!(f.result(c.id).await.0, "the rest of the batch is applied");
+    }
+    let (confirmed, reason) = f.result(poison.id).await;
+    assert!(!confirmed, "the refused command has a failed result");
+    let reason = reason.expect("a failed result has a reason");
+    assert_eq!(Refusal::parse_reason(&reason).0, Some(RefusalCode::Unprocessable), "{reason}");
+    assert!(!reason.contains("cannot store this one") && !reason.contains("hostile"), "no echo: {reason}");
+    let want: i64 = cmds.iter().filter(|c| c.id != poison.id).map(|c| c.amount).sum();
+    assert_eq!(f.balance(a).await, want, "every deposit but the refused one, once");
+
+    let id_key = poison.id.as_uuid().to_string().into_bytes();
+    let failed = keyed(&f, topics::MONEY_TRANSFER_FAILED, &id_key).await;
+    assert_eq!(failed.len(), 1, "one failed result published");
+    let event: MoneyTransferFailed = f.codec.decode(failed[0].payload.as_deref()).await.unwrap();
+    assert_eq!((event.id, event.reason.as_str()), (poison.id, reason.as_str()), "published as stored");
+    let dead = keyed(&f, topics::DEAD_LETTERS, a.as_bytes()).await;
+    assert_eq!(dead.len(), 1, "the record is dead-lettered too");
+    let sent: ConfirmMoneyTransfer = f.codec.decode(dead[0].payload.as_deref()).await.unwrap();
+    assert_eq!(sent.id, poison.id, "the original record is kept");
+    let audit = f.audit().await;
+    assert!(audit.passed(), "every command has one result: {audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_creation_postgres_refuses_gets_a_failed_unprocessable_result_in_the_same_batch() {
+    let f = Fixture::new().await;
+    let h = instance(&f).await;
+    let topic = f.topic(topics::CONFIRM_ACCOUNT_CREATION);
+    let ids: Vec<CommandId> = (0..6).map(|_| CommandId::new()).collect();
+    let refused = ids[2];
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION bank.refuse_account() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.created_by = '{}' THEN RAISE EXCEPTION 'no account for this one' USING ERRCODE = '23514'; END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_account BEFORE INSERT ON bank.accounts FOR EACH ROW EXECUTE FUNCTION bank.refuse_account();",
+        refused.as_uuid()
+    ))
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    let batch: Vec<Incoming> =
+        ids.iter().enumerate().map(|(i, id)| incoming(&topic, 0, i as i64, creation(*id))).collect();
+    let (out, interrupted) = h.handle_isolating(batch, &CancellationToken::new()).await;
+    assert!(!interrupted);
+    assert_eq!((out.accounts_created, out.failed, out.dead_lettered), (5, 1, 1));
+    assert_eq!(out.refusals.get("UNPROCESSABLE"), Some(&1));
+    assert_eq!(out.offsets.get(&(topic.clone(), 0)), Some(&6), "the whole batch is consumed");
+    let created = confirmations(&f, &out).await;
+    assert_eq!(created.len(), 5);
+    assert!(!created.contains_key(&refused));
+
+    let mut failed = Vec::new();
+    for row in out.outbox.iter().filter(|r| r.topic == f.topic(topics::ACCOUNT_CREATION_FAILED)) {
+        failed.push(f.codec.decode::<AccountCreationFailed>(row.payload.as_deref()).await.unwrap());
+    }
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, refused);
+    assert!(failed[0].reason.starts_with("UNPROCESSABLE: "), "{}", failed[0].reason);
+    let dead = out.outbox.iter().filter(|r| r.topic == f.topic(topics::DEAD_LETTERS)).count();
+    assert_eq!(dead, 1);
+    let row = sqlx::query("SELECT kind, confirmed, reason FROM bank.results WHERE id = $1")
+        .bind(refused.as_uuid())
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    let stored: (String, bool, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(stored, ("account".to_owned(), false, failed[0].reason.clone()), "stored as published");
+
+    // Sent again, it repeats its stored failure and creates nothing.
+    let again = h.handle_batch(&[incoming(&topic, 0, 6, creation(refused))]).await.unwrap();
+    assert_eq!((again.replayed, again.accounts_created), (1, 0));
 }

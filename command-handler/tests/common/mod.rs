@@ -2,6 +2,7 @@
 //! `cargo xtask up`, a producer for commands, and readers for results, topics and the audit.
 #![allow(dead_code)]
 
+use bank_audit::{Auditor, Report};
 use bank_core::avro::{AvroRecord, ConfirmAccountCreation, ConfirmMoneyTransfer};
 use bank_core::config::{CommonArgs, DatabaseArgs};
 use bank_core::registry::Codec;
@@ -10,7 +11,6 @@ use bank_core::testing::{infra_missing, kafka_brokers, registry_url, unique_pref
 use bank_core::{CASH, CommandId, topics};
 use clap::Parser;
 use command_handler::Config;
-use command_handler::audit::{Auditor, Report};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};

@@ -2,9 +2,9 @@
 //! Exit status 0 only if every check holds.
 
 use anyhow::Context;
+use bank_audit::Auditor;
 use bank_core::config::{CommonArgs, DatabaseArgs};
 use clap::Parser;
-use command_handler::audit::Auditor;
 use std::io::Write;
 use std::time::Duration;
 

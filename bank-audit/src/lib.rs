@@ -2,6 +2,10 @@
 //! balance plus its ledger, no balance is or ever was below its limit, every command on the command topics has
 //! exactly one stored result, every published result agrees with the stored one, and (when the graphql-endpoint
 //! shares the database) its projection agrees with the balances.
+//!
+//! The audit reads every service's schema (`bank`, and `gateway` when present) and every topic; it writes nothing.
+
+pub mod kafka;
 
 use anyhow::Context;
 use bank_core::avro::{
@@ -10,9 +14,6 @@ use bank_core::avro::{
 };
 use bank_core::registry::Codec;
 use bank_core::topics;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 use std::collections::HashMap;
@@ -72,7 +73,8 @@ impl Auditor {
     /// Runs every check. Waits up to `settle` for the handler to catch up and the outbox to drain first.
     pub async fn run(&self, settle: Duration, progress: Progress<'_>) -> anyhow::Result<Report> {
         let mut report = Report::default();
-        let command_topics = crate::command_topics(&self.prefix);
+        let names = topics::TopicNames::with_prefix(&self.prefix);
+        let command_topics = [names.confirm_money_transfer, names.confirm_account_creation];
 
         // Settle: all commands handled, all events published.
         let deadline = Instant::now() + settle;
@@ -156,7 +158,8 @@ impl Auditor {
         let mut commands: HashMap<Uuid, String> = HashMap::new();
         let mut undecodable = 0u64;
         for topic in &command_topics {
-            for (partition, offset, payload) in read_until(&self.brokers, topic, &handled)? {
+            let until = handled.get(topic).cloned().unwrap_or_default();
+            for (partition, offset, payload) in kafka::read_until(&self.brokers, topic, &until).await? {
                 let id = if topic.ends_with(topics::CONFIRM_MONEY_TRANSFER) {
                     self.codec.decode::<ConfirmMoneyTransfer>(payload.as_deref()).await.map(|c| c.id)
                 } else {
@@ -200,9 +203,9 @@ impl Auditor {
             (t.account_creation_failed, false),
         ];
         for (topic, confirmed) in &result_topics {
-            let highs = high_watermarks(&self.brokers, topic)?;
-            let until: HashMap<(String, i32), i64> = highs.into_iter().map(|(p, h)| ((topic.clone(), p), h)).collect();
-            for (_, _, payload) in read_until(&self.brokers, topic, &until)? {
+            let until: HashMap<i32, i64> =
+                kafka::watermarks(&self.brokers, topic).await?.into_iter().map(|w| (w.partition, w.high)).collect();
+            for (_, _, payload) in kafka::read_until(&self.brokers, topic, &until).await? {
                 let id = self
                     .result_id(topic, payload.as_deref())
                     .await
@@ -291,92 +294,31 @@ impl Auditor {
     pub async fn lag(&self, command_topics: &[String]) -> anyhow::Result<i64> {
         let mut lag = 0;
         for topic in command_topics {
-            let stored = crate::store::stored_offsets(&self.pool, topic).await?;
-            for (partition, high) in high_watermarks(&self.brokers, topic)? {
-                let low = low_watermark(&self.brokers, topic, partition)?;
-                let next = stored.get(&partition).copied().unwrap_or(low).max(low);
-                lag += (high - next).max(0);
+            let stored = self.stored_offsets(topic).await?;
+            for w in kafka::watermarks(&self.brokers, topic).await? {
+                let next = stored.get(&w.partition).copied().unwrap_or(w.low).max(w.low);
+                lag += (w.high - next).max(0);
             }
         }
         Ok(lag)
     }
 
-    async fn handled_offsets(&self, command_topics: &[String]) -> anyhow::Result<HashMap<(String, i32), i64>> {
+    /// Next offset the handler will handle, per partition of each command topic.
+    async fn handled_offsets(&self, command_topics: &[String]) -> anyhow::Result<HashMap<String, HashMap<i32, i64>>> {
         let mut out = HashMap::new();
         for topic in command_topics {
-            for (p, n) in crate::store::stored_offsets(&self.pool, topic).await? {
-                out.insert((topic.clone(), p), n);
-            }
+            out.insert(topic.clone(), self.stored_offsets(topic).await?);
         }
         Ok(out)
     }
-}
 
-fn client(brokers: &str) -> anyhow::Result<BaseConsumer> {
-    Ok(bank_core::kafka::consumer_config(brokers, "open-bank-audit", "open-bank-audit").create()?)
-}
-
-fn partitions(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).context("kafka metadata")?;
-    Ok(md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect())
-}
-
-fn high_watermarks(brokers: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
-    let c = client(brokers)?;
-    partitions(&c, topic)?
-        .into_iter()
-        .map(|p| Ok((p, c.fetch_watermarks(topic, p, Duration::from_secs(10))?.1)))
-        .collect()
-}
-
-fn low_watermark(brokers: &str, topic: &str, partition: i32) -> anyhow::Result<i64> {
-    Ok(client(brokers)?.fetch_watermarks(topic, partition, Duration::from_secs(10))?.0)
-}
-
-/// A record's partition, offset and payload.
-type Located = (i32, i64, Option<Vec<u8>>);
-
-/// Payloads of `topic` from the beginning up to (not including) the offsets in `until`.
-fn read_until(brokers: &str, topic: &str, until: &HashMap<(String, i32), i64>) -> anyhow::Result<Vec<Located>> {
-    let c = client(brokers)?;
-    let mut tpl = TopicPartitionList::new();
-    let mut remaining: HashMap<i32, i64> = HashMap::new();
-    for p in partitions(&c, topic)? {
-        let end = until.get(&(topic.to_owned(), p)).copied().unwrap_or(0);
-        let (low, _) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
-        if end > low {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-            remaining.insert(p, end);
-        }
+    /// The handler's stored next offsets (`bank.consumed_offsets`) for the partitions of `topic`.
+    async fn stored_offsets(&self, topic: &str) -> Result<HashMap<i32, i64>, sqlx::Error> {
+        let rows: Vec<(i32, i64)> =
+            sqlx::query_as("SELECT partition, next_offset FROM bank.consumed_offsets WHERE topic = $1")
+                .bind(topic)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
     }
-    let mut out = Vec::new();
-    if remaining.is_empty() {
-        return Ok(out);
-    }
-    c.assign(&tpl)?;
-    let mut idle = Instant::now();
-    while !remaining.is_empty() {
-        match c.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                if let Some(end) = remaining.get(&m.partition()).copied() {
-                    idle = Instant::now();
-                    if m.offset() < end {
-                        out.push((m.partition(), m.offset(), m.payload().map(<[u8]>::to_vec)));
-                    }
-                    if m.offset() + 1 >= end {
-                        remaining.remove(&m.partition());
-                    }
-                }
-            }
-            Some(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
-            None if idle.elapsed() > Duration::from_secs(30) => {
-                anyhow::bail!(
-                    "reading {topic} stalled with partitions {:?} unread: their handled offsets are beyond what Kafka holds (was the topic recreated while the database was kept?)",
-                    remaining.keys().collect::<Vec<_>>()
-                )
-            }
-            None => {}
-        }
-    }
-    Ok(out)
 }

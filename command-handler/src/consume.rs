@@ -1,0 +1,163 @@
+//! The consumer loop: gathers a batch of records, decodes them, hands the batch to the handler, passes the
+//! committed events to the outbox publisher and mirrors the offsets to Kafka; and the consumer-lag gauges.
+
+use crate::offsets::OffsetsContext;
+use crate::store::{Command, Handler, Incoming, OutboxRow};
+use bank_core::avro::{ConfirmAccountCreation, ConfirmMoneyTransfer};
+use bank_core::shutdown::CancellationToken;
+use futures::FutureExt;
+use rdkafka::TopicPartitionList as Tpl;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::Offset;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub type HandlerConsumer = StreamConsumer<OffsetsContext>;
+
+pub async fn consume(
+    consumer: &HandlerConsumer,
+    handler: &Handler,
+    max: usize,
+    wait: Duration,
+    outbox: &mpsc::Sender<Vec<OutboxRow>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let mut batch: Vec<Incoming> = Vec::with_capacity(max.min(4096));
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            m = consumer.recv() => m,
+        };
+        match first {
+            Ok(m) => batch.push(read(handler, &m, shutdown).await),
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(read(handler, &m, shutdown).await),
+                Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                Err(_) => break,
+            }
+        }
+        if shutdown.is_cancelled()
+            && batch.iter().any(|r| matches!(r.command, Command::Poison(ref e) if e == INTERRUPTED))
+        {
+            return Ok(());
+        }
+
+        let started = Instant::now();
+        let size = batch.len();
+        let (outcome, interrupted) = handler.handle_isolating(batch, shutdown).await;
+        if interrupted && outcome.offsets.is_empty() {
+            // Nothing of this batch committed; the next run starts at the stored offsets.
+            return Ok(());
+        }
+        metrics::histogram!("handler_batch_size").record(size as f64);
+        metrics::histogram!("handler_batch_seconds").record(started.elapsed().as_secs_f64());
+        let count = |outcome: &str, n: u64| {
+            metrics::counter!("handler_commands_total", "outcome" => outcome.to_owned()).increment(n)
+        };
+        count("confirmed", outcome.confirmed);
+        count("failed", outcome.failed);
+        count("replayed", outcome.replayed);
+        count("dead_lettered", outcome.dead_lettered);
+        count("skipped", outcome.skipped);
+        metrics::counter!("handler_accounts_created_total").increment(outcome.accounts_created);
+        for (code, n) in &outcome.refusals {
+            metrics::counter!("handler_refusals_total", "code" => *code).increment(*n);
+        }
+        if !outcome.outbox.is_empty() && outbox.send(outcome.outbox).await.is_err() {
+            anyhow::bail!("the outbox publisher stopped");
+        }
+        // Kafka's committed offsets only mirror Postgres (for lag tooling); Postgres decides on assignment.
+        let mut tpl = Tpl::new();
+        for ((topic, partition), next) in &outcome.offsets {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "mirroring offsets to Kafka failed");
+        }
+        if interrupted {
+            // The rest of this batch did not commit; the next run starts at the stored offsets.
+            return Ok(());
+        }
+    }
+}
+
+const INTERRUPTED: &str = "interrupted by shutdown before it could be decoded";
+
+/// Copies a record and decodes it. A registry outage is waited out; anything else undecodable is poison.
+async fn read(handler: &Handler, m: &rdkafka::message::BorrowedMessage<'_>, shutdown: &CancellationToken) -> Incoming {
+    let topic = m.topic().to_owned();
+    let key = m.key().map(<[u8]>::to_vec);
+    let payload = m.payload().map(<[u8]>::to_vec);
+    let mut backoff = Duration::from_millis(100);
+    let command = loop {
+        let decoding = async {
+            if topic == handler.topics.confirm_money_transfer {
+                handler.codec.decode::<ConfirmMoneyTransfer>(payload.as_deref()).await.map(Command::Transfer)
+            } else {
+                handler.codec.decode::<ConfirmAccountCreation>(payload.as_deref()).await.map(Command::Creation)
+            }
+        };
+        // A decoder that panics on some bytes must not take the handler down: the record is poison.
+        let Ok(decoded) = std::panic::AssertUnwindSafe(decoding).catch_unwind().await else {
+            break Command::Poison("decoding the record panicked".to_owned());
+        };
+        match decoded {
+            Ok(c) => break c,
+            Err(e) if e.is_transient() => {
+                if shutdown.is_cancelled() {
+                    break Command::Poison(INTERRUPTED.to_owned());
+                }
+                tracing::warn!(error = %e, "schema registry unavailable; retrying");
+                handler.codec.forget_failures();
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => break Command::Poison(e.to_string()),
+        }
+    };
+    Incoming { topic, partition: m.partition(), offset: m.offset(), key, payload, command }
+}
+
+/// Publishes consumer lag per assigned partition every few seconds.
+pub async fn report_lag(consumer: Arc<HandlerConsumer>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let c = consumer.clone();
+        let lags = tokio::task::spawn_blocking(move || -> KafkaResult<Vec<(String, i32, i64)>> {
+            let positions = c.position()?;
+            let mut out = Vec::new();
+            for e in positions.elements() {
+                let (_, high) = c.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))?;
+                if let Offset::Offset(pos) = e.offset() {
+                    out.push((e.topic().to_owned(), e.partition(), (high - pos).max(0)));
+                }
+            }
+            Ok(out)
+        })
+        .await;
+        if let Ok(Ok(lags)) = lags {
+            let mut total = 0;
+            for (topic, partition, lag) in lags {
+                total += lag;
+                metrics::gauge!("handler_consumer_lag", "topic" => topic, "partition" => partition.to_string())
+                    .set(lag as f64);
+            }
+            metrics::gauge!("handler_consumer_lag_total").set(total as f64);
+        }
+    }
+}
