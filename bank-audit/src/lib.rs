@@ -75,11 +75,30 @@ impl Auditor {
         let mut report = Report::default();
         let names = topics::TopicNames::with_prefix(&self.prefix);
         let command_topics = [names.confirm_money_transfer, names.confirm_account_creation];
-
-        // Settle: all commands handled, all events published.
         let deadline = Instant::now() + settle;
+        self.settle(&mut report, &command_topics, deadline, progress).await?;
+        self.money_conserved(&mut report).await?;
+        self.balances_match_the_ledger(&mut report).await?;
+        self.no_balance_below_its_limit(&mut report).await?;
+        let stored = self.one_result_per_command(&mut report, &command_topics, progress).await?;
+        self.published_results_agree(&mut report, &stored, progress).await?;
+        if self.has_gateway().await? {
+            progress("comparing the gateway's projection");
+            self.check_gateway(&mut report, deadline.max(Instant::now() + Duration::from_secs(30)), progress).await?;
+        }
+        Ok(report)
+    }
+
+    /// All commands handled, all events published (waiting until `deadline` for it).
+    async fn settle(
+        &self,
+        report: &mut Report,
+        command_topics: &[String],
+        deadline: Instant,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<()> {
         let (lag, outbox) = loop {
-            let lag = self.lag(&command_topics).await?;
+            let lag = self.lag(command_topics).await?;
             let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM bank.outbox").fetch_one(&self.pool).await?;
             if (lag == 0 && outbox == 0) || Instant::now() >= deadline {
                 break (lag, outbox);
@@ -89,8 +108,11 @@ impl Auditor {
         };
         report.add("handler caught up", lag == 0, format!("{lag} commands not yet handled"));
         report.add("outbox drained", outbox == 0, format!("{outbox} events waiting to be published"));
+        Ok(())
+    }
 
-        // Money is conserved.
+    /// Money is conserved.
+    async fn money_conserved(&self, report: &mut Report) -> anyhow::Result<()> {
         let row = sqlx::query(
             "SELECT (SELECT count(*) FROM bank.accounts), \
                     (SELECT coalesce(sum(balance), 0)::text FROM bank.accounts), \
@@ -111,8 +133,11 @@ impl Auditor {
                 total - (opening + deposits - withdrawals)
             ),
         );
+        Ok(())
+    }
 
-        // Every balance is its opening balance plus its ledger.
+    /// Every balance is its opening balance plus its ledger.
+    async fn balances_match_the_ledger(&self, report: &mut Report) -> anyhow::Result<()> {
         let mismatched: i64 = sqlx::query_scalar(
             "WITH moves AS ( \
                 SELECT from_iban AS iban, -amount AS delta FROM bank.results WHERE kind = 'transfer' AND confirmed AND from_iban <> 'cash' \
@@ -128,8 +153,11 @@ impl Auditor {
             mismatched == 0,
             format!("{mismatched} accounts differ from their ledger"),
         );
+        Ok(())
+    }
 
-        // No balance below its limit, now or after any transfer.
+    /// No balance below its limit, now or after any transfer.
+    async fn no_balance_below_its_limit(&self, report: &mut Report) -> anyhow::Result<()> {
         let below_now: i64 = sqlx::query_scalar("SELECT count(*) FROM bank.accounts WHERE balance < limit_cents")
             .fetch_one(&self.pool)
             .await?;
@@ -144,11 +172,20 @@ impl Auditor {
             below_now == 0 && below_ever == 0,
             format!("{below_now} accounts below their limit now, {below_ever} transfers that left one below"),
         );
+        Ok(())
+    }
 
-        // Every command has exactly one result (the primary key forbids two; none may be missing).
+    /// Every command has exactly one result (the primary key forbids two; none may be missing). Returns the
+    /// stored results (confirmed or not, by id).
+    async fn one_result_per_command(
+        &self,
+        report: &mut Report,
+        command_topics: &[String],
+        progress: Progress<'_>,
+    ) -> anyhow::Result<HashMap<Uuid, bool>> {
         progress("reading the command topics");
         // Offsets first, results second: every command below these offsets has its result stored by now.
-        let handled = self.handled_offsets(&command_topics).await?;
+        let handled = self.handled_offsets(command_topics).await?;
         let stored: HashMap<Uuid, bool> = sqlx::query("SELECT id, confirmed FROM bank.results")
             .fetch_all(&self.pool)
             .await?
@@ -157,7 +194,7 @@ impl Auditor {
             .collect();
         let mut commands: HashMap<Uuid, String> = HashMap::new();
         let mut undecodable = 0u64;
-        for topic in &command_topics {
+        for topic in command_topics {
             let until = handled.get(topic).cloned().unwrap_or_default();
             for (partition, offset, payload) in kafka::read_until(&self.brokers, topic, &until).await? {
                 let id = if topic.ends_with(topics::CONFIRM_MONEY_TRANSFER) {
@@ -190,8 +227,16 @@ impl Auditor {
                 }
             ),
         );
+        Ok(stored)
+    }
 
-        // Published results agree with the stored ones.
+    /// Published results agree with the stored ones.
+    async fn published_results_agree(
+        &self,
+        report: &mut Report,
+        stored: &HashMap<Uuid, bool>,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<()> {
         progress("reading the result topics");
         let mut published: HashMap<Uuid, bool> = HashMap::new();
         let mut conflicts = 0u64;
@@ -227,11 +272,7 @@ impl Auditor {
                 published.len()
             ),
         );
-        if self.has_gateway().await? {
-            progress("comparing the gateway's projection");
-            self.check_gateway(&mut report, deadline.max(Instant::now() + Duration::from_secs(30)), progress).await?;
-        }
-        Ok(report)
+        Ok(())
     }
 
     async fn has_gateway(&self) -> anyhow::Result<bool> {
