@@ -1,19 +1,72 @@
 //! Apache Kafka 4.x in KRaft mode (one combined broker+controller) from Maven Central jars on the local JDK.
 
 use anyhow::{Context, bail};
+use bank_core::ports::{KAFKA_BROKERS as ADDRESS, KAFKA_CONTROLLER as CONTROLLER};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::component::{Component, Ctx, Layer, Started, step};
+use crate::env::Endpoints;
 use crate::paths::Paths;
+use crate::postgres;
 use crate::proc;
-use crate::state::{Component, now_secs};
+use crate::state::{Record, State, now_secs};
 
 pub const VERSION: &str = "4.1.1";
 const LOG4J_VERSION: &str = "2.24.3";
-pub const ADDRESS: &str = "localhost:9092";
-const CONTROLLER: &str = "localhost:9093";
 const NEEDLE: &str = "kafka.Kafka";
+
+/// The broker, or the cluster `KAFKA_BROKERS` names.
+pub struct Kafka;
+
+impl Component for Kafka {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn layer(&self) -> Layer {
+        Layer::Broker
+    }
+
+    fn external(&self, endpoints: &Endpoints) -> Option<String> {
+        endpoints.external_kafka.then(|| endpoints.kafka_brokers.split(',').next().unwrap_or_default().to_owned())
+    }
+
+    fn start(&self, ctx: &Ctx, _previous: Option<&Record>, log: PathBuf) -> anyhow::Result<Started> {
+        step("kafka", &format!("starting Apache Kafka {VERSION} (KRaft)"));
+        let (record, took, formatted) = up(ctx.paths, &log)?;
+        step("kafka", &format!("ready on {} in {:.1}s (pid {})", record.address, took.as_secs_f64(), pid(&record)));
+        // A new cluster has none of the topics the database's offsets, results and accounts refer to.
+        if formatted && !ctx.endpoints.external_database && postgres::reset_database(ctx.paths)? {
+            step("postgres", &format!("emptied {}: Kafka's storage is new", postgres::database_name(ctx.paths)));
+        }
+        Ok(Started { record, started: true, took })
+    }
+
+    fn probe(&self, record: &Record) -> bool {
+        brokers(&record.address).is_ok_and(|n| n > 0)
+    }
+
+    fn restart(&self, paths: &Paths, state: &mut State) -> anyhow::Result<()> {
+        let c = state.get("kafka").filter(|c| c.managed).context("kafka was not started by `cargo xtask up`")?;
+        if let Some(pid) = c.pid {
+            proc::stop(pid, &c.needle, Duration::from_secs(30));
+        }
+        let log = state.run_dir(paths)?.join("kafka.log");
+        let (record, took, _) = up(paths, &log)?;
+        step("kafka", &format!("restarted, ready in {:.1}s (pid {})", took.as_secs_f64(), pid(&record)));
+        state.put(record);
+        state.save(&paths.state_file())?;
+        Ok(())
+    }
+}
+
+fn pid(record: &Record) -> u32 {
+    record.pid.unwrap_or(0)
+}
 
 fn libs(paths: &Paths) -> PathBuf {
     paths.cache.join(format!("kafka-{VERSION}")).join("libs")
@@ -145,21 +198,14 @@ fn java(libs: &Path, log4j: &Path) -> Command {
     c
 }
 
-pub fn healthy() -> bool {
-    proc::kafka_brokers(ADDRESS).is_ok_and(|n| n > 0)
-}
-
-/// How a broker start went.
-pub struct Started {
-    pub component: Component,
-    /// Time until the broker answered metadata requests.
-    pub ready_in: Duration,
-    /// The storage was formatted by this start: the cluster is new and holds no topics.
-    pub formatted: bool,
+fn healthy() -> bool {
+    brokers(ADDRESS).is_ok_and(|n| n > 0)
 }
 
 /// Starts the broker (formatting its storage on first use) and waits until it answers metadata requests.
-pub fn up(paths: &Paths, log: &Path) -> anyhow::Result<Started> {
+/// Returns its record, the time until it answered, and whether the storage was formatted by this start (then
+/// the cluster is new and holds no topics).
+fn up(paths: &Paths, log: &Path) -> anyhow::Result<(Record, Duration, bool)> {
     check_java()?;
     for addr in [ADDRESS, CONTROLLER] {
         if proc::port_open(addr) {
@@ -172,41 +218,112 @@ pub fn up(paths: &Paths, log: &Path) -> anyhow::Result<Started> {
     let (props, log4j) = write_config(paths)?;
     let formatted = !paths.data().join("kafka").join("meta.properties").exists();
     if formatted {
-        let out = java(&libs, &log4j).args(["kafka.tools.StorageTool", "random-uuid"]).output()?;
-        let cluster_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if !out.status.success() || cluster_id.is_empty() {
-            bail!("kafka storage tool failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let out = java(&libs, &log4j)
-            .args(["kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"])
-            .arg(&props)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "kafka storage format failed: {}",
-                String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        format_storage(&libs, &log4j, &props)?;
     }
+    let t = Instant::now();
     let pid = proc::spawn_detached(java(&libs, &log4j).arg("kafka.Kafka").arg(&props), log)?;
-    let ready = proc::wait_until("kafka", Duration::from_secs(90), || {
+    proc::wait_until("kafka", Duration::from_secs(90), || {
         // An exited broker ends the wait early; it is reported below.
         !proc::alive(pid, "") || healthy()
     })?;
     if !proc::alive(pid, "") {
         bail!("kafka exited during start; see {}", log.display());
     }
-    Ok(Started {
-        component: Component {
-            name: "kafka".into(),
-            pid: Some(pid),
-            needle: NEEDLE.into(),
-            address: ADDRESS.into(),
-            log: log.to_path_buf(),
-            managed: true,
-            started_at: now_secs(),
-        },
-        ready_in: ready,
-        formatted,
-    })
+    let record = Record {
+        name: "kafka".into(),
+        pid: Some(pid),
+        needle: NEEDLE.into(),
+        address: ADDRESS.into(),
+        log: log.to_path_buf(),
+        managed: true,
+        started_at: now_secs(),
+    };
+    Ok((record, t.elapsed(), formatted))
+}
+
+fn format_storage(libs: &Path, log4j: &Path, props: &Path) -> anyhow::Result<()> {
+    let out = java(libs, log4j).args(["kafka.tools.StorageTool", "random-uuid"]).output()?;
+    let cluster_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || cluster_id.is_empty() {
+        bail!("kafka storage tool failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out =
+        java(libs, log4j).args(["kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"]).arg(props).output()?;
+    if !out.status.success() {
+        bail!(
+            "kafka storage format failed: {}",
+            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Sends a Kafka Metadata (v1, all topics) request and returns the number of live brokers in the answer.
+///
+/// Hand-built on purpose: a Kafka client (librdkafka through rdkafka) would make xtask a C build and take
+/// seconds to give up on a broker that is not there; this is one 30-byte request and an 8-byte read.
+pub fn brokers(host_port: &str) -> anyhow::Result<i32> {
+    let a = proc::addr(host_port).with_context(|| format!("cannot resolve {host_port}"))?;
+    let mut s = TcpStream::connect_timeout(&a, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(&metadata_request(7))?;
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size)?;
+    let len = usize::try_from(i32::from_be_bytes(size)).context("negative frame size")?;
+    if !(8..=64 * 1024 * 1024).contains(&len) {
+        bail!("unexpected kafka frame size {len}");
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    parse_metadata_brokers(&body, 7)
+}
+
+fn metadata_request(correlation_id: i32) -> Vec<u8> {
+    let client = b"xtask";
+    let mut body = Vec::new();
+    body.extend_from_slice(&3i16.to_be_bytes()); // api key: Metadata
+    body.extend_from_slice(&1i16.to_be_bytes()); // api version 1
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    body.extend_from_slice(&i16::try_from(client.len()).unwrap_or(0).to_be_bytes());
+    body.extend_from_slice(client);
+    body.extend_from_slice(&(-1i32).to_be_bytes()); // null topic array: all topics
+    let mut frame = i32::try_from(body.len()).unwrap_or(0).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// The correlation id and broker count that open a Metadata v1 response.
+fn parse_metadata_brokers(body: &[u8], correlation_id: i32) -> anyhow::Result<i32> {
+    let field = |at: usize| -> anyhow::Result<i32> {
+        let bytes = body.get(at..at + 4).context("short metadata response")?;
+        Ok(i32::from_be_bytes(bytes.try_into()?))
+    };
+    let corr = field(0)?;
+    if corr != correlation_id {
+        bail!("metadata response for another request ({corr})");
+    }
+    field(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_request_is_well_formed() {
+        let f = metadata_request(7);
+        let size = i32::from_be_bytes(f[0..4].try_into().unwrap());
+        assert_eq!(usize::try_from(size).unwrap(), f.len() - 4);
+        assert_eq!(&f[4..6], &3i16.to_be_bytes());
+        assert_eq!(&f[f.len() - 4..], &(-1i32).to_be_bytes());
+    }
+
+    #[test]
+    fn parses_broker_count() {
+        let mut body = 7i32.to_be_bytes().to_vec();
+        body.extend_from_slice(&1i32.to_be_bytes());
+        assert_eq!(parse_metadata_brokers(&body, 7).unwrap(), 1);
+        assert!(parse_metadata_brokers(&body, 8).is_err());
+        assert!(parse_metadata_brokers(&body[..5], 7).is_err());
+    }
 }

@@ -1,12 +1,16 @@
 //! `cargo xtask`: the Open Bank dev stack without Docker.
 
+mod cmd;
+mod component;
+mod env;
+mod http;
 mod kafka;
 mod paths;
 mod postgres;
 mod proc;
-mod stack;
+mod service;
+mod setup;
 mod state;
-mod test;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -65,13 +69,13 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Up { release } => stack::up(&stack::UpOptions { release, quiet_build: false }).map(|_| 0),
-        Cmd::Down { clean } => stack::down(clean).map(|_| 0),
-        Cmd::Status => stack::status().map(|ok| if ok { 0 } else { 1 }),
-        Cmd::Logs { component, lines } => stack::logs(component.as_deref(), lines).map(|()| 0),
-        Cmd::Audit { settle_secs } => stack::audit(settle_secs),
-        Cmd::Restart { component } => stack::restart(&component).map(|()| 0),
-        Cmd::Test { no_lint, keep_up } => test::run(&test::TestOptions { lint: !no_lint, keep_up }),
+        Cmd::Up { release } => cmd::up::up(&cmd::up::UpOptions { release, quiet_build: false }).map(|_| 0),
+        Cmd::Down { clean } => cmd::down::down(clean).map(|_| 0),
+        Cmd::Status => cmd::status::status().map(|ok| if ok { 0 } else { 1 }),
+        Cmd::Logs { component, lines } => cmd::logs::logs(component.as_deref(), lines).map(|()| 0),
+        Cmd::Audit { settle_secs } => cmd::audit::audit(settle_secs),
+        Cmd::Restart { component } => cmd::restart::restart(&component).map(|()| 0),
+        Cmd::Test { no_lint, keep_up } => cmd::test::run(&cmd::test::TestOptions { lint: !no_lint, keep_up }),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

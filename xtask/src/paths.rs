@@ -39,6 +39,13 @@ impl Paths {
         Ok(Self { home: root.join(".openbank"), root, cache, bins })
     }
 
+    /// Paths under `root`, for tests.
+    #[cfg(test)]
+    pub fn at(root: &Path) -> Self {
+        let root = root.to_path_buf();
+        Self { home: root.join(".openbank"), cache: root.join("cache"), bins: root.join("bin"), root }
+    }
+
     /// Creates `.openbank/` readable by its owner only (0700): it holds passwords, tokens and the database.
     pub fn ensure_home(&self) -> anyhow::Result<()> {
         private_dir(&self.home)

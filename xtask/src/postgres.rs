@@ -2,17 +2,83 @@
 //! cluster under `.openbank/data/postgres`. Both listen on localhost:5432 only.
 
 use anyhow::{Context, bail};
+use bank_core::ports::{POSTGRES as ADDRESS, POSTGRES_PORT as PORT};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::component::{Component, Ctx, Layer, Started, step};
+use crate::env::{Endpoints, password};
 use crate::paths::Paths;
-use crate::proc;
-use crate::state::{Component, now_secs};
+use crate::proc::{self, Stopped};
+use crate::state::{Record, State, now_secs};
 
-pub const PORT: u16 = 5432;
-pub const ADDRESS: &str = "localhost:5432";
+/// The database server: Debian's cluster or a private one, or the server `DATABASE_URL` names.
+pub struct Postgres;
+
+impl Component for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn layer(&self) -> Layer {
+        Layer::Database
+    }
+
+    fn external(&self, endpoints: &Endpoints) -> Option<String> {
+        endpoints.external_database.then(|| host_port(&endpoints.database_url).unwrap_or_default())
+    }
+
+    fn start(&self, ctx: &Ctx, _previous: Option<&Record>, log: PathBuf) -> anyhow::Result<Started> {
+        let t = Instant::now();
+        let record = up(ctx.paths, &password(ctx.paths)?, &log)?;
+        let took = t.elapsed();
+        let how = if record.managed { "" } else { " (already running)" };
+        step("postgres", &format!("ready on {} in {:.1}s{how}", record.address, took.as_secs_f64()));
+        Ok(Started { started: record.managed, record, took })
+    }
+
+    fn probe(&self, record: &Record) -> bool {
+        if record.managed || record.pid.is_some() { ready() } else { proc::port_open(&record.address) }
+    }
+
+    /// A cluster is stopped with `pg_ctl`, not by signalling its postmaster.
+    fn stop(&self, paths: &Paths, _record: &Record, clean: bool) -> anyhow::Result<Option<Stopped>> {
+        if !ready() {
+            return Ok(None);
+        }
+        if clean {
+            drop_databases(paths)?;
+        }
+        let t = Instant::now();
+        down(paths)?;
+        step("postgres", "stopped");
+        Ok(Some(Stopped { took: t.elapsed(), killed: false }))
+    }
+
+    fn restart(&self, paths: &Paths, state: &mut State) -> anyhow::Result<()> {
+        let t = Instant::now();
+        restart(paths)?;
+        // Record the new server pid (keeping whether `up` started it), so `status` and `down` still work.
+        let was_managed = state.get("postgres").is_some_and(|c| c.managed);
+        let log = state.run_dir(paths)?.join("postgres.log");
+        let mut c = up(paths, &password(paths)?, &log)?;
+        c.managed |= was_managed;
+        state.put(c);
+        state.save(&paths.state_file())?;
+        step("postgres", &format!("restarted in {:.1}s", t.elapsed().as_secs_f64()));
+        Ok(())
+    }
+}
+
+/// `host:port` of a database URL (port 5432 when it names none).
+fn host_port(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let hp = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(if hp.contains(':') { hp.to_owned() } else { format!("{hp}:5432") })
+}
 
 /// The checkout's role and database, `openbank_<hash of the checkout's path>`. Several clones of the repository
 /// share the system cluster but each keeps its Kafka data in its own `.openbank/data`, so each needs its own
@@ -29,7 +95,7 @@ pub fn database_name(paths: &Paths) -> String {
 }
 
 pub fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    rustix::process::getuid().is_root()
 }
 
 /// The newest installed server version's bin folder (`/usr/lib/postgresql/<v>/bin`).
@@ -52,7 +118,7 @@ fn system_cluster_mode() -> bool {
 pub fn ready() -> bool {
     match server_bin() {
         Some((_, bin)) => Command::new(bin.join("pg_isready"))
-            .args(["-q", "-h", "localhost", "-p", &PORT.to_string()])
+            .args(["-q", "-h", "localhost", "-p", PORT])
             .status()
             .is_ok_and(|s| s.success()),
         None => proc::port_open(ADDRESS),
@@ -68,7 +134,7 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
 }
 
 /// Starts (or reuses) the cluster and makes sure the checkout's role and database exist with `password`.
-pub fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Component> {
+fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Record> {
     let name = database_name(paths);
     let (version, bin) = server_bin().context(
         "PostgreSQL server is not installed (no /usr/lib/postgresql/<version>/bin/postgres): run `cargo xtask test` \
@@ -97,7 +163,7 @@ pub fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Component
             cols.get(3).copied().unwrap_or(""),
             cols.get(5).copied().unwrap_or(""),
         );
-        if port != PORT.to_string() {
+        if port != PORT {
             bail!(
                 "the PostgreSQL {version}/{name} cluster uses port {port}; the stack expects {PORT} (or set DATABASE_URL)"
             );
@@ -157,7 +223,7 @@ pub fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Component
     let pid = std::fs::read_to_string(data_dir.join("postmaster.pid"))
         .ok()
         .and_then(|s| s.lines().next()?.trim().parse().ok());
-    Ok(Component {
+    Ok(Record {
         name: "postgres".into(),
         pid,
         needle: "postgres".into(),
@@ -203,7 +269,7 @@ impl Admin {
                 c
             }
         };
-        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", "5432", "-d", "postgres"]);
+        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", PORT, "-d", "postgres"]);
         c
     }
 
@@ -242,7 +308,7 @@ pub fn reset_database(paths: &Paths) -> anyhow::Result<bool> {
 }
 
 /// Stops the cluster if xtask started it.
-pub fn down(paths: &Paths) -> anyhow::Result<()> {
+fn down(paths: &Paths) -> anyhow::Result<()> {
     let Some((version, bin)) = server_bin() else { return Ok(()) };
     if system_cluster_mode() {
         run(
@@ -257,7 +323,7 @@ pub fn down(paths: &Paths) -> anyhow::Result<()> {
 }
 
 /// Restarts the running cluster (fast shutdown: open connections are cut, as in a crash of the server).
-pub fn restart(paths: &Paths) -> anyhow::Result<()> {
+fn restart(paths: &Paths) -> anyhow::Result<()> {
     let (version, bin) = server_bin().context("PostgreSQL is not installed")?;
     if system_cluster_mode() {
         run(
@@ -276,7 +342,7 @@ pub fn restart(paths: &Paths) -> anyhow::Result<()> {
 
 /// Drops the checkout's database and the test databases its role created (system cluster; a private
 /// cluster is deleted with `.openbank/data`), so `down --clean` leaves no data behind.
-pub fn drop_databases(paths: &Paths) -> anyhow::Result<usize> {
+fn drop_databases(paths: &Paths) -> anyhow::Result<usize> {
     drop_matching(paths, true)
 }
 
@@ -303,4 +369,25 @@ fn drop_matching(paths: &Paths, including_main: bool) -> anyhow::Result<usize> {
         dropped += 1;
     }
     Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_of_database_urls() {
+        assert_eq!(host_port("postgres://u:p@db:6543/x").as_deref(), Some("db:6543"));
+        assert_eq!(host_port("postgres://u@db/x").as_deref(), Some("db:5432"));
+    }
+
+    #[test]
+    fn root_is_read_without_a_shell_out() {
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:").and_then(|v| v.split_whitespace().next().map(str::to_owned)))
+            .unwrap();
+        assert_eq!(is_root(), uid == "0");
+    }
 }

@@ -1,9 +1,8 @@
-//! Processes and probes without extra dependencies: spawn detached, check liveness via /proc, signal via
-//! `kill`, probe HTTP and Kafka over plain TCP.
+//! Processes: spawn detached, check liveness and memory via /proc, signal with `kill(2)`, wait for a condition.
 
 use anyhow::{Context, bail};
+use rustix::process::{Pid, Signal, kill_process};
 use std::fs::File;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -40,8 +39,11 @@ pub fn alive(pid: u32, needle: &str) -> bool {
     String::from_utf8_lossy(&cmdline).contains(needle)
 }
 
-pub fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+/// Sends `sig` to `pid`; a process that is already gone is not an error.
+fn signal(pid: u32, sig: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process(pid, sig);
+    }
 }
 
 /// A process's resident memory in KiB (`VmRSS` in `/proc/<pid>/status`).
@@ -63,7 +65,7 @@ pub fn stop(pid: u32, needle: &str, grace: Duration) -> Stopped {
     if !alive(pid, needle) {
         return Stopped { took: Duration::ZERO, killed: false };
     }
-    signal(pid, "TERM");
+    signal(pid, Signal::TERM);
     let deadline = start + grace;
     while Instant::now() < deadline {
         if !alive(pid, needle) {
@@ -71,122 +73,21 @@ pub fn stop(pid: u32, needle: &str, grace: Duration) -> Stopped {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    signal(pid, "KILL");
-    std::thread::sleep(Duration::from_millis(200));
+    signal(pid, Signal::KILL);
+    // SIGKILL is not instant either: wait (briefly) until the process is really gone.
+    let _ = wait_quietly(Duration::from_secs(2), || !alive(pid, needle));
     Stopped { took: start.elapsed(), killed: true }
 }
 
-fn addr(host_port: &str) -> Option<SocketAddr> {
-    host_port.to_socket_addrs().ok()?.find(SocketAddr::is_ipv4).or_else(|| host_port.to_socket_addrs().ok()?.next())
+/// The first IPv4 address of `host_port` (the stack binds loopback IPv4), else the first one.
+pub fn addr(host_port: &str) -> Option<SocketAddr> {
+    let all: Vec<SocketAddr> = host_port.to_socket_addrs().ok()?.collect();
+    all.iter().find(|a| a.is_ipv4()).or_else(|| all.first()).copied()
 }
 
 /// Whether something accepts TCP connections on `host_port`.
 pub fn port_open(host_port: &str) -> bool {
     addr(host_port).is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
-}
-
-/// `GET path` over HTTP/1.0; returns the status code.
-pub fn http_status(host_port: &str, path: &str) -> Option<u16> {
-    let a = addr(host_port)?;
-    let mut s = TcpStream::connect_timeout(&a, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host_port}\r\n\r\n").ok()?;
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).ok()?;
-    let head = std::str::from_utf8(&buf[..n]).ok()?;
-    head.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// A small HTTP/1.0 request; returns status and body.
-pub fn http(host_port: &str, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
-    request(host_port, method, path, body, "", Duration::from_secs(5))
-}
-
-/// A GraphQL request over HTTP/1.0 (`token` as a bearer); returns the JSON response.
-pub fn graphql(host_port: &str, token: Option<&str>, query: &str) -> Option<serde_json::Value> {
-    let body = serde_json::json!({ "query": query }).to_string();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let (_, body) = request(host_port, "POST", "/graphql", Some(&body), &auth, Duration::from_secs(15))?;
-    serde_json::from_str(&body).ok()
-}
-
-/// `extra_headers` are complete header lines, each ending in CRLF.
-fn request(
-    host_port: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    extra_headers: &str,
-    read_timeout: Duration,
-) -> Option<(u16, String)> {
-    let a = addr(host_port)?;
-    let mut s = TcpStream::connect_timeout(&a, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(read_timeout)).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {host_port}\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Some((status, body))
-}
-
-/// Sum of the samples of a Prometheus counter in a `/metrics` body.
-pub fn metric_sum(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Sends a Kafka Metadata (v1, all topics) request and returns the number of live brokers in the answer.
-pub fn kafka_brokers(host_port: &str) -> anyhow::Result<i32> {
-    let a = addr(host_port).with_context(|| format!("cannot resolve {host_port}"))?;
-    let mut s = TcpStream::connect_timeout(&a, Duration::from_millis(500))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.write_all(&metadata_request(7))?;
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size)?;
-    let len = usize::try_from(i32::from_be_bytes(size)).context("negative frame size")?;
-    if !(8..=64 * 1024 * 1024).contains(&len) {
-        bail!("unexpected kafka frame size {len}");
-    }
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body)?;
-    parse_metadata_brokers(&body, 7)
-}
-
-fn metadata_request(correlation_id: i32) -> Vec<u8> {
-    let client = b"xtask";
-    let mut body = Vec::new();
-    body.extend_from_slice(&3i16.to_be_bytes()); // api key: Metadata
-    body.extend_from_slice(&1i16.to_be_bytes()); // api version 1
-    body.extend_from_slice(&correlation_id.to_be_bytes());
-    body.extend_from_slice(&i16::try_from(client.len()).unwrap_or(0).to_be_bytes());
-    body.extend_from_slice(client);
-    body.extend_from_slice(&(-1i32).to_be_bytes()); // null topic array: all topics
-    let mut frame = i32::try_from(body.len()).unwrap_or(0).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    frame
-}
-
-fn parse_metadata_brokers(body: &[u8], correlation_id: i32) -> anyhow::Result<i32> {
-    if body.len() < 8 {
-        bail!("short metadata response");
-    }
-    let corr = i32::from_be_bytes(body[0..4].try_into()?);
-    if corr != correlation_id {
-        bail!("metadata response for another request ({corr})");
-    }
-    Ok(i32::from_be_bytes(body[4..8].try_into()?))
 }
 
 /// Polls `check` every 100 ms until it passes or `timeout` elapses; prints a dot every few seconds.
@@ -211,27 +112,23 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
     }
 }
 
+/// Polls `check` every 20 ms until it passes (true) or `timeout` elapses (false), printing nothing.
+pub fn wait_quietly(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metadata_request_is_well_formed() {
-        let f = metadata_request(7);
-        let size = i32::from_be_bytes(f[0..4].try_into().unwrap());
-        assert_eq!(usize::try_from(size).unwrap(), f.len() - 4);
-        assert_eq!(&f[4..6], &3i16.to_be_bytes());
-        assert_eq!(&f[f.len() - 4..], &(-1i32).to_be_bytes());
-    }
-
-    #[test]
-    fn parses_broker_count() {
-        let mut body = 7i32.to_be_bytes().to_vec();
-        body.extend_from_slice(&1i32.to_be_bytes());
-        assert_eq!(parse_metadata_brokers(&body, 7).unwrap(), 1);
-        assert!(parse_metadata_brokers(&body, 8).is_err());
-        assert!(parse_metadata_brokers(&body[..5], 7).is_err());
-    }
 
     #[test]
     fn own_process_is_alive_and_others_are_not() {
@@ -239,5 +136,25 @@ mod tests {
         assert!(alive(me, "xtask"));
         assert!(!alive(me, "definitely-not-this-binary"));
         assert!(!alive(u32::MAX - 1, ""));
+    }
+
+    #[test]
+    fn stop_terminates_a_child_and_reports_it() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        // Reap the child as soon as it exits, as a detached process's init would.
+        let reaper = std::thread::spawn(move || child.wait());
+        let s = stop(pid, "sleep", Duration::from_secs(5));
+        assert!(!s.killed, "sleep ignores no SIGTERM");
+        reaper.join().unwrap().unwrap();
+        assert!(!alive(pid, "sleep"));
+        // Stopping what is gone is instant and harmless.
+        assert_eq!(stop(pid, "sleep", Duration::from_secs(5)).took, Duration::ZERO);
+    }
+
+    #[test]
+    fn reads_resident_memory() {
+        assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+        assert_eq!(rss_kib(u32::MAX), None);
     }
 }

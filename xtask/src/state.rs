@@ -3,8 +3,11 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+use crate::paths::Paths;
+
+/// One component as `up` left it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Component {
+pub struct Record {
     pub name: String,
     pub pid: Option<u32>,
     /// Text that must appear in the process's command line (guards against recycled pids).
@@ -17,10 +20,20 @@ pub struct Component {
     pub started_at: u64,
 }
 
+/// The needle of a one-shot component that ran to completion.
+pub const EXITED_OK: &str = "exit 0";
+
+impl Record {
+    /// A one-shot component that finished successfully.
+    pub fn finished(&self) -> bool {
+        self.pid.is_none() && self.needle == EXITED_OK
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
     pub run_id: String,
-    pub components: Vec<Component>,
+    pub components: Vec<Record>,
 }
 
 impl State {
@@ -29,23 +42,61 @@ impl State {
     }
 
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        std::fs::create_dir_all(path.parent().expect("state file has a folder"))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_string_pretty(self)?)?;
         std::fs::rename(tmp, path)?;
         Ok(())
     }
 
-    pub fn get(&self, name: &str) -> Option<&Component> {
+    pub fn get(&self, name: &str) -> Option<&Record> {
         self.components.iter().find(|c| c.name == name)
     }
 
-    pub fn put(&mut self, c: Component) {
+    pub fn put(&mut self, c: Record) {
         self.components.retain(|x| x.name != c.name);
         self.components.push(c);
+    }
+
+    /// This run's log folder `.openbank/logs/<yyyymmdd-hhmmss>` (created with the first component started after
+    /// a `down`), with `.openbank/logs/latest` pointing at it.
+    pub fn run_dir(&mut self, paths: &Paths) -> anyhow::Result<PathBuf> {
+        let dir = paths.logs().join(&self.run_id);
+        if !self.run_id.is_empty() && dir.exists() {
+            return Ok(dir);
+        }
+        self.run_id = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+        let dir = paths.logs().join(&self.run_id);
+        std::fs::create_dir_all(&dir)?;
+        let latest = paths.logs().join("latest");
+        let _ = std::fs::remove_file(&latest);
+        let _ = std::os::unix::fs::symlink(&self.run_id, &latest);
+        Ok(dir)
     }
 }
 
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_local_timestamps() {
+        let mut state = State::default();
+        let base = std::env::temp_dir().join(format!("openbank-state-{}", std::process::id()));
+        let paths = Paths::at(&base);
+        let dir = state.run_dir(&paths).unwrap();
+        assert_eq!(state.run_id.len(), "20261130-185810".len());
+        assert!(state.run_id.chars().all(|c| c.is_ascii_digit() || c == '-'), "{}", state.run_id);
+        assert_eq!(dir, paths.logs().join(&state.run_id));
+        // The same run keeps its folder.
+        assert_eq!(state.run_dir(&paths).unwrap(), dir);
+        assert_eq!(std::fs::read_link(paths.logs().join("latest")).unwrap(), PathBuf::from(&state.run_id));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

@@ -7,9 +7,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bank_core::ports;
+
+use crate::cmd::down::{down, leftover_processes};
+use crate::cmd::status::{status, status_quiet};
+use crate::cmd::up::{UpOptions, up};
+use crate::component::{self, Layer};
+use crate::env::Endpoints;
 use crate::paths::Paths;
-use crate::stack::{self, Endpoints, UpOptions};
-use crate::{kafka, proc};
+use crate::state::State;
+use crate::{http, proc, setup};
 
 pub struct TestOptions {
     pub lint: bool,
@@ -64,7 +71,7 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
 
     banner("prerequisites");
     let endpoints = Endpoints::resolve(&paths)?;
-    stack::ensure_packages(&endpoints)?;
+    setup::ensure_packages(&endpoints)?;
 
     if opts.lint {
         banner("cargo fmt --check");
@@ -78,30 +85,32 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
 
     banner("build");
     let up_opts = UpOptions { release: false, quiet_build: false };
-    stack::build(&paths, &up_opts)?;
+    setup::build(&paths, up_opts.release, up_opts.quiet_build)?;
     if !cargo(&paths).args(["test", "--workspace", "--no-run"]).status()?.success() {
         anyhow::bail!("building the tests failed");
     }
 
-    let was_up = stack::status_quiet();
+    let was_up = status_quiet();
     banner(if was_up { "stack already up: reusing it and leaving it up" } else { "cargo xtask up (cold)" });
     let t = Instant::now();
-    let first = stack::up(&UpOptions { quiet_build: true, ..up_opts })?;
+    let first = up(&UpOptions { quiet_build: true, ..up_opts })?;
     let cold = t.elapsed();
-    let pids_before: Vec<_> = stack::load_state()?.components.iter().map(|c| (c.name.clone(), c.pid)).collect();
+    let pids_before: Vec<_> =
+        State::load(&paths.state_file()).components.iter().map(|c| (c.name.clone(), c.pid)).collect();
 
     banner("cargo xtask up (again: must start nothing)");
     let t = Instant::now();
-    let second = stack::up(&UpOptions { quiet_build: true, ..up_opts })?;
+    let second = up(&UpOptions { quiet_build: true, ..up_opts })?;
     let warm = t.elapsed();
-    let pids_after: Vec<_> = stack::load_state()?.components.iter().map(|c| (c.name.clone(), c.pid)).collect();
+    let pids_after: Vec<_> =
+        State::load(&paths.state_file()).components.iter().map(|c| (c.name.clone(), c.pid)).collect();
     checks.push((
         "second `up` starts nothing and keeps every pid".into(),
         second.started.is_empty() && pids_before == pids_after,
     ));
 
     banner("cargo xtask status");
-    checks.push(("`status` reports every component healthy".into(), stack::status()?));
+    checks.push(("`status` reports every component healthy".into(), status()?));
 
     banner("cargo test --workspace");
     let mut cmd = cargo(&paths);
@@ -124,7 +133,7 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
     let counts = parse_counts(&output);
 
     banner("pipeline under load, then `cargo xtask audit`");
-    checks.push(("the running pipeline handles load and `audit` passes".into(), pipeline_check()?));
+    checks.push(("the running pipeline handles load and `audit` passes".into(), pipeline_check(&paths)?));
 
     if !endpoints.external_database {
         let dropped = crate::postgres::drop_test_databases(&paths)?;
@@ -133,22 +142,19 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
 
     if !was_up && !opts.keep_up {
         banner("cargo xtask down (must leave no process behind)");
-        let before = stack::load_state()?;
-        let stopped = stack::down(false)?;
-        let services = stack::service_names();
+        let before = State::load(&paths.state_file());
+        let stopped = down(false)?;
         let slow: Vec<String> = stopped
             .iter()
-            .filter(|(name, s)| services.contains(&name.as_str()) && (s.killed || s.took > Duration::from_secs(2)))
+            .filter(|(name, s)| component::is_service(name) && (s.killed || s.took > Duration::from_secs(2)))
             .map(|(name, s)| format!("{name} ({:.1}s{})", s.took.as_secs_f64(), if s.killed { ", killed" } else { "" }))
             .collect();
         if !slow.is_empty() {
             eprintln!("slow to stop: {}", slow.join(", "));
         }
         checks.push(("every service stops within 2 s of SIGTERM".into(), slow.is_empty()));
-        let left = stack::leftover_processes(&before);
-        let mut ports = vec![kafka::ADDRESS, "localhost:9093"];
-        ports.extend(stack::service_addresses());
-        let ports_free = ports.iter().all(|a| !proc::port_open(a));
+        let left = leftover_processes(&before);
+        let ports_free = stack_addresses().iter().all(|a| !proc::port_open(a));
         if !left.is_empty() {
             eprintln!("left behind: {}", left.join(", "));
         }
@@ -182,17 +188,17 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
 }
 
 /// Raises the heartbeat rate for a while, checks the handler handled commands, then audits the stack.
-fn pipeline_check() -> anyhow::Result<bool> {
-    const HEARTBEAT: &str = "127.0.0.1:17888";
-    const HANDLER: &str = "127.0.0.1:9103";
+fn pipeline_check(paths: &Paths) -> anyhow::Result<bool> {
+    const HEARTBEAT: &str = ports::HEARTBEAT_LISTEN;
+    const HANDLER: &str = ports::COMMAND_HANDLER_LISTEN;
     let handled = || {
-        proc::http(HANDLER, "GET", "/metrics", None)
-            .map(|(_, body)| proc::metric_sum(&body, "handler_commands_total"))
+        http::call(HANDLER, "GET", "/metrics", None)
+            .map(|(_, body)| http::metric_sum(&body, "handler_commands_total"))
             .unwrap_or(0.0)
     };
     let before = handled();
-    let previous = proc::http(HEARTBEAT, "GET", "/rate", None).map(|(_, b)| b).unwrap_or_default();
-    let (status, _) = proc::http(HEARTBEAT, "PUT", "/rate", Some(r#"{"beats_per_second": 500}"#))
+    let previous = http::call(HEARTBEAT, "GET", "/rate", None).map(|(_, b)| b).unwrap_or_default();
+    let (status, _) = http::call(HEARTBEAT, "PUT", "/rate", Some(r#"{"beats_per_second": 500}"#))
         .context("heartbeat admin endpoint unreachable")?;
     eprintln!("heartbeat rate 500/s for 20 s (PUT /rate answered {status})");
     let started = std::time::Instant::now();
@@ -201,11 +207,14 @@ fn pipeline_check() -> anyhow::Result<bool> {
         Ok(line) => eprintln!("ok   gateway under load: {line}"),
         Err(e) => eprintln!("FAIL gateway under load: {e:#}"),
     }
-    let services = stack::load_state()?
+    let services = State::load(&paths.state_file())
         .components
         .into_iter()
-        .filter(|c| c.managed && stack::service_names().contains(&c.name.as_str()))
-        .filter_map(|c| c.pid.map(|pid| (c.name, pid)))
+        .filter(|r| r.managed)
+        .filter_map(|r| {
+            let c = component::find(&r.name).filter(|c| c.layer() == Layer::Service)?;
+            c.pids(&r).first().map(|&pid| (r.name, pid))
+        })
         .collect::<Vec<_>>();
     let mut peak: Vec<u64> = vec![0; services.len()];
     while started.elapsed() < Duration::from_secs(20) {
@@ -215,7 +224,7 @@ fn pipeline_check() -> anyhow::Result<bool> {
         std::thread::sleep(Duration::from_millis(500));
     }
     let restore = if previous.contains("beats_per_second") { previous } else { r#"{"beats_per_second": 10}"#.into() };
-    proc::http(HEARTBEAT, "PUT", "/rate", Some(&restore));
+    http::call(HEARTBEAT, "PUT", "/rate", Some(&restore));
     std::thread::sleep(Duration::from_secs(2));
     let after = handled();
     eprintln!("command-handler handled {:.0} commands during the run", after - before);
@@ -235,8 +244,21 @@ fn pipeline_check() -> anyhow::Result<bool> {
         if memory_ok { "ok  " } else { "FAIL" },
         line.join(", ")
     );
-    let audit = stack::audit(120)? == 0;
+    let audit = crate::cmd::audit::audit(120)? == 0;
     Ok(status == 200 && after - before >= 5_000.0 && audit && gateway.is_ok() && memory_ok)
+}
+
+/// Every address the stack listens on, for the "ports are free after down" check.
+fn stack_addresses() -> Vec<&'static str> {
+    vec![
+        ports::KAFKA_BROKERS,
+        ports::KAFKA_CONTROLLER,
+        ports::SCHEMA_REGISTRY_LISTEN,
+        ports::HEARTBEAT_LISTEN,
+        ports::COMMAND_HANDLER_LISTEN,
+        ports::GRAPHQL_LISTEN,
+        ports::COMMAND_GENERATOR_LISTEN,
+    ]
 }
 
 /// The most resident memory any service may use while the pipeline runs at 500 commands/s.
@@ -245,12 +267,12 @@ const MEMORY_LIMIT_MIB: u64 = 64;
 /// A user's round trip through the running gateway while the pipeline is loaded: register, deposit, pay the
 /// company, and read the balance back. Returns the latencies.
 fn gateway_check() -> anyhow::Result<String> {
-    const GATEWAY: &str = "127.0.0.1:8888";
+    const GATEWAY: &str = ports::GRAPHQL_LISTEN;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let name = format!("ci-{}-{nanos}", std::process::id());
     let call = |token: Option<&str>, query: &str| -> anyhow::Result<(serde_json::Value, Duration)> {
         let t = std::time::Instant::now();
-        let r = proc::graphql(GATEWAY, token, query).context("the gateway did not answer")?;
+        let r = http::graphql(GATEWAY, token, query).context("the gateway did not answer")?;
         anyhow::ensure!(r.get("errors").is_none(), "{query} failed: {r}");
         Ok((r["data"].clone(), t.elapsed()))
     };
@@ -293,11 +315,5 @@ mod tests {
                    test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s\n";
         assert_eq!(parse_counts(out), Counts { passed: 5, failed: 1, ignored: 1, suites: 2 });
         assert_eq!(parse_counts("nothing here"), Counts::default());
-    }
-
-    #[test]
-    fn reads_resident_memory() {
-        assert!(proc::rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
-        assert_eq!(proc::rss_kib(u32::MAX), None);
     }
 }

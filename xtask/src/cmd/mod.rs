@@ -1,0 +1,9 @@
+//! One module per `cargo xtask` subcommand.
+
+pub mod audit;
+pub mod down;
+pub mod logs;
+pub mod restart;
+pub mod status;
+pub mod test;
+pub mod up;

@@ -1,0 +1,17 @@
+//! `cargo xtask restart`: Kafka or PostgreSQL in place (same data, same address), for resilience tests and
+//! operators.
+
+use anyhow::bail;
+
+use crate::component;
+use crate::paths::Paths;
+use crate::state::State;
+
+pub fn restart(name: &str) -> anyhow::Result<()> {
+    let paths = Paths::new(false)?;
+    let mut state = State::load(&paths.state_file());
+    match component::find(name) {
+        Some(c) => c.restart(&paths, &mut state),
+        None => bail!("cannot restart `{name}`: only kafka and postgres can be restarted in place"),
+    }
+}

@@ -1,0 +1,163 @@
+//! A Rust service of the workspace, run from its binary next to xtask's. The schema registry is one too, unless
+//! `SCHEMA_REGISTRY_URL` points elsewhere.
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::cmd::logs::tail;
+use crate::component::{Component, Ctx, Started, step};
+use crate::env::Endpoints;
+use crate::state::{EXITED_OK, Record, now_secs};
+use crate::{http, proc};
+
+/// How a service reports health.
+#[derive(Clone, Copy)]
+pub enum Probe {
+    /// `GET /ready` answers 200 on this address.
+    Http(&'static str),
+    /// Runs to completion; exit 0 is healthy.
+    OneShot,
+}
+
+pub struct RustService {
+    pub name: &'static str,
+    pub probe: Probe,
+}
+
+impl Component for RustService {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn package(&self) -> Option<&'static str> {
+        Some(self.name)
+    }
+
+    /// A long-running service is kept while healthy and its binary unchanged; a one-shot one runs again whenever
+    /// something before it (re)started.
+    fn reusable(&self, record: &Record, ctx: &Ctx, anything_started: bool) -> bool {
+        let rebuilt = binary_newer(&ctx.paths.bin(self.name), record.started_at);
+        self.healthy(record) && !rebuilt && (matches!(self.probe, Probe::Http(_)) || !anything_started)
+    }
+
+    fn start(&self, ctx: &Ctx, previous: Option<&Record>, log: PathBuf) -> anyhow::Result<Started> {
+        if let Some(old) = previous.filter(|r| r.managed)
+            && let Some(pid) = old.pid
+        {
+            proc::stop(pid, &old.needle, Duration::from_secs(10));
+        }
+        let bin = ctx.paths.bin(self.name);
+        let mut cmd = Command::new(&bin);
+        ctx.endpoints.apply(&mut cmd);
+        let t = Instant::now();
+        let record = match self.probe {
+            Probe::Http(addr) => self.serve(&mut cmd, addr, log)?,
+            Probe::OneShot => self.run_once(&mut cmd, &bin, log)?,
+        };
+        Ok(Started { record, started: true, took: t.elapsed() })
+    }
+
+    fn probe(&self, record: &Record) -> bool {
+        match self.probe {
+            Probe::Http(addr) => http::status(addr, "/ready") == Some(200),
+            Probe::OneShot => record.finished(),
+        }
+    }
+}
+
+impl RustService {
+    fn serve(&self, cmd: &mut Command, addr: &'static str, log: PathBuf) -> anyhow::Result<Record> {
+        if proc::port_open(addr) {
+            bail!(
+                "port {addr} is in use by a process xtask did not start; stop it (or set the service's URL variable)"
+            );
+        }
+        let t = Instant::now();
+        let pid = proc::spawn_detached(cmd, &log)?;
+        proc::wait_until(self.name, Duration::from_secs(30), || {
+            !proc::alive(pid, "") || http::status(addr, "/ready") == Some(200)
+        })?;
+        if !proc::alive(pid, "") {
+            bail!("{} exited during start; last lines of {}:\n{}", self.name, log.display(), tail(&log, 15));
+        }
+        step(self.name, &format!("ready on {addr} in {:.2}s (pid {pid})", t.elapsed().as_secs_f64()));
+        Ok(Record {
+            name: self.name.into(),
+            pid: Some(pid),
+            needle: self.name.into(),
+            address: addr.into(),
+            log,
+            managed: true,
+            started_at: now_secs(),
+        })
+    }
+
+    fn run_once(&self, cmd: &mut Command, bin: &Path, log: PathBuf) -> anyhow::Result<Record> {
+        let t = Instant::now();
+        let out = std::fs::File::options().create(true).append(true).open(&log)?;
+        let status = cmd
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .status()
+            .with_context(|| format!("failed to run {}", bin.display()))?;
+        if !status.success() {
+            bail!("{} failed ({status}); last lines of {}:\n{}", self.name, log.display(), tail(&log, 15));
+        }
+        step(self.name, &format!("done in {:.2}s: {}", t.elapsed().as_secs_f64(), last_summary(&log)));
+        Ok(Record {
+            name: self.name.into(),
+            pid: None,
+            needle: EXITED_OK.into(),
+            address: String::new(),
+            log,
+            managed: true,
+            started_at: now_secs(),
+        })
+    }
+}
+
+/// The schema registry: our own service, or the one `SCHEMA_REGISTRY_URL` names.
+pub struct Registry(pub RustService);
+
+impl Component for Registry {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn package(&self) -> Option<&'static str> {
+        self.0.package()
+    }
+    fn external(&self, endpoints: &Endpoints) -> Option<String> {
+        endpoints.external_registry.then(|| endpoints.registry_url.trim_start_matches("http://").to_owned())
+    }
+    fn reusable(&self, record: &Record, ctx: &Ctx, anything_started: bool) -> bool {
+        self.0.reusable(record, ctx, anything_started)
+    }
+    fn start(&self, ctx: &Ctx, previous: Option<&Record>, log: PathBuf) -> anyhow::Result<Started> {
+        self.0.start(ctx, previous, log)
+    }
+    fn probe(&self, record: &Record) -> bool {
+        self.0.probe(record)
+    }
+}
+
+fn binary_newer(bin: &Path, started_at: u64) -> bool {
+    std::fs::metadata(bin)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .is_some_and(|t| t.as_secs() > started_at)
+}
+
+/// The synchronizer's closing `summary=` field, for the progress line.
+fn last_summary(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .rev()
+        .find_map(|l| {
+            l.split_once("summary=")
+                .map(|(_, s)| s.split(" synchronizer done").next().unwrap_or(s).trim_matches('"').to_owned())
+        })
+        .unwrap_or_else(|| "ok".into())
+}
