@@ -99,7 +99,7 @@ export function App() {
         {page}
       </main>
       <footer className="foot">
-        Open Bank · amounts in euros · live over a secure websocket
+        Open Bank · amounts in euros · balances and transactions update live
       </footer>
     </Provider>
   );

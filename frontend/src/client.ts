@@ -35,8 +35,16 @@ export interface BankClient {
   ws: WsClient;
 }
 
+// Only the newest client reports the link's state: a client disposed on sign-in or sign-out
+// closes its socket afterwards, which is not an interruption.
+let generation = 0;
+
 export function createBankClient(token: string | null): BankClient {
-  setLinkState('connecting');
+  const mine = ++generation;
+  const report = (state: LinkState) => {
+    if (mine === generation) setLinkState(state);
+  };
+  report('connecting');
   const ws = createWsClient({
     url: websocketUrl(),
     // The session token goes in connection_init, never in the URL.
@@ -50,16 +58,16 @@ export function createBankClient(token: string | null): BankClient {
       await new Promise((resolve) => setTimeout(resolve, ms));
     },
     on: {
-      connected: () => {
-        setLinkState('connected');
-      },
-      closed: () => setLinkState('reconnecting'),
-      error: () => setLinkState('reconnecting'),
+      connected: () => report('connected'),
+      closed: () => report('reconnecting'),
+      error: () => report('reconnecting'),
     },
   });
   const urql = new Client({
     url: '/graphql',
     requestPolicy: 'network-only',
+    // The gateway answers GET /graphql with GraphiQL: queries go as POST like mutations.
+    preferGetMethod: false,
     fetchOptions: () => (token ? { headers: { Authorization: `Bearer ${token}` } } : {}),
     exchanges: [
       cacheExchange,

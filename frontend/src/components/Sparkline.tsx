@@ -37,5 +37,5 @@ export function Sparkline({ values, label }: { values: number[]; label: string }
     plot.current?.setData([values.map((_, i) => i), values]);
   }, [values]);
 
-  return <div className="sparkline" ref={box} role="img" aria-label={label} />;
+  return <div className="sparkline" ref={box} role="img" aria-label={label} data-points={values.length} />;
 }

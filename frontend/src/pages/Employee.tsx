@@ -34,7 +34,7 @@ function AccountList({ onFollow, following }: { onFollow: (iban: string) => void
   const [{ data, error, fetching }, refetch] = useQuery({ query: Accounts, variables: { first: pageSize, after } });
   const page = data?.accounts;
   return (
-    <section className="card" aria-labelledby="accounts-title">
+    <section className="card" aria-labelledby="accounts-title" aria-busy={fetching} data-testid="account-list">
       <div className="card-head">
         <h2 id="accounts-title">All accounts</h2>
         <button type="button" className="secondary small" onClick={() => refetch({ requestPolicy: 'network-only' })}>
