@@ -1,7 +1,8 @@
 //! The HTTP surface: `POST /graphql`, the websocket `/graphql/ws`, GraphiQL, the probes and the web UI.
 
-use crate::Service;
+use crate::config::Config;
 use crate::gateway::{ClientAddr, Viewer};
+use crate::service::Service;
 use crate::{limits, schema, socket};
 use async_graphql::Data;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
@@ -23,7 +24,7 @@ struct App {
 }
 
 /// The HTTP surface.
-pub fn router(service: Arc<Service>, config: &crate::Config) -> Router {
+pub fn router(service: Arc<Service>, config: &Config) -> Router {
     let ready_service = service.clone();
     let ready: bank_core::http::ReadyCheck = Arc::new(move || {
         let s = ready_service.clone();

@@ -3,13 +3,16 @@
 //! per operation is a schema extension: `schema::extensions`.)
 
 use crate::error::{GatewayError, GatewayResult};
-use crate::live::lock;
+use crate::lock::lock;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+
+/// Buffered events per subscriber before it counts as too slow and is dropped.
+pub const SUBSCRIBER_BUFFER: usize = 4096;
 
 // ---- password hashes ----------------------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 //! and fans the records out to this instance's subscribers, and counts confirmed transfers per second. (The
 //! results of gateway transfers and account creations arrive through Postgres instead: see [`crate::results`].)
 
+use crate::limits::SUBSCRIBER_BUFFER;
+use crate::lock::lock;
 use crate::store::BalanceRecord;
 use bank_core::avro::BalanceChanged;
 use bank_core::registry::Codec;
@@ -14,9 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
-
-/// Buffered events per subscriber before it counts as too slow and is dropped.
-pub const SUBSCRIBER_BUFFER: usize = 4096;
 
 pub struct Hub {
     pub transactions: broadcast::Sender<Arc<BalanceRecord>>,
@@ -63,12 +62,6 @@ impl Hub {
         let n: u64 = rate.iter().filter(|(sec, _)| *sec < now && *sec + RATE_WINDOW_SECS >= now).map(|(_, n)| n).sum();
         n as f64 / RATE_WINDOW_SECS as f64
     }
-}
-
-/// A poisoned lock only means another thread panicked while holding it; the maps it guards stay consistent
-/// (every update is a single insert or remove), so the data is used as it is.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn unix_secs() -> u64 {

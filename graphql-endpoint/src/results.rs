@@ -4,8 +4,9 @@
 //! and to the websockets of a user whose sessions changed. This module owns the channel's name, its payload, the
 //! SQL that sends it and the listener.
 
-use crate::live::lock;
-use crate::store::TransferStatus;
+use crate::limits::SUBSCRIBER_BUFFER;
+use crate::lock::lock;
+use crate::status::TransferStatus;
 use bank_core::shutdown::CancellationToken;
 use serde::Deserialize;
 use sqlx::postgres::{PgListener, PgPool};
@@ -72,9 +73,6 @@ pub fn sessions_notice(channel: &str) -> String {
 }
 
 // ---- delivery -----------------------------------------------------------------------------------------------
-
-/// Buffered notices per subscriber before it counts as too slow and is dropped.
-pub const SUBSCRIBER_BUFFER: usize = crate::live::SUBSCRIBER_BUFFER;
 
 /// Where this instance delivers notices.
 pub struct Results {

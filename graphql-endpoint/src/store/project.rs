@@ -2,7 +2,7 @@
 //! results, idempotent so that a redelivered record adds nothing.
 
 use crate::results::{CHANNEL, account_notice, transfer_notice};
-use crate::store::TransferStatus;
+use crate::status::TransferStatus;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;

@@ -1,0 +1,88 @@
+//! The gateway's settings: command-line flags and their environment variables.
+
+use bank_core::config::{CommonArgs, DatabaseArgs};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "graphql-endpoint", about = "GraphQL gateway of Open Bank")]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Address of the HTTP endpoints
+    #[arg(long, env = "GRAPHQL_LISTEN", default_value = bank_core::ports::GRAPHQL_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Consumer group of the projection, shared by all instances (the topic prefix is put in front)
+    #[arg(long, env = "GRAPHQL_GROUP", default_value = "graphql-endpoint")]
+    pub group: String,
+
+    /// Longest wait for the bank's answer to a mutation before it reports PENDING, in milliseconds
+    #[arg(long, env = "GRAPHQL_RESULT_TIMEOUT_MS", default_value_t = 5000)]
+    pub result_timeout_ms: u64,
+
+    /// Lifetime of a session, in seconds
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..))]
+    pub session_ttl_secs: i64,
+
+    /// Lowest balance of an account, in cents (the command-handler's setting of the same name)
+    #[arg(long, env = "DEFAULT_LIMIT_CENTS", default_value_t = -50_000, allow_negative_numbers = true)]
+    pub default_limit_cents: i64,
+
+    /// User name of the bank employee, who may read every account
+    #[arg(long, env = "EMPLOYEE_USERNAME", default_value = "employee")]
+    pub employee_username: String,
+
+    /// Password of the bank employee; no employee exists without it
+    #[arg(long, env = "EMPLOYEE_PASSWORD", hide_env_values = true)]
+    pub employee_password: Option<String>,
+
+    /// Folder of the built web UI, served at `/`
+    #[arg(long, env = "FRONTEND_DIR", default_value = "frontend/dist")]
+    pub frontend_dir: PathBuf,
+
+    /// Largest request body, in bytes
+    #[arg(long, env = "GRAPHQL_BODY_LIMIT", default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+
+    /// Most records the projection writes in one transaction
+    #[arg(long, env = "GRAPHQL_PROJECTION_BATCH", default_value_t = 1000)]
+    pub projection_batch: usize,
+
+    /// Longest an HTTP request may take, body included, in seconds (then 408)
+    #[arg(long, env = "GRAPHQL_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
+
+    /// Password hashes (Argon2, 19 MiB each) computed at once; further logins and registrations wait
+    #[arg(long, env = "GRAPHQL_HASH_CONCURRENCY", default_value_t = 2)]
+    pub hash_concurrency: usize,
+
+    /// Failed logins of one user name per window before RATE_LIMITED
+    #[arg(long, env = "GRAPHQL_LOGIN_FAILURES_PER_USER", default_value_t = 5)]
+    pub login_failures_per_user: u32,
+
+    /// Failed logins from one client address per window before RATE_LIMITED
+    #[arg(long, env = "GRAPHQL_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 30)]
+    pub login_failures_per_address: u32,
+
+    /// Window of the failed-login limits, in seconds
+    #[arg(long, env = "GRAPHQL_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 300)]
+    pub login_failure_window_secs: u64,
+
+    /// Operations (subscriptions included) running at once on one websocket
+    #[arg(long, env = "GRAPHQL_WS_MAX_OPERATIONS", default_value_t = 32)]
+    pub ws_max_operations: usize,
+
+    /// Websocket operations running at once on this instance
+    #[arg(long, env = "GRAPHQL_MAX_SUBSCRIPTIONS", default_value_t = 10_000)]
+    pub max_subscriptions: usize,
+
+    /// How often a websocket operation re-reads its session, in seconds (logouts are also announced at once)
+    #[arg(long, env = "GRAPHQL_SESSION_RECHECK_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_recheck_secs: u64,
+}

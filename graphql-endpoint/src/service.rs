@@ -1,0 +1,126 @@
+//! A running gateway: its connections, its background work (projection, live feed, result listener) and its
+//! schema.
+
+use crate::config::Config;
+use crate::gateway::{self, Gateway, Settings};
+use crate::live::{self, Hub};
+use crate::results::{self, Results};
+use crate::schema::{self, BankSchema};
+use crate::{limits, projection, store};
+use anyhow::Context;
+use bank_core::registry::Codec;
+use bank_core::shutdown::CancellationToken;
+use rdkafka::producer::FutureProducer;
+use sqlx::postgres::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// User names whose failed logins are tracked at most (and as many client addresses).
+pub const MAX_TRACKED_LOGIN_FAILURES: usize = 100_000;
+
+/// A running gateway's parts, for the HTTP layer and for tests that execute the schema directly.
+pub struct Service {
+    pub gateway: Arc<Gateway>,
+    pub schema: BankSchema,
+}
+
+/// Connects to Postgres and Kafka and starts the background work (projection, live feed, result listener).
+pub async fn start(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Arc<Service>, Vec<JoinHandle<()>>)> {
+    let pool = bank_core::db::connect(&config.database.database_url, config.database.database_max_connections)
+        .await
+        .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+    bank_core::db::migrate(&pool, store::SCHEMA, store::MIGRATIONS).await.context("database migration failed")?;
+    let producer = bank_core::kafka::producer(&config.common.kafka_brokers, "graphql-endpoint")
+        .context("failed to create producer")?;
+    let codec =
+        Arc::new(Codec::new(&config.common.schema_registry_url).context("failed to create the registry codec")?);
+    let gateway = Arc::new(gateway_of(config, pool, producer, codec));
+    let tasks = vec![
+        spawn_live_feed(config, &gateway, shutdown)?,
+        tokio::spawn(results::run_listener(gateway.results.clone(), gateway.pool.clone(), shutdown.clone())),
+        spawn_projection(config, &gateway, shutdown)?,
+    ];
+    if let Some(password) = &config.employee_password {
+        let username = gateway::normalise_username(&config.employee_username)
+            .context("EMPLOYEE_USERNAME must be 3 to 32 letters, digits, '.', '_' or '-'")?;
+        gateway.ensure_employee(&username, password).await.context("cannot create the bank employee")?;
+        tracing::info!(username = %username, "bank employee ready");
+    }
+    let schema = schema::build(gateway.clone());
+    Ok((Arc::new(Service { gateway, schema }), tasks))
+}
+
+/// The gateway's domain state, as configured.
+fn gateway_of(config: &Config, pool: PgPool, producer: FutureProducer, codec: Arc<Codec>) -> Gateway {
+    let mut settings = Settings::new(
+        &config.common.topic_prefix,
+        Duration::from_millis(config.result_timeout_ms),
+        config.session_ttl_secs,
+        config.default_limit_cents,
+    );
+    settings.employee_username = config.employee_username.to_ascii_lowercase();
+    settings.session_recheck = Duration::from_secs(config.session_recheck_secs);
+    settings.socket_operations = config.ws_max_operations;
+    let window = Duration::from_secs(config.login_failure_window_secs);
+    Gateway {
+        pool,
+        producer,
+        codec,
+        hub: Arc::new(Hub::default()),
+        results: Arc::new(Results::default()),
+        settings,
+        hashes: limits::HashPool::new(config.hash_concurrency),
+        user_failures: limits::FailureLimiter::new(config.login_failures_per_user, window, MAX_TRACKED_LOGIN_FAILURES),
+        address_failures: limits::FailureLimiter::new(
+            config.login_failures_per_address,
+            window,
+            MAX_TRACKED_LOGIN_FAILURES,
+        ),
+        subscriptions: limits::Slots::new(config.max_subscriptions),
+    }
+}
+
+/// The live feed: every instance reads everything, from the end, under a group of its own that never commits.
+fn spawn_live_feed(config: &Config, gateway: &Gateway, shutdown: &CancellationToken) -> anyhow::Result<JoinHandle<()>> {
+    let instance = bank_core::token::random_hex::<4>();
+    let live_group = format!("{}{}-live-{instance}", config.common.topic_prefix, config.group);
+    let consumer = bank_core::kafka::consumer(&config.common.kafka_brokers, &live_group, "graphql-endpoint-live")
+        .context("failed to create the live consumer")?;
+    Ok(tokio::spawn(live::run_transactions(
+        gateway.hub.clone(),
+        consumer,
+        gateway.codec.clone(),
+        gateway.settings.topics.balance_changed.clone(),
+        shutdown.clone(),
+    )))
+}
+
+/// The projection, under the group all instances share; when it fails, the whole service stops.
+fn spawn_projection(
+    config: &Config,
+    gateway: &Gateway,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let group = format!("{}{}", config.common.topic_prefix, config.group);
+    let consumer = bank_core::kafka::consumer(&config.common.kafka_brokers, &group, "graphql-endpoint")
+        .context("failed to create consumer")?;
+    let projection = projection::Projection {
+        pool: gateway.pool.clone(),
+        codec: gateway.codec.clone(),
+        producer: gateway.producer.clone(),
+        topics: gateway.settings.topics.clone(),
+        batch_size: config.projection_batch.max(1),
+        batch_wait: Duration::from_millis(5),
+    };
+    let stop = shutdown.clone();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = projection.run(consumer, stop.clone()).await {
+            tracing::error!(error = format!("{e:#}"), "projection stopped");
+            stop.cancel();
+        }
+    }))
+}
