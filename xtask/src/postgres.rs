@@ -140,74 +140,13 @@ fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Record> {
         "PostgreSQL server is not installed (no /usr/lib/postgresql/<version>/bin/postgres): run `cargo xtask test` \
          once as root, or `apt-get install postgresql`",
     )?;
-    let mut managed = false;
-    let (data_dir, admin) = if system_cluster_mode() {
-        let clusters = run(Command::new("pg_lsclusters").arg("-h"), "pg_lsclusters")?;
-        let line = clusters.lines().find(|l| l.split_whitespace().next() == Some(version.as_str()));
-        let line = match line {
-            Some(l) => l.to_owned(),
-            None => {
-                eprintln!("  creating PostgreSQL {version} cluster `main`");
-                run(Command::new("pg_createcluster").args([version.as_str(), "main"]), "pg_createcluster")?;
-                run(Command::new("pg_lsclusters").arg("-h"), "pg_lsclusters")?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            }
-        };
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let (name, port, status, data) = (
-            cols.get(1).copied().unwrap_or("main"),
-            cols.get(2).copied().unwrap_or(""),
-            cols.get(3).copied().unwrap_or(""),
-            cols.get(5).copied().unwrap_or(""),
-        );
-        if port != PORT {
-            bail!(
-                "the PostgreSQL {version}/{name} cluster uses port {port}; the stack expects {PORT} (or set DATABASE_URL)"
-            );
-        }
-        if status != "online" {
-            if proc::port_open(ADDRESS) {
-                bail!(
-                    "port {PORT} is taken by a process that is not the {version}/{name} cluster; stop it or set DATABASE_URL"
-                );
-            }
-            run(Command::new("pg_ctlcluster").args([version.as_str(), name, "start"]), "pg_ctlcluster start")?;
-            managed = true;
-        }
-        (PathBuf::from(data), Admin::System)
+    let (data_dir, admin, managed) = if system_cluster_mode() {
+        let (data, managed) = start_system_cluster(&version)?;
+        (data, Admin::System, managed)
     } else {
         let data = paths.data().join("postgres");
-        if !data.join("PG_VERSION").exists() {
-            eprintln!("  initialising a private PostgreSQL cluster in {}", data.display());
-            std::fs::create_dir_all(&data)?;
-            run(
-                Command::new(bin.join("initdb"))
-                    .args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "-D"])
-                    .arg(&data),
-                "initdb",
-            )?;
-        }
-        if !ready() {
-            if proc::port_open(ADDRESS) {
-                bail!("port {PORT} is taken by another process; stop it or set DATABASE_URL");
-            }
-            let opts =
-                format!("-c listen_addresses=localhost -c port={PORT} -c unix_socket_directories={}", data.display());
-            run(
-                Command::new(bin.join("pg_ctl"))
-                    .arg("-D")
-                    .arg(&data)
-                    .arg("-l")
-                    .arg(log)
-                    .args(["-o", &opts, "-w", "start"]),
-                "pg_ctl start",
-            )?;
-            managed = true;
-        }
-        (data.clone(), Admin::Private { bin, socket: data })
+        let managed = start_private_cluster(&bin, &data, log)?;
+        (data.clone(), Admin::Private { bin, socket: data }, managed)
     };
     proc::wait_until("postgres", Duration::from_secs(60), ready)?;
 
@@ -232,6 +171,73 @@ fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Record> {
         managed,
         started_at: now_secs(),
     })
+}
+
+/// Starts Debian's cluster of `version` (creating it if there is none) unless it runs; returns its data folder
+/// and whether this call started it.
+fn start_system_cluster(version: &str) -> anyhow::Result<(PathBuf, bool)> {
+    let mut managed = false;
+    let clusters = run(Command::new("pg_lsclusters").arg("-h"), "pg_lsclusters")?;
+    let line = clusters.lines().find(|l| l.split_whitespace().next() == Some(version));
+    let line = match line {
+        Some(l) => l.to_owned(),
+        None => {
+            eprintln!("  creating PostgreSQL {version} cluster `main`");
+            run(Command::new("pg_createcluster").args([version, "main"]), "pg_createcluster")?;
+            run(Command::new("pg_lsclusters").arg("-h"), "pg_lsclusters")?.lines().next().unwrap_or_default().to_owned()
+        }
+    };
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    let (name, port, status, data) = (
+        cols.get(1).copied().unwrap_or("main"),
+        cols.get(2).copied().unwrap_or(""),
+        cols.get(3).copied().unwrap_or(""),
+        cols.get(5).copied().unwrap_or(""),
+    );
+    if port != PORT {
+        bail!(
+            "the PostgreSQL {version}/{name} cluster uses port {port}; the stack expects {PORT} (or set DATABASE_URL)"
+        );
+    }
+    if status != "online" {
+        if proc::port_open(ADDRESS) {
+            bail!(
+                "port {PORT} is taken by a process that is not the {version}/{name} cluster; stop it or set DATABASE_URL"
+            );
+        }
+        run(Command::new("pg_ctlcluster").args([version, name, "start"]), "pg_ctlcluster start")?;
+        managed = true;
+    }
+    Ok((PathBuf::from(data), managed))
+}
+
+/// Starts the private cluster in `data` (running `initdb` first if needed) unless it runs; returns whether this
+/// call started it.
+fn start_private_cluster(bin: &Path, data: &Path, log: &Path) -> anyhow::Result<bool> {
+    let mut managed = false;
+    if !data.join("PG_VERSION").exists() {
+        eprintln!("  initialising a private PostgreSQL cluster in {}", data.display());
+        std::fs::create_dir_all(data)?;
+        run(
+            Command::new(bin.join("initdb"))
+                .args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "-D"])
+                .arg(data),
+            "initdb",
+        )?;
+    }
+    if !ready() {
+        if proc::port_open(ADDRESS) {
+            bail!("port {PORT} is taken by another process; stop it or set DATABASE_URL");
+        }
+        let opts =
+            format!("-c listen_addresses=localhost -c port={PORT} -c unix_socket_directories={}", data.display());
+        run(
+            Command::new(bin.join("pg_ctl")).arg("-D").arg(data).arg("-l").arg(log).args(["-o", &opts, "-w", "start"]),
+            "pg_ctl start",
+        )?;
+        managed = true;
+    }
+    Ok(managed)
 }
 
 pub fn database_url(paths: &Paths, password: &str) -> String {
