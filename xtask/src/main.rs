@@ -3,6 +3,7 @@
 mod cmd;
 mod component;
 mod env;
+mod frontend;
 mod http;
 mod kafka;
 mod paths;

@@ -31,6 +31,8 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
     let endpoints = Endpoints::resolve(&paths)?;
     setup::ensure_packages(&endpoints)?;
     setup::build(&paths, opts.release, opts.quiet_build)?;
+    // Before the gateway starts: it serves frontend/dist when that exists at its start.
+    crate::frontend::build(&paths)?;
     let mut state = State::load(&paths.state_file());
     let mut report = UpReport::default();
     let ctx = Ctx { paths: &paths, endpoints: &endpoints };
