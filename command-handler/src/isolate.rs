@@ -192,27 +192,24 @@ impl Handler {
         shutdown: &CancellationToken,
     ) -> (BatchOutcome, bool) {
         let mut outcome = BatchOutcome::default();
-        let interrupted = isolate(
-            self,
-            &mut batch,
-            |r: &mut Incoming, f: &Failure| {
-                r.command = match &r.command {
-                    Command::Transfer(_) | Command::Creation(_) => {
-                        let (Some(id), Some(kind)) = (r.command.id(), r.command.kind()) else { return false };
-                        Command::Unprocessable { id, kind, error: format!("cannot be handled: {}", f.message) }
-                    }
-                    // Not even its failed result could be stored: dead-letter the record only.
-                    Command::Unprocessable { error, .. } => Command::Poison(error.clone()),
-                    Command::Poison(_) => return false,
-                };
-                true
-            },
-            |o| outcome.absorb(o),
-            shutdown,
-        )
-        .await;
+        let interrupted = isolate(self, &mut batch, demote, |o| outcome.absorb(o), shutdown).await;
         (outcome, interrupted)
     }
+}
+
+/// Turns the record isolated as the one that fails its batch into one that can only be dead-lettered: a command
+/// first keeps its id and kind (it gets a failed `UNPROCESSABLE` result with its dead letter); if even that
+/// fails, only the dead letter is left. False if it is already a bare dead letter.
+pub fn demote(r: &mut Incoming, f: &Failure) -> bool {
+    r.command = match &r.command {
+        Command::Transfer(_) | Command::Creation(_) => {
+            let (Some(id), Some(kind)) = (r.command.id(), r.command.kind()) else { return false };
+            Command::Unprocessable { id, kind, error: format!("cannot be handled: {}", f.message) }
+        }
+        Command::Unprocessable { error, .. } => Command::Poison(error.clone()),
+        Command::Poison(_) => return false,
+    };
+    true
 }
 
 #[cfg(test)]
@@ -279,6 +276,31 @@ mod tests {
         let (committed, attempts) = run(&mut items).await;
         assert_eq!(committed, vec![vec![0]]);
         assert_eq!(attempts, RECORD_ATTEMPTS + 1);
+    }
+
+    #[test]
+    fn an_isolated_command_is_demoted_to_a_failed_result_then_to_a_bare_dead_letter() {
+        let id = bank_core::CommandId::new();
+        let command = bank_core::avro::ConfirmAccountCreation { id, a_type: bank_core::avro::Atype::Auto };
+        let mut r = Incoming {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            key: None,
+            payload: None,
+            command: Command::Creation(command),
+        };
+        let f = Failure { kind: FailureKind::Record, message: "refused".into() };
+        assert!(demote(&mut r, &f));
+        let Command::Unprocessable { id: kept, kind, error } = &r.command else { panic!("{:?}", r.command) };
+        assert_eq!(
+            (*kept, *kind, error.as_str()),
+            (id, crate::plan::CommandKind::Account, "cannot be handled: refused")
+        );
+        let again = Failure { kind: FailureKind::Record, message: "still refused".into() };
+        assert!(demote(&mut r, &again));
+        assert!(matches!(&r.command, Command::Poison(e) if e == "cannot be handled: refused"), "{:?}", r.command);
+        assert!(!demote(&mut r, &again), "a bare dead letter that fails is not the record's fault");
     }
 
     #[test]
