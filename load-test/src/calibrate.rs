@@ -12,7 +12,6 @@ use crate::gql::Api;
 use crate::hist;
 use crate::model::Calibration;
 
-const TOPIC: &str = "load_test_calibration";
 const ROUNDS: u32 = 200;
 
 pub async fn calibrate(brokers: &str, database_url: &str, api: Option<&Api>) -> Calibration {
@@ -39,16 +38,19 @@ fn quantiles(h: &hdrhistogram::Histogram<u64>) -> (f64, f64) {
 }
 
 async fn kafka(brokers: &str) -> anyhow::Result<(f64, f64)> {
+    // A topic of its own, read from its beginning, deleted afterwards.
+    let topic = format!("load_test_calibration_{}", uuid::Uuid::new_v4().simple());
     let admin = bank_core::kafka::admin(brokers)?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    // An existing topic (from an interrupted run) is fine.
-    let _ = admin.create_topics(&[NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1))], &opts).await?;
-    let result = round_trips(brokers).await;
-    let _ = admin.delete_topics(&[TOPIC], &opts).await;
+    for r in admin.create_topics(&[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))], &opts).await? {
+        r.map_err(|(t, e)| anyhow::anyhow!("cannot create {t}: {e}"))?;
+    }
+    let result = round_trips(brokers, &topic).await;
+    let _ = admin.delete_topics(&[&topic], &opts).await;
     result
 }
 
-async fn round_trips(brokers: &str) -> anyhow::Result<(f64, f64)> {
+async fn round_trips(brokers: &str, topic: &str) -> anyhow::Result<(f64, f64)> {
     // The services' own client settings, so the floor is what they can reach.
     let producer: FutureProducer = bank_core::kafka::producer(brokers, "load-test-calibration")?;
     let consumer: StreamConsumer = ClientConfig::new()
@@ -59,7 +61,7 @@ async fn round_trips(brokers: &str) -> anyhow::Result<(f64, f64)> {
         .set("fetch.min.bytes", "1")
         .create()?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(TOPIC, 0, Offset::End)?;
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;
     let mut h = hist::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -69,16 +71,16 @@ async fn round_trips(brokers: &str) -> anyhow::Result<(f64, f64)> {
         let payload = format!("{i}");
         let sent = Instant::now();
         producer
-            .send(FutureRecord::<(), _>::to(TOPIC).payload(&payload), Duration::from_secs(5))
+            .send(FutureRecord::<(), _>::to(topic).payload(&payload), Duration::from_secs(5))
             .await
             .map_err(|(e, _)| e)?;
         loop {
-            let m = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await??;
+            let m = tokio::time::timeout(Duration::from_secs(15), consumer.recv()).await??;
             if rdkafka::Message::payload(&m) == Some(payload.as_bytes()) {
                 break;
             }
         }
-        // The first round trips include the consumer finding its partition's end.
+        // The first round trips include the new topic's leader election and the consumer's first fetch.
         if warm > 0 {
             warm -= 1;
             continue;

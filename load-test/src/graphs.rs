@@ -8,6 +8,15 @@ use crate::model::RunReport;
 
 const SIZE: (u32, u32) = (1000, 600);
 
+/// Two significant digits (axis labels of a log axis).
+fn round2(v: f64) -> String {
+    if !v.is_finite() || v <= 0.0 {
+        return format!("{v}");
+    }
+    let scale = 10f64.powi(v.log10().floor() as i32 - 1);
+    format!("{}", (v / scale).round() * scale)
+}
+
 type Line = (String, Vec<(f64, f64)>);
 type Percentile = (&'static str, fn(&crate::model::Latency) -> f64);
 
@@ -29,7 +38,7 @@ fn bounds(lines: &[Line], f: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)))
 }
 
-/// Draws `lines` on log-log axes (`log`) or linear ones; `marks` are vertical lines at those x.
+/// Draws `lines` on log-log axes (`log`) or linear ones; `spans` are shaded x ranges (the measured windows).
 fn chart(
     path: &Path,
     title: &str,
@@ -37,15 +46,21 @@ fn chart(
     y_desc: &str,
     lines: &[Line],
     log: bool,
-    marks: &[f64],
+    spans: &[(f64, f64)],
 ) -> anyhow::Result<()> {
+    // On log axes x is drawn as log10(x) on a linear axis and labelled with x itself, so that every step's
+    // rate gets a label (plotters labels a short log range sparsely).
     let lines: Vec<Line> = lines
         .iter()
-        .map(|(n, p)| (n.clone(), p.iter().copied().filter(|(x, y)| !log || (*x > 0.0 && *y > 0.0)).collect()))
+        .map(|(n, p)| {
+            let pts = p.iter().copied().filter(|(x, y)| !log || (*x > 0.0 && *y > 0.0));
+            (n.clone(), if log { pts.map(|(x, y)| (x.log10(), y)).collect() } else { pts.collect() })
+        })
         .collect();
     let (x0, x1) = bounds(&lines, |p| p.0);
     let (y0, y1) = bounds(&lines, |p| p.1);
-    let (x0, x1) = padded(x0, x1, log);
+    let (x0, x1) = if log { (x0 - 0.1, x1 + 0.1) } else { padded(x0, x1, false) };
+    let (x0, x1) = if x0.is_finite() && x1.is_finite() { (x0, x1) } else { (0.0, 1.0) };
     let (y0, y1) = padded(y0, y1, log);
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
@@ -54,10 +69,9 @@ fn chart(
     macro_rules! body {
         ($c:expr) => {{
             let mut c = $c;
-            c.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw()?;
-            for &m in marks {
-                c.draw_series(LineSeries::new([(m, y0), (m, y1)], RGBColor(200, 200, 200).stroke_width(1)))?;
-            }
+            let xfmt = |v: &f64| if log { round2(10f64.powf(*v)) } else { format!("{v:.0}") };
+            c.configure_mesh().x_desc(x_desc).y_desc(y_desc).x_label_formatter(&xfmt).draw()?;
+            c.draw_series(spans.iter().map(|&(a, b)| Rectangle::new([(a, y0), (b, y1)], BLUE.mix(0.08).filled())))?;
             for (i, (name, pts)) in lines.iter().enumerate() {
                 let color = Palette99::pick(i).to_rgba();
                 c.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
@@ -68,7 +82,7 @@ fn chart(
         }};
     }
     if log {
-        body!(b.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?);
+        body!(b.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?);
     } else {
         body!(b.build_cartesian_2d(x0..x1, y0..y1)?);
     }
@@ -137,10 +151,10 @@ pub fn resources(r: &RunReport, path: &Path, what: Resource) -> anyhow::Result<(
             (name.clone(), pts)
         })
         .collect();
-    let marks: Vec<f64> = r.steps.iter().flat_map(|s| [s.start_s, s.end_s]).collect();
+    let spans: Vec<(f64, f64)> = r.steps.iter().map(|s| (s.start_s, s.end_s)).collect();
     let (title, y) = match what {
-        Resource::Cpu => ("CPU per component (100 % = one core); grey: measured windows", "CPU %"),
-        Resource::Memory => ("Resident memory per component; grey: measured windows", "RSS (MiB)"),
+        Resource::Cpu => ("CPU per component (100 % = one core); shaded: measured windows", "CPU %"),
+        Resource::Memory => ("Memory per component (RSS; PSS for process trees); shaded: measured windows", "MiB"),
     };
-    chart(path, title, "seconds since start", y, &lines, false, &marks)
+    chart(path, title, "seconds since start", y, &lines, false, &spans)
 }

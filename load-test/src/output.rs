@@ -112,3 +112,101 @@ pub fn summary(r: &RunReport) -> String {
         if r.interrupted { " (interrupted)" } else { "" }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Calibration, Config, Latency, Machine, ResourceSample};
+    use std::collections::BTreeMap;
+
+    fn report() -> RunReport {
+        let mut steps = Vec::new();
+        for (i, rate) in [100.0, 250.0, 500.0].into_iter().enumerate() {
+            let mut latency = BTreeMap::new();
+            let base = 10.0 * (i as f64 + 1.0);
+            for kind in ["answer", "event"] {
+                latency.insert(
+                    kind.to_owned(),
+                    Latency {
+                        count: 10,
+                        p50_ms: base,
+                        p90_ms: base * 2.0,
+                        p99_ms: base * 3.0,
+                        p999_ms: base * 4.0,
+                        max_ms: base * 5.0,
+                        ..Latency::default()
+                    },
+                );
+            }
+            steps.push(Step {
+                mode: "run".into(),
+                offered_rate: rate,
+                achieved_rate: rate,
+                count: 10,
+                confirmed: 10,
+                start_s: i as f64 * 10.0,
+                end_s: i as f64 * 10.0 + 5.0,
+                latency,
+                ..Step::default()
+            });
+        }
+        let mut resources = BTreeMap::new();
+        for c in ["kafka", "postgres", "load-test"] {
+            let s = (0..30)
+                .map(|t| ResourceSample { t: f64::from(t), cpu_percent: 50.0, rss_mib: 100.0, processes: 1 })
+                .collect();
+            resources.insert(c.to_owned(), s);
+        }
+        RunReport {
+            version: 1,
+            id: "t".into(),
+            mode: "run".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            config: Config {
+                rates: vec![100.0, 250.0, 500.0],
+                step_secs: 5,
+                warmup_secs: 0,
+                users: 2,
+                slo_p99_ms: 100.0,
+                endpoint: String::new(),
+                label: String::new(),
+                slo_kind: "event".into(),
+            },
+            machine: Machine::default(),
+            calibration: Calibration::default(),
+            steps,
+            max_sustainable_rate: Some(500.0),
+            interrupted: false,
+            resources,
+            summary: "s".into(),
+        }
+    }
+
+    #[test]
+    fn a_run_writes_json_csv_and_four_svgs() {
+        let dir = std::env::temp_dir().join(format!("load-test-output-{}", uuid::Uuid::new_v4()));
+        let r = report();
+        write(&r, &dir).unwrap();
+        let back = RunReport::from_json(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let steps = std::fs::read_to_string(dir.join("steps.csv")).unwrap();
+        assert_eq!(steps.lines().count(), 1 + 3 * 2, "a header and one row per step and kind");
+        assert_eq!(std::fs::read_to_string(dir.join("resources.csv")).unwrap().lines().count(), 1 + 3 * 30);
+        for svg in ["latency", "throughput", "cpu", "memory"] {
+            let text = std::fs::read_to_string(dir.join(format!("{svg}.svg"))).unwrap();
+            assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"), "{svg}.svg");
+            assert!(text.contains("<polyline"), "{svg}.svg has no line");
+        }
+        let latency = std::fs::read_to_string(dir.join("latency.svg")).unwrap();
+        assert!(latency.contains("event p99") && latency.contains("answer p50"), "legend: {latency}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_summary_names_the_max_rate_and_each_step() {
+        let s = summary(&report());
+        assert!(s.contains("max sustainable 500/s"), "{s}");
+        assert!(s.contains("100/s 10.0/30.0") && s.contains("500/s 30.0/90.0"), "{s}");
+    }
+}

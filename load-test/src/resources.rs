@@ -66,6 +66,13 @@ fn snapshot() -> HashMap<u32, Proc> {
     all
 }
 
+/// Proportional set size in kB: shared pages (PostgreSQL's shared buffers) split among the processes that map
+/// them, so a process tree's memory is not counted once per process.
+fn pss(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
 /// `pid` and its descendants (which are alive now).
 fn tree(all: &HashMap<u32, Proc>, pid: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -104,6 +111,7 @@ pub async fn sample(components: Vec<(String, u32)>, origin: Instant, stop: Cance
         for (name, pid) in &components {
             let pids = tree(&all, *pid);
             let (mut dticks, mut rss) = (0u64, 0u64);
+            let mut pss_kb = 0u64;
             for p in &pids {
                 let Some(proc_) = all.get(p) else { continue };
                 // A process new since the last sample counts from zero CPU at its start: its own total.
@@ -113,13 +121,16 @@ pub async fn sample(components: Vec<(String, u32)>, origin: Instant, stop: Cance
                     0
                 }));
                 rss += proc_.rss_pages;
+                if pids.len() > 1 {
+                    pss_kb += pss(*p).unwrap_or(proc_.rss_pages * 4);
+                }
                 ticks_now.insert(*p, proc_.ticks);
             }
             if !first && let Some(s) = series.get_mut(name) {
                 s.push(ResourceSample {
                     t: (now - origin).as_secs_f64(),
                     cpu_percent: dticks as f64 / TICKS / elapsed * 100.0,
-                    rss_mib: rss as f64 * PAGE / 1_048_576.0,
+                    rss_mib: if pids.len() > 1 { pss_kb as f64 / 1024.0 } else { rss as f64 * PAGE / 1_048_576.0 },
                     processes: u32::try_from(pids.len()).unwrap_or(u32::MAX),
                 });
             }
