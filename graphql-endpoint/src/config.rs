@@ -46,6 +46,10 @@ pub struct Config {
     #[arg(long, env = "FRONTEND_DIR", default_value = "frontend/dist")]
     pub frontend_dir: PathBuf,
 
+    /// Folder of load-test results (`load-test` writes `<id>/run.json` and graphs), served read-only
+    #[arg(long, env = "RESULTS_DIR", default_value = "results")]
+    pub results_dir: PathBuf,
+
     /// Largest request body, in bytes
     #[arg(long, env = "GRAPHQL_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,

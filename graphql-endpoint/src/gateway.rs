@@ -64,6 +64,8 @@ pub struct Settings {
     pub session_recheck: Duration,
     /// Most operations (subscriptions included) running at once on one websocket
     pub socket_operations: usize,
+    /// Folder of load-test results, read by `loadTestRuns`
+    pub results_dir: std::path::PathBuf,
 }
 
 impl Settings {
@@ -76,6 +78,7 @@ impl Settings {
             employee_username: "employee".into(),
             session_recheck: Duration::from_secs(30),
             socket_operations: 32,
+            results_dir: "results".into(),
         }
     }
 }

@@ -51,6 +51,7 @@ pub fn router(service: Arc<Service>, config: &Config) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::new());
     let index = config.frontend_dir.join("index.html");
     let api = api.merge(bank_core::http::probe_routes(ready, bank_core::telemetry::metrics()));
+    let api = api.merge(crate::load_tests::routes(&config.results_dir));
     if index.exists() {
         api.fallback_service(
             tower_http::services::ServeDir::new(&config.frontend_dir)

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod http;
 pub mod limits;
 pub mod live;
+pub mod load_tests;
 pub mod lock;
 pub mod projection;
 pub mod results;

@@ -65,6 +65,7 @@ fn gateway_of(config: &Config, pool: PgPool, producer: FutureProducer, codec: Ar
     settings.employee_username = config.employee_username.to_ascii_lowercase();
     settings.session_recheck = Duration::from_secs(config.session_recheck_secs);
     settings.socket_operations = config.ws_max_operations;
+    settings.results_dir = config.results_dir.clone();
     let window = Duration::from_secs(config.login_failure_window_secs);
     Gateway {
         pool,

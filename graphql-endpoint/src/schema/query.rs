@@ -97,6 +97,12 @@ impl Query {
         })
     }
 
+    /// Load-test runs found in the gateway's results folder (`RESULTS_DIR`), newest first (at most 100):
+    /// their summaries, steps and the paths of their graphs. Public, like `bankStats`.
+    async fn load_test_runs(&self, ctx: &Context<'_>) -> Vec<crate::load_tests::LoadTestRun> {
+        crate::load_tests::runs(gateway(ctx).settings.results_dir.clone()).await
+    }
+
     /// One of your transfers, by the id a mutation returned.
     async fn transfer(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<TransferResult>> {
         let user = signed_in(ctx)?;
