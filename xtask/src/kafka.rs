@@ -187,8 +187,10 @@ fn write_config(paths: &Paths) -> anyhow::Result<(PathBuf, PathBuf)> {
 
 fn java(libs: &Path, log4j: &Path) -> Command {
     let mut c = Command::new("java");
-    c.arg("-Xms512m")
-        .arg("-Xmx512m")
+    // Every integration test provisions its own prefixed topics, and they stay until `down --clean`: a long-lived
+    // dev stack accumulates thousands of partitions, which outgrew a 512 MiB heap.
+    c.arg("-Xms256m")
+        .arg("-Xmx1g")
         .arg("-XX:+UseG1GC")
         .arg("-XX:MaxGCPauseMillis=20")
         .arg("-Djava.awt.headless=true")
