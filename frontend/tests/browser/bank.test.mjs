@@ -282,10 +282,39 @@ describe('the bank in a browser', () => {
     await bobPage.context().close();
   });
 
-  test('the results page renders', async () => {
+  test('the results page draws and compares load-test runs', async () => {
     const page = await newPage();
     await page.goto(`${base}/results`);
     await page.getByRole('heading', { name: 'Load-test results' }).waitFor();
+    const run = (id, scale) => ({
+      name: `${id}.json`,
+      mimeType: 'application/json',
+      buffer: Buffer.from(
+        JSON.stringify({
+          version: 1,
+          id,
+          mode: 'run',
+          config: { slo_kind: 'event', slo_p99_ms: 100 },
+          max_sustainable_rate: 500,
+          steps: [100, 250, 500, 1000].map((r) => ({
+            offered_rate: r,
+            achieved_rate: Math.min(r, 800 * scale),
+            latency: { event: { count: r * 30, p50_ms: (2 + r / 200) * scale, p99_ms: (8 + r / 20) * scale } },
+          })),
+          resources: Object.fromEntries(
+            ['postgres', 'kafka', 'command-handler', 'graphql-endpoint'].map((c, k) => [
+              c,
+              Array.from({ length: 30 }, (_, t) => ({ t, cpu_percent: 10 * (k + 1) + (t % 5), rss_mib: 30 + 20 * k, processes: 1 })),
+            ]),
+          ),
+        }),
+      ),
+    });
+    await page.getByTestId('run-files').setInputFiles([run('baseline', 1), run('tuned', 0.6)]);
+    await page.getByTestId('runs').getByText('tuned').waitFor();
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="charts"] canvas').length >= 6);
+    await page.getByTestId('run-files').setInputFiles([{ name: 'bad.json', mimeType: 'application/json', buffer: Buffer.from('{') }]);
+    await page.getByRole('alert').getByText('bad.json: not JSON').waitFor();
     await shootBoth(page, 'results');
     await page.context().close();
   });

@@ -1,0 +1,79 @@
+// Load-test runs: the `run.json` (version 1) written by load-test (see load-test/README.md), read defensively:
+// a file from elsewhere must not break the page.
+
+export interface Latency {
+  count: number;
+  p50_ms: number | null;
+  p99_ms: number | null;
+}
+
+export interface Step {
+  offered_rate: number;
+  achieved_rate: number;
+  latency: Record<string, Latency>;
+}
+
+export interface Sample {
+  t: number;
+  cpu_percent: number;
+  rss_mib: number;
+}
+
+export interface Run {
+  id: string;
+  mode: string;
+  startedAt: string;
+  sloKind: string;
+  sloP99Ms: number | null;
+  maxSustainableRate: number | null;
+  summary: string;
+  steps: Step[];
+  resources: Record<string, Sample[]>;
+}
+
+type Json = Record<string, unknown>;
+
+const obj = (v: unknown): Json => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : {});
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const str = (v: unknown, fallback = ''): string => (typeof v === 'string' ? v : fallback);
+const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/** Parses a run.json text; throws an Error with a readable message when it is not one. */
+export function parseRun(text: string, fallbackId: string): Run {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new Error('not JSON');
+  }
+  const r = obj(raw);
+  if (r.version !== 1) throw new Error(`unsupported run.json version ${String(r.version ?? 'none')}`);
+  const config = obj(r.config);
+  const steps: Step[] = arr(r.steps).map((s) => {
+    const step = obj(s);
+    const latency: Record<string, Latency> = {};
+    for (const [kind, l] of Object.entries(obj(step.latency))) {
+      const o = obj(l);
+      latency[kind] = { count: num(o.count) ?? 0, p50_ms: num(o.p50_ms), p99_ms: num(o.p99_ms) };
+    }
+    return { offered_rate: num(step.offered_rate) ?? 0, achieved_rate: num(step.achieved_rate) ?? 0, latency };
+  });
+  const resources: Record<string, Sample[]> = {};
+  for (const [name, samples] of Object.entries(obj(r.resources))) {
+    resources[name] = arr(samples).map((s) => {
+      const o = obj(s);
+      return { t: num(o.t) ?? 0, cpu_percent: num(o.cpu_percent) ?? 0, rss_mib: num(o.rss_mib) ?? 0 };
+    });
+  }
+  return {
+    id: str(r.id, fallbackId),
+    mode: str(r.mode, 'run'),
+    startedAt: str(r.started_at),
+    sloKind: str(config.slo_kind, 'event'),
+    sloP99Ms: num(config.slo_p99_ms),
+    maxSustainableRate: num(r.max_sustainable_rate),
+    summary: str(r.summary),
+    steps: steps.sort((a, b) => a.offered_rate - b.offered_rate),
+    resources,
+  };
+}
