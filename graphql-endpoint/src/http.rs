@@ -37,9 +37,16 @@ pub fn router(service: Arc<Service>, config: &Config) -> Router {
     });
     let app = App { service, ws_message_limit: config.body_limit };
     let timeout = Duration::from_secs(config.request_timeout_secs);
+    // GraphiQL bundled with the web UI (no CDN) when it is built; the CDN page otherwise.
+    let bundled = config.frontend_dir.join("graphiql.html");
+    let graphiql_page = if bundled.exists() {
+        axum::routing::get_service(tower_http::services::ServeFile::new(bundled))
+    } else {
+        get(graphiql)
+    };
     let http = Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
-        .route("/graphiql", get(graphiql))
+        .route("/graphql", graphiql_page.clone().post(graphql))
+        .route("/graphiql", graphiql_page)
         .with_state(app.clone())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout));
     // The websocket's life is bounded by its session, not by the request timeout.

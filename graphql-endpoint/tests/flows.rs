@@ -223,11 +223,40 @@ async fn http_surface_limits_and_pages() {
     }
     let r = client.get(format!("http://{ui}/graphiql")).send().await.unwrap();
     assert!(r.text().await.unwrap().contains("/graphql/ws"));
+    // With the bundled GraphiQL page built too, `/graphiql` (and `GET /graphql`) serve it: nothing from a CDN.
+    let bundled =
+        "<!doctype html><title>Open Bank GraphiQL</title><script type=module src=/assets/graphiql.js></script>";
+    std::fs::write(dist.join("graphiql.html"), bundled).unwrap();
+    let router = graphql_endpoint::router(g.service.clone(), &config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ui = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum_serve(listener, router).await });
+    for path in ["/graphiql", "/graphql"] {
+        let r = client.get(format!("http://{ui}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.text().await.unwrap(), bundled, "{path} serves the bundled GraphiQL");
+    }
+    let (status, r) = http_at(&client, ui, "{ bankStats { accounts } }").await;
+    assert_eq!(
+        (status, r["data"]["bankStats"]["accounts"].is_string()),
+        (200, true),
+        "POST /graphql still answers: {r}"
+    );
     std::fs::remove_dir_all(&dist).unwrap();
 
     // A malformed bearer token is an unknown session, never a crash.
     let (_, r) = http(g, Some("not-a-token"), "{ me { iban } }").await;
     assert_eq!(code(&r), "UNAUTHENTICATED");
+}
+
+async fn http_at(client: &reqwest::Client, addr: std::net::SocketAddr, query: &str) -> (u16, serde_json::Value) {
+    let r = client
+        .post(format!("http://{addr}/graphql"))
+        .json(&serde_json::json!({ "query": query }))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {

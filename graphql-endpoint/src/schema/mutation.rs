@@ -50,11 +50,7 @@ impl Mutation {
         amount_cents: i32,
         idempotency_key: Option<ID>,
     ) -> ApiResult<TransferResult> {
-        let user = signed_in(ctx)?;
-        let amount = validate::amount(amount_cents)?;
-        let key = validate::idempotency_key(idempotency_key.map(|k| k.0))?;
-        let iban = own_account(user)?;
-        Ok(gateway(ctx).submit(user, bank_core::CASH, iban, amount, "cash deposit", key).await?.into())
+        Ok(cash(ctx, Cash::Deposit, amount_cents, idempotency_key).await?)
     }
 
     /// Takes cash out of your account. Sending the same `idempotencyKey` again returns the first result and
@@ -65,11 +61,7 @@ impl Mutation {
         amount_cents: i32,
         idempotency_key: Option<ID>,
     ) -> ApiResult<TransferResult> {
-        let user = signed_in(ctx)?;
-        let amount = validate::amount(amount_cents)?;
-        let key = validate::idempotency_key(idempotency_key.map(|k| k.0))?;
-        let iban = own_account(user)?;
-        Ok(gateway(ctx).submit(user, iban, bank_core::CASH, amount, "cash withdrawal", key).await?.into())
+        Ok(cash(ctx, Cash::Withdrawal, amount_cents, idempotency_key).await?)
     }
 
     /// Moves money from your account to `to`. Waits briefly for the bank's answer, else reports PENDING.
@@ -90,6 +82,24 @@ impl Mutation {
         let iban = own_account(user)?;
         Ok(gateway(ctx).submit(user, iban, to.as_str(), amount, &description, key).await?.into())
     }
+}
+
+enum Cash {
+    Deposit,
+    Withdrawal,
+}
+
+/// Pays cash in or takes it out of the signed-in user's account.
+async fn cash(ctx: &Context<'_>, kind: Cash, amount_cents: i32, key: Option<ID>) -> GatewayResult<TransferResult> {
+    let user = signed_in(ctx)?;
+    let amount = validate::amount(amount_cents)?;
+    let key = validate::idempotency_key(key.map(|k| k.0))?;
+    let iban = own_account(user)?;
+    let (from, to, description) = match kind {
+        Cash::Deposit => (bank_core::CASH, iban, "cash deposit"),
+        Cash::Withdrawal => (iban, bank_core::CASH, "cash withdrawal"),
+    };
+    Ok(gateway(ctx).submit(user, from, to, amount, description, key).await?.into())
 }
 
 /// A new session of `user`, with its account.
