@@ -54,6 +54,12 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         settle_secs: u64,
     },
+    /// Start the stack with release builds and run the load test: `cargo xtask load-test [run|pipeline|anchor] [flags]`
+    LoadTest {
+        /// Passed to the load tester (see load-test/README.md)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Restart kafka or postgres in place (used by the resilience tests)
     Restart { component: String },
     /// Install what is missing, start the stack, run every test, stop what was started
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
         Cmd::Status => cmd::status::status().map(|ok| if ok { 0 } else { 1 }),
         Cmd::Logs { component, lines } => cmd::logs::logs(component.as_deref(), lines).map(|()| 0),
         Cmd::Audit { settle_secs } => cmd::audit::audit(settle_secs),
+        Cmd::LoadTest { args } => cmd::load_test::load_test(&args),
         Cmd::Restart { component } => cmd::restart::restart(&component).map(|()| 0),
         Cmd::Test { no_lint, keep_up } => cmd::test::run(&cmd::test::TestOptions { lint: !no_lint, keep_up }),
     };

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod down;
+pub mod load_test;
 pub mod logs;
 pub mod restart;
 pub mod status;

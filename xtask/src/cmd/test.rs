@@ -93,6 +93,12 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
     banner("cargo test --workspace");
     let (tests_ok, counts) = cargo_test(&paths, &endpoints)?;
 
+    banner("a short load test (run and pipeline), checked");
+    checks.push((
+        "a short load test records every transfer and writes its results".into(),
+        crate::cmd::load_test::check(&paths)?,
+    ));
+
     banner("pipeline under load, then `cargo xtask audit`");
     checks.push(("the running pipeline handles load and `audit` passes".into(), pipeline_check(&paths)?));
 
