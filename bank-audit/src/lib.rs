@@ -14,7 +14,6 @@ use bank_core::avro::{
 };
 use bank_core::registry::Codec;
 use bank_core::topics;
-use sqlx::Row;
 use sqlx::postgres::PgPool;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -113,7 +112,8 @@ impl Auditor {
 
     /// Money is conserved.
     async fn money_conserved(&self, report: &mut Report) -> anyhow::Result<()> {
-        let row = sqlx::query(
+        // Sums as text: a sum of BIGINTs is NUMERIC, and can exceed i64.
+        let (n, total, opening, deposits, withdrawals): (i64, String, String, String, String) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM bank.accounts), \
                     (SELECT coalesce(sum(balance), 0)::text FROM bank.accounts), \
                     (SELECT coalesce(sum(opening_balance), 0)::text FROM bank.accounts), \
@@ -122,9 +122,8 @@ impl Auditor {
         )
         .fetch_one(&self.pool)
         .await?;
-        let n: i64 = row.get(0);
-        let num = |i: usize| -> anyhow::Result<i128> { Ok(row.get::<String, _>(i).parse()?) };
-        let (total, opening, deposits, withdrawals) = (num(1)?, num(2)?, num(3)?, num(4)?);
+        let num = |s: String| -> anyhow::Result<i128> { Ok(s.parse()?) };
+        let (total, opening, deposits, withdrawals) = (num(total)?, num(opening)?, num(deposits)?, num(withdrawals)?);
         report.add(
             "money conserved",
             total == opening + deposits - withdrawals,
@@ -186,11 +185,10 @@ impl Auditor {
         progress("reading the command topics");
         // Offsets first, results second: every command below these offsets has its result stored by now.
         let handled = self.handled_offsets(command_topics).await?;
-        let stored: HashMap<Uuid, bool> = sqlx::query("SELECT id, confirmed FROM bank.results")
+        let stored: HashMap<Uuid, bool> = sqlx::query_as::<_, (Uuid, bool)>("SELECT id, confirmed FROM bank.results")
             .fetch_all(&self.pool)
             .await?
-            .iter()
-            .map(|r| (r.get::<Uuid, _>(0), r.get::<bool, _>(1)))
+            .into_iter()
             .collect();
         let mut commands: HashMap<Uuid, String> = HashMap::new();
         let mut undecodable = 0u64;
@@ -290,7 +288,7 @@ impl Auditor {
         progress: Progress<'_>,
     ) -> anyhow::Result<()> {
         loop {
-            let row = sqlx::query(
+            let (differ, projected, expected): (i64, i64, i64) = sqlx::query_as(
                 "SELECT \
                    (SELECT count(*) FROM bank.accounts b LEFT JOIN gateway.accounts g ON g.iban = b.iban \
                     WHERE (g.last_seq > 0 AND g.balance <> b.balance) \
@@ -301,7 +299,6 @@ impl Auditor {
             )
             .fetch_one(&self.pool)
             .await?;
-            let (differ, projected, expected): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
             let ok = differ == 0 && projected == expected;
             if ok || Instant::now() >= deadline {
                 report.add(
