@@ -2,6 +2,7 @@
 import { Client, cacheExchange, fetchExchange, subscriptionExchange } from 'urql';
 import { createClient as createWsClient, type Client as WsClient } from 'graphql-ws';
 import { useSyncExternalStore } from 'react';
+import { websocketUrl } from './wsUrl';
 
 export type LinkState = 'connecting' | 'connected' | 'reconnecting';
 
@@ -25,10 +26,6 @@ export function useLinkState(): LinkState {
   );
 }
 
-export function websocketUrl(): string {
-  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/graphql/ws`;
-}
 
 export interface BankClient {
   urql: Client;
