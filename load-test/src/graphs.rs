@@ -20,14 +20,9 @@ fn round2(v: f64) -> String {
 type Line = (String, Vec<(f64, f64)>);
 type Percentile = (&'static str, fn(&crate::model::Latency) -> f64);
 
-fn padded(lo: f64, hi: f64, log: bool) -> (f64, f64) {
-    let (lo, hi) = if lo.is_finite() && hi.is_finite() && lo <= hi { (lo, hi) } else { (1.0, 10.0) };
-    if log {
-        let lo = lo.max(0.01);
-        (lo / 1.5, (hi.max(lo)) * 1.5)
-    } else {
-        (0.0, if hi > 0.0 { hi * 1.1 } else { 1.0 })
-    }
+/// A linear axis from 0 to a little above the highest value.
+fn padded(hi: f64) -> (f64, f64) {
+    (0.0, if hi.is_finite() && hi > 0.0 { hi * 1.1 } else { 1.0 })
 }
 
 fn bounds(lines: &[Line], f: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
@@ -48,44 +43,36 @@ fn chart(
     log: bool,
     spans: &[(f64, f64)],
 ) -> anyhow::Result<()> {
-    // On log axes x is drawn as log10(x) on a linear axis and labelled with x itself, so that every step's
-    // rate gets a label (plotters labels a short log range sparsely).
+    // On log axes both coordinates are drawn as log10 on linear axes and labelled with the values themselves
+    // (plotters labels a short log range sparsely).
     let lines: Vec<Line> = lines
         .iter()
         .map(|(n, p)| {
             let pts = p.iter().copied().filter(|(x, y)| !log || (*x > 0.0 && *y > 0.0));
-            (n.clone(), if log { pts.map(|(x, y)| (x.log10(), y)).collect() } else { pts.collect() })
+            (n.clone(), if log { pts.map(|(x, y)| (x.log10(), y.log10())).collect() } else { pts.collect() })
         })
         .collect();
     let (x0, x1) = bounds(&lines, |p| p.0);
     let (y0, y1) = bounds(&lines, |p| p.1);
-    let (x0, x1) = if log { (x0 - 0.1, x1 + 0.1) } else { padded(x0, x1, false) };
+    let (x0, x1) = if log { (x0 - 0.1, x1 + 0.1) } else { padded(x1) };
     let (x0, x1) = if x0.is_finite() && x1.is_finite() { (x0, x1) } else { (0.0, 1.0) };
-    let (y0, y1) = padded(y0, y1, log);
+    let (y0, y1) = if log { (y0 - 0.1, y1 + 0.1) } else { padded(y1) };
+    let (y0, y1) = if y0.is_finite() && y1.is_finite() { (y0, y1) } else { (0.0, 1.0) };
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut b = ChartBuilder::on(&root);
     b.caption(title, ("sans-serif", 22)).margin(15).x_label_area_size(45).y_label_area_size(70);
-    macro_rules! body {
-        ($c:expr) => {{
-            let mut c = $c;
-            let xfmt = |v: &f64| if log { round2(10f64.powf(*v)) } else { format!("{v:.0}") };
-            c.configure_mesh().x_desc(x_desc).y_desc(y_desc).x_label_formatter(&xfmt).draw()?;
-            c.draw_series(spans.iter().map(|&(a, b)| Rectangle::new([(a, y0), (b, y1)], BLUE.mix(0.08).filled())))?;
-            for (i, (name, pts)) in lines.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
-                c.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
-                    .label(name.clone())
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-            }
-            c.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
-        }};
+    let mut c = b.build_cartesian_2d(x0..x1, y0..y1)?;
+    let fmt = |v: &f64| if log { round2(10f64.powf(*v)) } else { format!("{v:.0}") };
+    c.configure_mesh().x_desc(x_desc).y_desc(y_desc).x_label_formatter(&fmt).y_label_formatter(&fmt).draw()?;
+    c.draw_series(spans.iter().map(|&(a, b)| Rectangle::new([(a, y0), (b, y1)], BLUE.mix(0.08).filled())))?;
+    for (i, (name, pts)) in lines.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        c.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    if log {
-        body!(b.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?);
-    } else {
-        body!(b.build_cartesian_2d(x0..x1, y0..y1)?);
-    }
+    c.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
     root.present()?;
     Ok(())
 }
