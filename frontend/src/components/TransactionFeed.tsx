@@ -102,17 +102,17 @@ export function TransactionFeed({ iban, count, fields = FIELDS, title, onLive }:
             <tbody>
               {rows.map((r) => (
                 <tr key={r.id} data-id={r.id}>
-                  {show('time') && <td className="nowrap">{formatTime(r.at)}</td>}
+                  {show('time') && <td className="nowrap c-time">{formatTime(r.at)}</td>}
                   {show('counterparty') && (
-                    <td className="nowrap">{r.fromTo === 'cash' ? 'Cash' : formatIban(r.fromTo)}</td>
+                    <td className="nowrap c-party">{r.fromTo === 'cash' ? 'Cash' : formatIban(r.fromTo)}</td>
                   )}
-                  {show('description') && <td className="desc">{r.description}</td>}
+                  {show('description') && <td className="desc c-desc">{r.description}</td>}
                   {show('amount') && (
-                    <td className={`num nowrap ${r.direction === 'CREDIT' ? 'credit' : 'debit'}`}>
+                    <td className={`num nowrap c-amount ${r.direction === 'CREDIT' ? 'credit' : 'debit'}`}>
                       {formatChange(r.changedByCents, r.direction)}
                     </td>
                   )}
-                  {show('balance') && <td className="num nowrap">{formatCents(r.newBalanceCents)}</td>}
+                  {show('balance') && <td className="num nowrap c-balance">{formatCents(r.newBalanceCents)}</td>}
                 </tr>
               ))}
             </tbody>

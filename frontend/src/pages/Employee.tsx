@@ -49,7 +49,7 @@ function AccountList({ onFollow, following }: { onFollow: (iban: string) => void
             <thead>
               <tr>
                 <th scope="col">IBAN</th>
-                <th scope="col">Type</th>
+                <th scope="col" className="c-type">Type</th>
                 <th scope="col" className="num">
                   Balance
                 </th>
@@ -62,7 +62,7 @@ function AccountList({ onFollow, following }: { onFollow: (iban: string) => void
               {page.edges.map(({ node }) => (
                 <tr key={node.iban} data-iban={node.iban} className={following === node.iban ? 'selected' : undefined}>
                   <td className="nowrap mono">{formatIban(node.iban)}</td>
-                  <td>{node.aType ?? '–'}</td>
+                  <td className="c-type">{node.aType ?? '–'}</td>
                   <td className="num nowrap">{formatCents(node.balanceCents)}</td>
                   <td>
                     <button
