@@ -82,6 +82,72 @@ pub async fn next_record<'a, C: rdkafka::consumer::ConsumerContext + 'static>(
     }
 }
 
+/// A batch of up to `max` records: the first waits for a record (`None` once `shutdown` fires), the rest are taken
+/// as they come until `max` records or `wait` after the first. A consumer error is logged and the gathering goes on.
+pub async fn next_batch<'a, C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &'a StreamConsumer<C>,
+    shutdown: &tokio_util::sync::CancellationToken,
+    what: &str,
+    max: usize,
+    wait: std::time::Duration,
+) -> Option<Vec<rdkafka::message::BorrowedMessage<'a>>> {
+    let first = next_record(consumer, shutdown, what).await?;
+    let mut batch = Vec::with_capacity(max.clamp(1, 4096));
+    batch.push(first);
+    let deadline = tokio::time::Instant::now() + wait;
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(m)) => batch.push(m),
+            Ok(Err(e)) => tracing::warn!(error = %e, consumer = what, "consumer error"),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// The headers of a `dead_letters` record: where the record came from and why it was set aside.
+pub fn dead_letter_headers(topic: &str, partition: i32, offset: i64, error: &str) -> Vec<(String, String)> {
+    use crate::topics::dead_letter_headers as h;
+    vec![
+        (h::SOURCE_TOPIC.to_owned(), topic.to_owned()),
+        (h::SOURCE_PARTITION.to_owned(), partition.to_string()),
+        (h::SOURCE_OFFSET.to_owned(), offset.to_string()),
+        (h::ERROR.to_owned(), error.to_owned()),
+    ]
+}
+
+/// A record that cannot be processed, as it was read.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+}
+
+/// Sends `source` unchanged to the dead-letter topic `to` with [`dead_letter_headers`], waiting for Kafka's
+/// acknowledgement (at most 30 s).
+pub async fn dead_letter(producer: &FutureProducer, to: &str, source: Source<'_>, error: &str) -> anyhow::Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let mut headers = OwnedHeaders::new();
+    for (key, value) in dead_letter_headers(source.topic, source.partition, source.offset, error) {
+        headers = headers.insert(Header { key: &key, value: Some(&value) });
+    }
+    let mut record = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(to).headers(headers);
+    if let Some(k) = source.key {
+        record = record.key(k);
+    }
+    if let Some(p) = source.payload {
+        record = record.payload(p);
+    }
+    producer
+        .send(record, std::time::Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("cannot dead-letter a record: {e}"))?;
+    Ok(())
+}
+
 pub fn consumer(brokers: &str, group_id: &str, client_id: &str) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
     consumer_config(brokers, group_id, client_id).create()
 }
@@ -111,4 +177,25 @@ pub fn ready_check(producer: &FutureProducer) -> crate::http::ReadyCheck {
         let p = producer.clone();
         Box::pin(async move { reachable(&p).await })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topics::dead_letter_headers as h;
+
+    #[test]
+    fn dead_letter_headers_name_the_source_and_the_error() {
+        let got = dead_letter_headers("p_balance_changed", 3, 42, "bad record");
+        let want: Vec<(String, String)> = [
+            (h::SOURCE_TOPIC, "p_balance_changed"),
+            (h::SOURCE_PARTITION, "3"),
+            (h::SOURCE_OFFSET, "42"),
+            (h::ERROR, "bad record"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        assert_eq!(got, want);
+    }
 }
