@@ -267,7 +267,11 @@ async fn measure(mode: &str, args: RunArgs) -> anyhow::Result<()> {
         },
         machine: machine(&root),
         calibration,
-        max_sustainable_rate: model::max_sustainable_rate(&steps, &slo_kind, args.slo_p99_ms),
+        max_sustainable_rate: if mode == "anchor" {
+            model::max_probe_rate(&steps, &slo_kind, args.slo_p99_ms)
+        } else {
+            model::max_sustainable_rate(&steps, &slo_kind, args.slo_p99_ms)
+        },
         steps,
         interrupted: cancel.is_cancelled(),
         resources,

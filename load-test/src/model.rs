@@ -132,10 +132,18 @@ pub struct ResourceSample {
 /// The spec's rule: the highest offered rate with p99 of `kind` ≤ `slo_ms` and achieved ≥ 98 % of offered.
 /// A step that lost transfers (errors or timeouts) is not sustained either.
 pub fn max_sustainable_rate(steps: &[Step], kind: &str, slo_ms: f64) -> Option<f64> {
+    best(steps.iter().filter(|s| s.achieved_rate >= 0.98 * s.offered_rate), kind, slo_ms)
+}
+
+/// `anchor`: the offered rate is the background load and the achieved rate the probes' (one a second), so only
+/// the probes' p99 and their losses decide.
+pub fn max_probe_rate(steps: &[Step], kind: &str, slo_ms: f64) -> Option<f64> {
+    best(steps.iter(), kind, slo_ms)
+}
+
+fn best<'a>(steps: impl Iterator<Item = &'a Step>, kind: &str, slo_ms: f64) -> Option<f64> {
     steps
-        .iter()
         .filter(|s| !s.interrupted && s.count > 0)
-        .filter(|s| s.achieved_rate >= 0.98 * s.offered_rate)
         .filter(|s| s.errors == 0 && s.timeouts == 0 && s.missing_events == 0)
         .filter(|s| s.latency.get(kind).is_some_and(|l| l.count > 0 && l.p99_ms <= slo_ms))
         .map(|s| s.offered_rate)
@@ -200,6 +208,14 @@ mod tests {
         let mut i = step(300.0, 300.0, 10.0);
         i.interrupted = true;
         assert_eq!(max_sustainable_rate(&[e, t, i], "answer", 100.0), None);
+    }
+
+    #[test]
+    fn anchor_steps_are_judged_by_their_probes_alone() {
+        // One probe a second against a background of 100 and 200/s: achieved is the probes' rate.
+        let steps = [step(100.0, 1.0, 50.0), step(200.0, 1.0, 150.0)];
+        assert_eq!(max_sustainable_rate(&steps, "answer", 100.0), None);
+        assert_eq!(max_probe_rate(&steps, "answer", 100.0), Some(100.0));
     }
 
     #[test]
