@@ -126,6 +126,13 @@ pub struct Source<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
+impl<'a> Source<'a> {
+    /// The record `m` as read from Kafka.
+    pub fn of<M: rdkafka::message::Message>(m: &'a M) -> Self {
+        Self { topic: m.topic(), partition: m.partition(), offset: m.offset(), key: m.key(), payload: m.payload() }
+    }
+}
+
 /// Sends `source` unchanged to the dead-letter topic `to` with [`dead_letter_headers`], waiting for Kafka's
 /// acknowledgement (at most 30 s).
 pub async fn dead_letter(producer: &FutureProducer, to: &str, source: Source<'_>, error: &str) -> anyhow::Result<()> {

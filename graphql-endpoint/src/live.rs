@@ -7,6 +7,7 @@ use crate::lock::lock;
 use crate::store::BalanceRecord;
 use bank_core::avro::BalanceChanged;
 use bank_core::registry::Codec;
+use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -101,7 +102,7 @@ pub async fn run_transactions(
     shutdown: CancellationToken,
 ) {
     let consumer = Arc::new(consumer);
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200));
     loop {
         let c = consumer.clone();
         let t = topic.clone();
@@ -114,11 +115,9 @@ pub async fn run_transactions(
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot assign the live feed yet; retrying"),
             Err(e) => tracing::warn!(error = %e, "assigning the live feed failed; retrying"),
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
+        if !backoff.sleep_or_cancelled(&shutdown).await {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     hub.live_assigned.store(true, Ordering::Relaxed);
     while let Some(m) = bank_core::kafka::next_record(consumer.as_ref(), &shutdown, "live feed").await {

@@ -5,15 +5,15 @@
 
 use crate::live::record_of;
 use crate::store::{self, ProjectionBatch};
-use bank_core::avro::{
-    AccountCreationConfirmed, AccountCreationFailed, BalanceChanged, MoneyTransferConfirmed, MoneyTransferFailed,
-};
+use bank_core::inbound::Inbound;
+use bank_core::kafka::{Source, dead_letter, next_batch};
 use bank_core::registry::{Codec, CodecError};
+use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;
-use bank_core::topics::{self, TopicNames};
+use bank_core::topics::TopicNames;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::postgres::PgPool;
 use std::collections::{HashMap, VecDeque};
@@ -43,24 +43,14 @@ pub struct Projection {
 impl Projection {
     pub async fn run(self, consumer: StreamConsumer, shutdown: CancellationToken) -> anyhow::Result<()> {
         consumer.subscribe(&consumed(&self.topics))?;
-        while let Some(first) = bank_core::kafka::next_record(&consumer, &shutdown, "projection").await {
+        while let Some(records) = next_batch(&consumer, &shutdown, "projection", self.batch_size, self.batch_wait).await
+        {
             let mut entries: Vec<Entry> = Vec::new();
             let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
-            let mut count = 0;
-            self.add(&mut entries, &first, &shutdown).await?;
-            offsets.insert((first.topic().to_owned(), first.partition()), first.offset() + 1);
-            count += 1;
-            let deadline = tokio::time::Instant::now() + self.batch_wait;
-            while count < self.batch_size {
-                match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                    Ok(Ok(m)) => {
-                        self.add(&mut entries, &m, &shutdown).await?;
-                        offsets.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
-                        count += 1;
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "projection consumer error"),
-                    Err(_) => break,
-                }
+            let count = records.len();
+            for m in &records {
+                self.add(&mut entries, m, &shutdown).await?;
+                offsets.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
             }
             if shutdown.is_cancelled() {
                 // Nothing of this batch is written; the group's committed offsets repeat it on the next start.
@@ -93,7 +83,7 @@ impl Projection {
         m: &BorrowedMessage<'_>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100));
         loop {
             let mut batch = ProjectionBatch::default();
             match self.decode_into(&mut batch, m).await {
@@ -111,15 +101,13 @@ impl Projection {
                 Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
                     tracing::warn!(error = %e, "schema registry unavailable; retrying");
                     self.codec.forget_failures();
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.sleep().await;
                 }
                 Err(e) if e.is_transient() => return Ok(()),
                 Err(e) => {
                     metrics::counter!("gateway_projection_dead_letters_total").increment(1);
                     tracing::warn!(error = %e, topic = m.topic(), partition = m.partition(), offset = m.offset(), "dead-lettering an undecodable record");
-                    self.dead_letter(m.topic(), m.partition(), m.offset(), m.key(), m.payload(), &e.to_string())
-                        .await?;
+                    dead_letter(&self.producer, &self.topics.dead_letters, Source::of(m), &e.to_string()).await?;
                     return Ok(());
                 }
             }
@@ -142,7 +130,7 @@ impl Projection {
         while let Some(range) = queue.pop_front() {
             let Some(part) = entries.get(range.clone()) else { continue };
             let batch = merged(part);
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = Backoff::new(Duration::from_millis(100));
             let mut record_failures = 0;
             loop {
                 let e = match store::project(&self.pool, &batch).await {
@@ -166,15 +154,14 @@ impl Projection {
                             metrics::counter!("gateway_projection_dead_letters_total").increment(1);
                             tracing::error!(error = %e, topic = %one.topic, partition = one.partition, offset = one.offset, "dead-lettering a record that cannot be projected");
                             let error = format!("cannot be projected: {e}");
-                            self.dead_letter(
-                                &one.topic,
-                                one.partition,
-                                one.offset,
-                                one.key.as_deref(),
-                                one.payload.as_deref(),
-                                &error,
-                            )
-                            .await?;
+                            let source = Source {
+                                topic: &one.topic,
+                                partition: one.partition,
+                                offset: one.offset,
+                                key: one.key.as_deref(),
+                                payload: one.payload.as_deref(),
+                            };
+                            dead_letter(&self.producer, &self.topics.dead_letters, source, &error).await?;
                         } else {
                             let mid = range.start + range.len() / 2;
                             queue.push_front(mid..range.end);
@@ -183,66 +170,27 @@ impl Projection {
                         break;
                     }
                 }
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(None),
-                    () = tokio::time::sleep(backoff) => {}
+                if !backoff.sleep_or_cancelled(shutdown).await {
+                    return Ok(None);
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
         Ok(Some(total))
     }
 
     async fn decode_into(&self, batch: &mut ProjectionBatch, m: &BorrowedMessage<'_>) -> Result<(), CodecError> {
-        let t = &self.topics;
-        let topic = m.topic();
-        let payload = m.payload();
-        if topic == t.balance_changed {
-            let b = self.codec.decode::<BalanceChanged>(payload).await?;
-            batch.balances.push(record_of(b, m));
-        } else if topic == t.account_creation_confirmed {
-            let a = self.codec.decode::<AccountCreationConfirmed>(payload).await?;
-            batch.accounts_opened.push((a.id.as_uuid(), a.iban, a.token, a.a_type.symbol().to_owned()));
-        } else if topic == t.account_creation_failed {
-            let a = self.codec.decode::<AccountCreationFailed>(payload).await?;
-            batch.accounts_refused.push((a.id.as_uuid(), a.reason));
-        } else if topic == t.money_transfer_confirmed {
-            let r = self.codec.decode::<MoneyTransferConfirmed>(payload).await?;
-            batch.results.push((r.id.as_uuid(), true, None));
-        } else if topic == t.money_transfer_failed {
-            let r = self.codec.decode::<MoneyTransferFailed>(payload).await?;
-            batch.results.push((r.id.as_uuid(), false, Some(r.reason)));
+        // The consumer subscribes only to the projected topics; anything else adds nothing.
+        let Some(kind) = self.topics.kind_of(m.topic()) else { return Ok(()) };
+        match Inbound::decode(&self.codec, kind, m.payload()).await? {
+            Inbound::BalanceChanged(b) => batch.balances.push(record_of(b, m)),
+            Inbound::AccountCreationConfirmed(a) => {
+                batch.accounts_opened.push((a.id.as_uuid(), a.iban, a.token, a.a_type.symbol().to_owned()));
+            }
+            Inbound::AccountCreationFailed(a) => batch.accounts_refused.push((a.id.as_uuid(), a.reason)),
+            Inbound::MoneyTransferConfirmed(r) => batch.results.push((r.id.as_uuid(), true, None)),
+            Inbound::MoneyTransferFailed(r) => batch.results.push((r.id.as_uuid(), false, Some(r.reason))),
+            Inbound::Heartbeat(_) | Inbound::ConfirmAccountCreation(_) | Inbound::ConfirmMoneyTransfer(_) => {}
         }
-        Ok(())
-    }
-
-    async fn dead_letter(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
-        error: &str,
-    ) -> anyhow::Result<()> {
-        let partition = partition.to_string();
-        let offset = offset.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: topics::dead_letter_headers::SOURCE_TOPIC, value: Some(topic) })
-            .insert(Header { key: topics::dead_letter_headers::SOURCE_PARTITION, value: Some(&partition) })
-            .insert(Header { key: topics::dead_letter_headers::SOURCE_OFFSET, value: Some(&offset) })
-            .insert(Header { key: topics::dead_letter_headers::ERROR, value: Some(error) });
-        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topics.dead_letters).headers(headers);
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        if let Some(p) = payload {
-            record = record.payload(p);
-        }
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| anyhow::anyhow!("cannot dead-letter a record: {e}"))?;
         Ok(())
     }
 }

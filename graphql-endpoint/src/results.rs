@@ -7,6 +7,7 @@
 use crate::limits::SUBSCRIBER_BUFFER;
 use crate::lock::lock;
 use crate::status::TransferStatus;
+use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;
 use serde::Deserialize;
 use sqlx::postgres::{PgListener, PgPool};
@@ -134,7 +135,7 @@ impl Results {
 /// Listens for the projection's notices (all instances receive all of them) and delivers them, reconnecting
 /// with a bounded backoff.
 pub async fn run_listener(results: std::sync::Arc<Results>, pool: PgPool, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200));
     loop {
         let listener = async {
             let mut l = PgListener::connect_with(&pool).await?;
@@ -147,14 +148,13 @@ pub async fn run_listener(results: std::sync::Arc<Results>, pool: PgPool, shutdo
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for results yet; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.sleep().await;
                     continue;
                 }
             },
         };
         results.listening.store(true, Ordering::Relaxed);
-        backoff = Duration::from_millis(200);
+        backoff = Backoff::new(Duration::from_millis(200));
         if listen(&results, listener, &shutdown).await.is_none() {
             return;
         }
