@@ -143,13 +143,17 @@ pub async fn step(ctx: &Ctx, bank: &Bank, no: usize, rate: f64, warmup: Duration
             }
             match answer {
                 Ok((id, status)) => {
-                    g.record("answer", now - t.intended);
+                    // Every answer with a status is timed; anything else is an error, never both.
                     match status.as_str() {
                         "CONFIRMED" => g.confirmed += 1,
                         "FAILED" => g.failed += 1,
                         "PENDING" => g.pending += 1,
-                        other => g.error(format!("status {other}")),
+                        other => {
+                            g.error(format!("status {other}"));
+                            return;
+                        }
                     }
+                    g.record("answer", now - t.intended);
                     if status == "CONFIRMED" || status == "PENDING" {
                         g.expect_events += 1;
                         drop(g);
