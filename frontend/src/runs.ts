@@ -29,6 +29,10 @@ export interface Run {
   summary: string;
   steps: Step[];
   resources: Record<string, Sample[]>;
+  /** Paths of the run's SVG graphs on the gateway (runs listed by `loadTestRuns`). */
+  graphs: string[];
+  /** Listed by the gateway (true) or opened from a file. */
+  fromServer: boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -75,5 +79,42 @@ export function parseRun(text: string, fallbackId: string): Run {
     summary: str(r.summary),
     steps: steps.sort((a, b) => a.offered_rate - b.offered_rate),
     resources,
+    graphs: [],
+    fromServer: false,
+  };
+}
+
+/** A run as `loadTestRuns` lists it: its steps carry p50/p99 of the SLO's latency kind. */
+export interface ServerRun {
+  id: string;
+  mode: string;
+  startedAt: string;
+  summary: string;
+  maxSustainableRate?: number | null;
+  sloP99Ms?: number | null;
+  sloKind: string;
+  graphs: string[];
+  steps: { offeredRate: number; achievedRate: number; count: number; p50Ms?: number | null; p99Ms?: number | null }[];
+}
+
+export function fromServer(r: ServerRun): Run {
+  return {
+    id: r.id,
+    mode: r.mode,
+    startedAt: r.startedAt,
+    sloKind: r.sloKind,
+    sloP99Ms: r.sloP99Ms ?? null,
+    maxSustainableRate: r.maxSustainableRate ?? null,
+    summary: r.summary,
+    steps: r.steps
+      .map((s) => ({
+        offered_rate: s.offeredRate,
+        achieved_rate: s.achievedRate,
+        latency: { [r.sloKind]: { count: s.count, p50_ms: s.p50Ms ?? null, p99_ms: s.p99Ms ?? null } },
+      }))
+      .sort((a, b) => a.offered_rate - b.offered_rate),
+    resources: {},
+    graphs: r.graphs,
+    fromServer: true,
   };
 }

@@ -1,6 +1,19 @@
 import { useMemo, useState, type ChangeEvent } from 'react';
+import { useQuery } from 'urql';
+import { graphql } from '../gql';
+import { apiError } from '../errors';
+import { ErrorView } from '../components/ErrorView';
 import { Chart, type ChartSeries } from '../components/Chart';
-import { parseRun, type Run } from '../runs';
+import { fromServer, parseRun, type Run } from '../runs';
+
+const RunsQuery = graphql(`
+  query LoadTestRuns {
+    loadTestRuns {
+      id mode startedAt summary maxSustainableRate sloP99Ms sloKind graphs
+      steps { offeredRate achievedRate count p50Ms p99Ms }
+    }
+  }
+`);
 
 const COLORS = ['#0e7c66', '#0b3d5c', '#c2410c', '#7c3aed', '#b42318', '#0369a1', '#a16207', '#be185d'];
 
@@ -43,6 +56,22 @@ function ThroughputChart({ runs }: { runs: Run[] }) {
   return <Chart title="Achieved against offered" xLabel="offered (per s)" yLabel="achieved (per s)" x={x} series={series} />;
 }
 
+/** CPU or memory of a run listed by the gateway: its own SVG graph (the query carries no samples). */
+function ResourceGraph({ run, what }: { run: Run; what: 'cpu' | 'memory' }) {
+  const src = run.graphs.find((g) => g.endsWith(`/${what}.svg`));
+  if (!src) return null;
+  return (
+    <figure className="chart card">
+      <figcaption>
+        <h3>
+          {what === 'cpu' ? 'CPU' : 'Memory'} per component: {run.id}
+        </h3>
+      </figcaption>
+      <img className="graph" src={src} alt={`${what === 'cpu' ? 'CPU' : 'Memory'} per component during run ${run.id}`} />
+    </figure>
+  );
+}
+
 function ResourceChart({ run, what }: { run: Run; what: 'cpu_percent' | 'rss_mib' }) {
   const { x, series } = useMemo(() => {
     const names = Object.keys(run.resources).sort();
@@ -66,8 +95,17 @@ function ResourceChart({ run, what }: { run: Run; what: 'cpu_percent' | 'rss_mib
 }
 
 export function ResultsPage() {
-  const [runs, setRuns] = useState<Run[]>([]);
+  const [listed] = useQuery({ query: RunsQuery });
+  const serverRuns = useMemo(() => (listed.data?.loadTestRuns ?? []).map(fromServer), [listed.data]);
+  // The newest run is shown until the user picks others.
+  const [picked, setPicked] = useState<string[] | null>(null);
+  const selected = useMemo(() => picked ?? serverRuns.slice(0, 1).map((r) => r.id), [picked, serverRuns]);
+  const [opened, setOpened] = useState<Run[]>([]);
   const [errors, setErrors] = useState<string[]>([]);
+  const runs = useMemo(
+    () => [...serverRuns.filter((r) => selected.includes(r.id)), ...opened],
+    [serverRuns, selected, opened],
+  );
 
   async function open(e: ChangeEvent<HTMLInputElement>) {
     const files = [...(e.target.files ?? [])];
@@ -81,18 +119,69 @@ export function ResultsPage() {
       }
     }
     setErrors(problems);
-    setRuns((rs) => [...rs.filter((r) => !loaded.some((l) => l.id === r.id)), ...loaded]);
+    setOpened((rs) => [...rs.filter((r) => !loaded.some((l) => l.id === r.id)), ...loaded]);
+  }
+
+  function toggle(id: string, on: boolean) {
+    setPicked(on ? [...selected.filter((x) => x !== id), id] : selected.filter((x) => x !== id));
   }
 
   return (
     <>
       <section className="hero">
         <h1>Load-test results</h1>
-        <p>Latency and throughput of the bank under load, from the load tester's run.json files.</p>
+        <p>Latency and throughput of the bank under load. Pick runs to compare them in one chart.</p>
       </section>
-      <section className="card">
-        <div className="field">
-          <label htmlFor="run-files">Open one or more run.json files (results/&lt;run&gt;/run.json) to compare them</label>
+      <section className="card" aria-labelledby="runs-title">
+        <h2 id="runs-title">Runs</h2>
+        <ErrorView error={listed.error ? apiError(listed.error) : null} />
+        {listed.fetching && !listed.data && <p className="muted">Loading runs…</p>}
+        {listed.data && serverRuns.length === 0 && (
+          <p className="muted">
+            No runs in the gateway's results folder yet: run <code>cargo run --release -p load-test</code>.
+          </p>
+        )}
+        {serverRuns.length > 0 && (
+          <div className="table-wrap">
+            <table data-testid="runs">
+              <thead>
+                <tr>
+                  <th scope="col">Compare</th>
+                  <th scope="col">Run</th>
+                  <th scope="col" className="c-type">
+                    Mode
+                  </th>
+                  <th scope="col" className="num">
+                    Steps
+                  </th>
+                  <th scope="col" className="num">
+                    Max sustainable (per s)
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {serverRuns.map((r) => (
+                  <tr key={r.id} data-run={r.id}>
+                    <td>
+                      <input
+                        type="checkbox"
+                        aria-label={`Compare ${r.id}`}
+                        checked={selected.includes(r.id)}
+                        onChange={(e) => toggle(r.id, e.target.checked)}
+                      />
+                    </td>
+                    <td className="mono">{r.id}</td>
+                    <td className="c-type">{r.mode}</td>
+                    <td className="num">{r.steps.length}</td>
+                    <td className="num">{r.maxSustainableRate === null ? '–' : rate.format(r.maxSustainableRate)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+        <div className="field file-field">
+          <label htmlFor="run-files">Or open run.json files (results/&lt;run&gt;/run.json) to add them</label>
           <input id="run-files" type="file" accept=".json,application/json" multiple onChange={open} data-testid="run-files" />
         </div>
         {errors.map((e) => (
@@ -100,55 +189,37 @@ export function ResultsPage() {
             <span className="code">INVALID_RUN</span> {e}
           </div>
         ))}
-        {runs.length === 0 ? (
-          <p className="muted">No run opened yet.</p>
-        ) : (
-          <div className="table-wrap">
-            <table data-testid="runs">
-              <thead>
-                <tr>
-                  <th scope="col">Run</th>
-                  <th scope="col">Mode</th>
-                  <th scope="col" className="num">
-                    Steps
-                  </th>
-                  <th scope="col" className="num">
-                    Max sustainable (per s)
-                  </th>
-                  <th scope="col">
-                    <span className="sr-only">Action</span>
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {runs.map((r) => (
-                  <tr key={r.id}>
-                    <td className="mono">{r.id}</td>
-                    <td>{r.mode}</td>
-                    <td className="num">{r.steps.length}</td>
-                    <td className="num">{r.maxSustainableRate === null ? '–' : rate.format(r.maxSustainableRate)}</td>
-                    <td>
-                      <button type="button" className="small" onClick={() => setRuns((rs) => rs.filter((x) => x !== r))}>
-                        Remove
-                      </button>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+        {opened.length > 0 && (
+          <ul className="opened" data-testid="opened-runs">
+            {opened.map((r) => (
+              <li key={r.id}>
+                <span className="mono">{r.id}</span> ({r.mode}, {r.steps.length} steps){' '}
+                <button type="button" className="small" onClick={() => setOpened((rs) => rs.filter((x) => x !== r))}>
+                  Remove
+                </button>
+              </li>
+            ))}
+          </ul>
         )}
       </section>
       {runs.length > 0 && (
         <div className="charts" data-testid="charts">
           <LatencyChart runs={runs} />
           <ThroughputChart runs={runs} />
-          {runs.map((r) => (
-            <ResourceChart key={`${r.id}-cpu`} run={r} what="cpu_percent" />
-          ))}
-          {runs.map((r) => (
-            <ResourceChart key={`${r.id}-mem`} run={r} what="rss_mib" />
-          ))}
+          {runs.map((r) =>
+            r.fromServer ? (
+              <ResourceGraph key={`${r.id}-cpu`} run={r} what="cpu" />
+            ) : (
+              <ResourceChart key={`${r.id}-cpu`} run={r} what="cpu_percent" />
+            ),
+          )}
+          {runs.map((r) =>
+            r.fromServer ? (
+              <ResourceGraph key={`${r.id}-mem`} run={r} what="memory" />
+            ) : (
+              <ResourceChart key={`${r.id}-mem`} run={r} what="rss_mib" />
+            ),
+          )}
         </div>
       )}
     </>
