@@ -14,7 +14,9 @@ pub mod mix;
 use anyhow::Context;
 use bank_core::avro::{AccountCreationConfirmed, Atype};
 use bank_core::config::CommonArgs;
+use bank_core::kafka::next_batch;
 use bank_core::registry::Codec;
+use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;
 use bank_core::topics::TopicNames;
 use clap::Parser;
@@ -129,7 +131,7 @@ async fn watermarks(
     topic: &str,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<HashMap<i32, i64>>> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200));
     let mut attempts = 0;
     loop {
         match try_watermarks(consumer, topic) {
@@ -137,11 +139,9 @@ async fn watermarks(
             Err(e) if attempts < 60 => {
                 attempts += 1;
                 tracing::warn!(topic, error = %e, "cannot read the topic's offsets yet (is Kafka up, has the synchronizer run?); retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(None),
-                    () = tokio::time::sleep(backoff) => {}
+                if !backoff.sleep_or_cancelled(shutdown).await {
+                    return Ok(None);
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             Err(e) => return Err(e),
         }
@@ -207,19 +207,11 @@ async fn generate(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
-        let mut beats = Vec::new();
-        let Some(first) = bank_core::kafka::next_record(consumer, shutdown, "heartbeat").await else {
+        let Some(batch) = next_batch(consumer, shutdown, "heartbeat", 2000, Duration::from_millis(5)).await else {
             return Ok(());
         };
-        beats.push(first.detach());
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
-        while beats.len() < 2000 {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(m)) => beats.push(m.detach()),
-                Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat consumer error"),
-                Err(_) => break,
-            }
-        }
+        let beats: Vec<_> = batch.iter().map(|m| m.detach()).collect();
+        drop(batch);
         let mut commands = Vec::with_capacity(beats.len());
         {
             let acc = accounts.read().unwrap_or_else(PoisonError::into_inner);

@@ -25,7 +25,7 @@ fn common(prefix: &str) -> CommonArgs {
     }
 }
 
-async fn spawn_generator(prefix: &str) -> CancellationToken {
+async fn spawn_generator(prefix: &str) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let mut config = command_generator::Config::parse_from(["command-generator"]);
     config.common = common(prefix);
     config.seed = 99;
@@ -34,8 +34,25 @@ async fn spawn_generator(prefix: &str) -> CancellationToken {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let token = CancellationToken::new();
     let t = token.clone();
-    tokio::spawn(async move { command_generator::run(config, listener, t).await.expect("generator ran") });
-    token
+    let task = tokio::spawn(async move { command_generator::run(config, listener, t).await.expect("generator ran") });
+    (token, task)
+}
+
+/// Waits until the generator (in this process, so its gauge is in this process's recorder) knows `n` accounts.
+async fn known_accounts(n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = bank_core::telemetry::metrics().render();
+        let known = text
+            .lines()
+            .find_map(|l| l.strip_prefix("generator_known_accounts "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if known == Some(f64::from(n)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the generator never knew {n} accounts (gauge: {known:?})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn beats(producer: &FutureProducer, codec: &Codec, prefix: &str, range: std::ops::Range<i64>) {
@@ -75,11 +92,11 @@ async fn heartbeats_become_commands_and_known_accounts_survive_a_restart() {
 
     let codec = Codec::new(&registry_url()).unwrap();
     let producer = bank_core::kafka::producer(&kafka_brokers(), "generator-test").unwrap();
-    let generator = spawn_generator(&prefix).await;
+    let (generator, task) = spawn_generator(&prefix).await;
     // The first 20 beats create accounts; once their confirmations are back, the rest can spend from them.
     beats(&producer, &codec, &prefix, 0..20).await;
     assert_eq!(results(&pool, 20).await, 20);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    known_accounts(20).await;
     beats(&producer, &codec, &prefix, 20..150).await;
     assert_eq!(results(&pool, 150).await, 150, "one command per heartbeat");
     let accounts: i64 =
@@ -94,8 +111,8 @@ async fn heartbeats_become_commands_and_known_accounts_survive_a_restart() {
     // Restart: the known accounts come back from account_creation_confirmed, so beats 150..250 are transfers
     // and one creation (beat 200), not a fresh round of account creations.
     generator.cancel();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let generator = spawn_generator(&prefix).await;
+    tokio::time::timeout(Duration::from_secs(10), task).await.expect("the generator stops").expect("generator ran");
+    let (generator, _task) = spawn_generator(&prefix).await;
     beats(&producer, &codec, &prefix, 150..250).await;
     assert_eq!(results(&pool, 250).await, 250);
     let accounts: i64 =
