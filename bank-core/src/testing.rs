@@ -86,3 +86,32 @@ pub async fn fresh_database() -> (String, PgPool) {
     let pool = crate::db::connect(&url, 5).await.expect("connect to fresh test database");
     (url, pool)
 }
+
+/// Deletes every contract topic under `prefix` (about 60 partitions), which would otherwise stay in the shared
+/// broker for good and, over many test runs, exhaust its heap. Best effort: a failure only leaves them behind.
+pub fn delete_topics(prefix: &str) {
+    use rdkafka::admin::AdminOptions;
+    let names: Vec<String> = crate::topics::TOPICS.iter().map(|t| t.name_with(prefix)).collect();
+    let brokers = kafka_brokers();
+    // On a thread of its own: the admin client's futures are driven by librdkafka, not by the test's runtime.
+    let deleted = std::thread::spawn(move || {
+        let admin = crate::kafka::admin(&brokers).ok()?;
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10)));
+        futures::executor::block_on(admin.delete_topics(&names, &options)).ok()
+    })
+    .join();
+    if !matches!(deleted, Ok(Some(_))) {
+        eprintln!("the topics of {prefix} could not be deleted");
+    }
+}
+
+/// Deletes the topics under its prefix when dropped: at the end of a test, also one that failed.
+#[derive(Debug)]
+pub struct DeleteTopicsOnDrop(pub String);
+
+impl Drop for DeleteTopicsOnDrop {
+    fn drop(&mut self) {
+        delete_topics(&self.0);
+    }
+}

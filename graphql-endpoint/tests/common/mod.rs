@@ -11,7 +11,6 @@ use bank_core::topics;
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use graphql_endpoint::{Config, Service};
-use rdkafka::admin::AdminOptions;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,25 +37,7 @@ pub struct Bank {
 impl Drop for Bank {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        delete_topics(&self.prefix);
-    }
-}
-
-/// Deletes a bank's topics (about 60 partitions), which would otherwise stay in the shared broker for good and,
-/// over many test runs, exhaust its heap. Best effort: a failure only leaves them behind.
-fn delete_topics(prefix: &str) {
-    let names: Vec<String> = topics::TOPICS.iter().map(|t| t.name_with(prefix)).collect();
-    let brokers = kafka_brokers();
-    // On a thread of its own: the admin client's futures are driven by librdkafka, not by the test's runtime.
-    let deleted = std::thread::spawn(move || {
-        let admin = bank_core::kafka::admin(&brokers).ok()?;
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        futures::executor::block_on(admin.delete_topics(&names, &options)).ok()
-    })
-    .join();
-    if !matches!(deleted, Ok(Some(_))) {
-        eprintln!("the topics of {prefix} could not be deleted");
+        bank_core::testing::delete_topics(&self.prefix);
     }
 }
 
