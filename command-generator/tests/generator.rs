@@ -5,7 +5,7 @@ use bank_core::avro::{ConfirmMoneyTransfer, Heartbeat};
 use bank_core::config::{CommonArgs, DatabaseArgs};
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
-use bank_core::testing::{infra_missing, kafka_brokers, registry_url, unique_prefix};
+use bank_core::testing::{DeleteTopicsOnDrop, infra_missing, kafka_brokers, registry_url, unique_prefix};
 use bank_core::{CASH, topics};
 use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -81,6 +81,7 @@ async fn heartbeats_become_commands_and_known_accounts_survive_a_restart() {
     synchronizer::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(30), topics::TOPICS)
         .await
         .unwrap_or_else(|e| infra_missing("kafka or the schema registry", format!("{e:#}")));
+    let _topics = DeleteTopicsOnDrop(prefix.clone());
     let (db_url, pool) = bank_core::testing::fresh_database().await;
     let mut handler = command_handler::Config::parse_from(["command-handler"]);
     handler.common = common(&prefix);

@@ -4,7 +4,7 @@ use bank_core::avro::Heartbeat;
 use bank_core::config::CommonArgs;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
-use bank_core::testing::{kafka_brokers, registry_url, unique_prefix};
+use bank_core::testing::{DeleteTopicsOnDrop, kafka_brokers, registry_url, unique_prefix};
 use bank_core::{kafka, topics};
 use heartbeat::{Config, MAX_RATE, Rate};
 use rdkafka::Message;
@@ -17,6 +17,8 @@ struct App {
     http: reqwest::Client,
     prefix: String,
     shutdown: CancellationToken,
+    /// Deletes the app's topics when the test ends.
+    _topics: DeleteTopicsOnDrop,
 }
 
 async fn spawn_app(rate: u64) -> App {
@@ -39,7 +41,7 @@ async fn spawn_app(rate: u64) -> App {
     let shutdown = CancellationToken::new();
     tokio::spawn(heartbeat::run(config, listener, shutdown.clone()));
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    App { base, http, prefix, shutdown }
+    App { base, http, _topics: DeleteTopicsOnDrop(prefix.clone()), prefix, shutdown }
 }
 
 impl App {

@@ -2,7 +2,7 @@
 
 use bank_core::avro::*;
 use bank_core::registry::{Codec, RegistryClient};
-use bank_core::testing::{kafka_brokers, registry_url, unique_prefix};
+use bank_core::testing::{DeleteTopicsOnDrop, kafka_brokers, registry_url, unique_prefix};
 use bank_core::topics::{self, TOPICS};
 use bank_core::{CommandId, kafka};
 use rdkafka::Message;
@@ -43,6 +43,7 @@ async fn partitions(prefix: &str, expected: usize) -> HashMap<String, usize> {
 #[tokio::test]
 async fn creates_every_topic_and_schema_then_a_second_run_changes_nothing() {
     let prefix = unique_prefix();
+    let _topics = DeleteTopicsOnDrop(prefix.clone());
     let first = run_sync(&prefix).await;
     assert_eq!(first.created.len(), TOPICS.len(), "{first:?}");
     assert_eq!(first.registered.len(), ALL_SCHEMAS.len(), "{first:?}");
@@ -65,6 +66,7 @@ async fn creates_every_topic_and_schema_then_a_second_run_changes_nothing() {
 #[tokio::test]
 async fn grows_partitions_and_fixes_configs_but_leaves_unknown_topics_alone() {
     let prefix = unique_prefix();
+    let _topics = DeleteTopicsOnDrop(prefix.clone());
     let admin = kafka::admin(&kafka_brokers()).unwrap();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
     let small = format!("{prefix}{}", topics::CONFIRM_MONEY_TRANSFER);
@@ -93,6 +95,7 @@ async fn grows_partitions_and_fixes_configs_but_leaves_unknown_topics_alone() {
 #[tokio::test]
 async fn an_incompatible_registered_schema_fails_with_a_clear_message() {
     let prefix = unique_prefix();
+    let _topics = DeleteTopicsOnDrop(prefix.clone());
     let subject = format!("{prefix}heartbeat-value");
     let conflicting = r#"{"type":"record","name":"Heartbeat","namespace":"nl.openweb.data","fields":[{"name":"beat","type":"string"}]}"#;
     RegistryClient::new(&registry_url()).unwrap().register(&subject, conflicting).await.unwrap();
@@ -104,6 +107,7 @@ async fn an_incompatible_registered_schema_fails_with_a_clear_message() {
 #[tokio::test]
 async fn every_record_type_round_trips_through_the_registry_and_kafka() {
     let prefix = unique_prefix();
+    let _topics = DeleteTopicsOnDrop(prefix.clone());
     run_sync(&prefix).await;
     let codec = Codec::new(&registry_url()).unwrap();
     let producer = kafka::producer(&kafka_brokers(), "contract-test").unwrap();

@@ -7,7 +7,7 @@ use bank_core::avro::{AvroRecord, ConfirmAccountCreation, ConfirmMoneyTransfer};
 use bank_core::config::{CommonArgs, DatabaseArgs};
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
-use bank_core::testing::{infra_missing, kafka_brokers, registry_url, unique_prefix};
+use bank_core::testing::{DeleteTopicsOnDrop, infra_missing, kafka_brokers, registry_url, unique_prefix};
 use bank_core::{CASH, CommandId, topics};
 use clap::Parser;
 use command_handler::Config;
@@ -28,6 +28,8 @@ pub struct Fixture {
     pub pool: PgPool,
     pub codec: Codec,
     pub producer: FutureProducer,
+    /// The fixture that provisioned the topics deletes them when it is dropped; attached clients do not.
+    _topics: Option<DeleteTopicsOnDrop>,
 }
 
 impl Fixture {
@@ -39,6 +41,7 @@ impl Fixture {
             .unwrap_or_else(|e| infra_missing("kafka or the schema registry", format!("{e:#}")));
         let (db_url, pool) = bank_core::testing::fresh_database().await;
         Self {
+            _topics: Some(DeleteTopicsOnDrop(prefix.clone())),
             prefix,
             db_url,
             pool,
@@ -55,6 +58,7 @@ impl Fixture {
             pool: bank_core::db::connect(db_url, 4).await.unwrap(),
             codec: Codec::new(&registry_url()).unwrap(),
             producer: bank_core::kafka::producer(&kafka_brokers(), "handler-test").unwrap(),
+            _topics: None,
         }
     }
 
