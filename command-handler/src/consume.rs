@@ -3,7 +3,9 @@
 
 use crate::offsets::OffsetsContext;
 use crate::store::{Command, Handler, Incoming, OutboxRow};
-use bank_core::avro::{ConfirmAccountCreation, ConfirmMoneyTransfer};
+use bank_core::inbound::{Inbound, TopicKind};
+use bank_core::kafka::next_batch;
+use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;
 use futures::FutureExt;
 use rdkafka::TopicPartitionList as Tpl;
@@ -26,27 +28,14 @@ pub async fn consume(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
-        let mut batch: Vec<Incoming> = Vec::with_capacity(max.min(4096));
-        let first = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            m = consumer.recv() => m,
+        let Some(records) = next_batch(consumer, shutdown, "handler", max, wait).await else {
+            return Ok(());
         };
-        match first {
-            Ok(m) => batch.push(read(handler, &m, shutdown).await),
-            Err(e) => {
-                tracing::warn!(error = %e, "consumer error");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let mut batch: Vec<Incoming> = Vec::with_capacity(records.len());
+        for m in &records {
+            batch.push(read(handler, m, shutdown).await);
         }
-        let deadline = tokio::time::Instant::now() + wait;
-        while batch.len() < max {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(read(handler, &m, shutdown).await),
-                Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-                Err(_) => break,
-            }
-        }
+        drop(records);
         if shutdown.is_cancelled()
             && batch.iter().any(|r| matches!(r.command, Command::Poison(ref e) if e == INTERRUPTED))
         {
@@ -99,14 +88,20 @@ async fn read(handler: &Handler, m: &rdkafka::message::BorrowedMessage<'_>, shut
     let topic = m.topic().to_owned();
     let key = m.key().map(<[u8]>::to_vec);
     let payload = m.payload().map(<[u8]>::to_vec);
-    let mut backoff = Duration::from_millis(100);
+    // The handler reads only the two command topics; a record from any other is read as an account creation,
+    // which it will not decode as.
+    let kind = match handler.topics.kind_of(&topic) {
+        Some(TopicKind::ConfirmMoneyTransfer) => TopicKind::ConfirmMoneyTransfer,
+        _ => TopicKind::ConfirmAccountCreation,
+    };
+    let mut backoff = Backoff::new(Duration::from_millis(100));
     let command = loop {
         let decoding = async {
-            if topic == handler.topics.confirm_money_transfer {
-                handler.codec.decode::<ConfirmMoneyTransfer>(payload.as_deref()).await.map(Command::Transfer)
-            } else {
-                handler.codec.decode::<ConfirmAccountCreation>(payload.as_deref()).await.map(Command::Creation)
-            }
+            Inbound::decode(&handler.codec, kind, payload.as_deref()).await.map(|inbound| match inbound {
+                Inbound::ConfirmMoneyTransfer(c) => Command::Transfer(c),
+                Inbound::ConfirmAccountCreation(c) => Command::Creation(c),
+                _ => Command::Poison("not a command record".to_owned()),
+            })
         };
         // A decoder that panics on some bytes must not take the handler down: the record is poison.
         let Ok(decoded) = std::panic::AssertUnwindSafe(decoding).catch_unwind().await else {
@@ -120,8 +115,7 @@ async fn read(handler: &Handler, m: &rdkafka::message::BorrowedMessage<'_>, shut
                 }
                 tracing::warn!(error = %e, "schema registry unavailable; retrying");
                 handler.codec.forget_failures();
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.sleep().await;
             }
             Err(e) => break Command::Poison(e.to_string()),
         }

@@ -10,7 +10,7 @@ use bank_core::avro::{
     AccountCreationConfirmed, AccountCreationFailed, Atype, AvroRecord, BalanceChanged, ConfirmMoneyTransfer,
     MoneyTransferConfirmed, MoneyTransferFailed,
 };
-use bank_core::topics::dead_letter_headers;
+use bank_core::kafka::dead_letter_headers;
 use sqlx::{Postgres, Transaction};
 use std::collections::HashMap;
 
@@ -159,12 +159,7 @@ impl<'h> Emitter<'h> {
     }
 
     fn dead_letter(&mut self, r: &Incoming, error: &str) {
-        let headers = vec![
-            (dead_letter_headers::SOURCE_TOPIC.to_owned(), r.topic.clone()),
-            (dead_letter_headers::SOURCE_PARTITION.to_owned(), r.partition.to_string()),
-            (dead_letter_headers::SOURCE_OFFSET.to_owned(), r.offset.to_string()),
-            (dead_letter_headers::ERROR.to_owned(), error.to_owned()),
-        ];
+        let headers = dead_letter_headers(&r.topic, r.partition, r.offset, error);
         let topic = self.handler.topics.dead_letters.clone();
         self.events.push(Event { topic, key: r.key.clone(), payload: r.payload.clone(), headers });
     }

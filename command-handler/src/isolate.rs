@@ -8,6 +8,7 @@
 //! it is handled as usual. If even that fails, the record is only dead-lettered.
 
 use crate::store::{BatchOutcome, Command, Handler, Incoming};
+use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -119,7 +120,7 @@ pub async fn isolate<I: Sync, A: Attempt<I> + Sync>(
     let mut queue: VecDeque<Range<usize>> = VecDeque::new();
     queue.push_back(0..items.len());
     while let Some(range) = queue.pop_front() {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100));
         let mut record_failures = 0;
         while let Some(part) = items.get(range.clone()) {
             let failure = match attempt.attempt(part).await {
@@ -153,11 +154,9 @@ pub async fn isolate<I: Sync, A: Attempt<I> + Sync>(
                     // Already a dead letter and still failing: not the record's fault after all.
                 }
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return true,
-                () = tokio::time::sleep(backoff) => {}
+            if !backoff.sleep_or_cancelled(shutdown).await {
+                return true;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
     false

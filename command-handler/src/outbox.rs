@@ -3,6 +3,7 @@
 //! again: events are delivered at least once and consumers de-duplicate by (transfer id, iban).
 
 use crate::store::{OutboxRow, parse_headers};
+use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -86,7 +87,7 @@ impl Publisher {
     pub async fn publish(&self, rows: Vec<OutboxRow>, shutdown: &CancellationToken) -> u64 {
         let mut todo = rows;
         let mut done: Vec<i64> = Vec::with_capacity(todo.len());
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100));
         while !todo.is_empty() {
             let mut sent = Vec::with_capacity(todo.len());
             let mut deliveries = Vec::with_capacity(todo.len());
@@ -117,11 +118,9 @@ impl Publisher {
                 if shutdown.is_cancelled() {
                     break;
                 }
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                if !backoff.sleep_or_cancelled(shutdown).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
         // Deleting is bookkeeping: if it fails the rows are published once more later, which consumers tolerate.
