@@ -10,6 +10,7 @@
 use anyhow::{Context, bail};
 use bank_core::config::CommonArgs;
 use bank_core::registry::{RegistryClient, RegistryError};
+use bank_core::retry::Backoff;
 use bank_core::topics::{TOPICS, TopicSpec};
 use clap::Parser;
 use rdkafka::admin::{
@@ -276,15 +277,14 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200));
     loop {
         match op().await {
             Ok(v) => return Ok(v),
-            Err(e) if Instant::now() + delay > deadline => bail!("gave up waiting for {what}: {e}"),
+            Err(e) if Instant::now() + backoff.peek() > deadline => bail!("gave up waiting for {what}: {e}"),
             Err(e) => {
-                tracing::info!(what, error = %e, retry_in_ms = delay.as_millis() as u64, "waiting");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                tracing::info!(what, error = %e, retry_in_ms = backoff.peek().as_millis() as u64, "waiting");
+                backoff.sleep().await;
             }
         }
     }
