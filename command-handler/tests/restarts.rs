@@ -50,7 +50,12 @@ async fn broker_and_database_restarts_mid_stream_lose_nothing() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Restart Kafka once the handler is under way: the first chunk of transfers has results.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while f.results_count().await < accounts.len() as i64 + 300 {
+        assert!(std::time::Instant::now() < deadline, "the handler made no progress before the broker restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let before_kafka = f.results_count().await;
     restart("kafka").await;
     // Restart PostgreSQL once the handler is making progress again after the broker came back.
