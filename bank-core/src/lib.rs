@@ -1,6 +1,8 @@
 //! Open Bank's shared core: domain types (`Iban`, `Money`, `AccountToken`, `CommandId`), the wire contract
 //! (every topic in [`topics::TOPICS`], the Avro records in [`avro`] whose `.avsc` files live in `bank-core/avro/`),
-//! Kafka client builders, schema-registry encoding, shared config, telemetry, the shutdown token, the
+//! Kafka client builders and the plumbing every consumer shares ([`kafka::next_batch`] gathers a batch,
+//! [`kafka::dead_letter`] sets a record aside with its source in headers, [`retry::Backoff`] paces every retry,
+//! [`inbound::Inbound`] types a record by its topic), schema-registry encoding, shared config, telemetry, the shutdown token, the
 //! `/health` `/ready` `/metrics` HTTP helper, Postgres migrations and the table of the local stack's ports
 //! ([`ports`]).
 //!
