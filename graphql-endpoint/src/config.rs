@@ -62,7 +62,7 @@ pub struct Config {
     #[arg(long, env = "GRAPHQL_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_secs: u64,
 
-    /// Password hashes (Argon2, 19 MiB each) computed at once; further logins and registrations wait
+    /// Password hashes (Argon2, 9 MiB each) computed at once; further logins and registrations wait
     #[arg(long, env = "GRAPHQL_HASH_CONCURRENCY", default_value_t = 2)]
     pub hash_concurrency: usize,
 

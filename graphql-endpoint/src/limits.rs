@@ -16,9 +16,16 @@ pub const SUBSCRIBER_BUFFER: usize = 4096;
 
 // ---- password hashes ----------------------------------------------------------------------------------------
 
-/// Runs Argon2 (19 MiB each) on the blocking pool, at most `permits` at once; the others wait their turn.
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// Runs password hashes on `permits` dedicated threads, at most `permits` at once; the others wait their turn.
+///
+/// Dedicated threads rather than tokio's blocking pool bound the memory: glibc gives each new thread its own
+/// arena and keeps a freed Argon2 buffer in it, so hashes spread over the blocking pool's changing threads left
+/// the gateway at hundreds of MiB after a burst of logins. Here each thread reuses its own buffer.
 pub struct HashPool {
     permits: Semaphore,
+    jobs: Mutex<std::sync::mpsc::Sender<HashJob>>,
     running: AtomicUsize,
     peak: AtomicUsize,
     total: AtomicUsize,
@@ -26,8 +33,29 @@ pub struct HashPool {
 
 impl HashPool {
     pub fn new(permits: usize) -> Self {
+        let permits = permits.max(1);
+        let (jobs, queue) = std::sync::mpsc::channel::<HashJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..permits {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new().name(format!("password-hash-{i}")).spawn(move || {
+                loop {
+                    // The lock is held only while taking a job; the threads stop when the pool is dropped.
+                    let job = match lock(&queue).recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    };
+                    // A panicking hash fails its own request (its answer channel closes), not the thread.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-hash thread");
+            }
+        }
         Self {
-            permits: Semaphore::new(permits.max(1)),
+            permits: Semaphore::new(permits),
+            jobs: Mutex::new(jobs),
             running: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             total: AtomicUsize::new(0),
@@ -39,7 +67,15 @@ impl HashPool {
         self.total.fetch_add(1, Ordering::SeqCst);
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
-        let result = tokio::task::spawn_blocking(f).await.map_err(GatewayError::internal);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        let sent = lock(&self.jobs).send(job).map_err(|_| GatewayError::internal("password-hash threads stopped"));
+        let result = match sent {
+            Ok(()) => rx.await.map_err(|_| GatewayError::internal("a password hash failed")),
+            Err(e) => Err(e),
+        };
         self.running.fetch_sub(1, Ordering::SeqCst);
         result
     }
