@@ -22,6 +22,7 @@ pub mod inbound;
 pub mod kafka;
 pub mod money;
 pub mod ports;
+pub mod provision;
 pub mod redact;
 pub mod refusal;
 pub mod registry;

@@ -3,6 +3,7 @@
 
 use bank_core::avro::{ConfirmMoneyTransfer, Heartbeat};
 use bank_core::config::{CommonArgs, DatabaseArgs};
+use bank_core::provision;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
 use bank_core::testing::{DeleteTopicsOnDrop, infra_missing, kafka_brokers, registry_url, unique_prefix};
@@ -78,7 +79,7 @@ async fn results(pool: &sqlx::PgPool, n: i64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_become_commands_and_known_accounts_survive_a_restart() {
     let prefix = unique_prefix();
-    synchronizer::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(30), topics::TOPICS)
+    provision::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(30), topics::TOPICS)
         .await
         .unwrap_or_else(|e| infra_missing("kafka or the schema registry", format!("{e:#}")));
     let _topics = DeleteTopicsOnDrop(prefix.clone());

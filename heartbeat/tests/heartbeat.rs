@@ -2,6 +2,7 @@
 
 use bank_core::avro::Heartbeat;
 use bank_core::config::CommonArgs;
+use bank_core::provision;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
 use bank_core::testing::{DeleteTopicsOnDrop, kafka_brokers, registry_url, unique_prefix};
@@ -23,7 +24,7 @@ struct App {
 
 async fn spawn_app(rate: u64) -> App {
     let prefix = unique_prefix();
-    synchronizer::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(20), topics::TOPICS)
+    provision::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(20), topics::TOPICS)
         .await
         .unwrap_or_else(|e| bank_core::testing::infra_missing("kafka or the schema registry", format!("{e:#}")));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,6 +5,7 @@
 use bank_audit::{Auditor, Report};
 use bank_core::avro::{AvroRecord, ConfirmAccountCreation, ConfirmMoneyTransfer};
 use bank_core::config::{CommonArgs, DatabaseArgs};
+use bank_core::provision;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
 use bank_core::testing::{DeleteTopicsOnDrop, infra_missing, kafka_brokers, registry_url, unique_prefix};
@@ -36,7 +37,7 @@ impl Fixture {
     /// Provisions the contract's topics under a new prefix and creates an empty database.
     pub async fn new() -> Self {
         let prefix = unique_prefix();
-        synchronizer::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(30), topics::TOPICS)
+        provision::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(30), topics::TOPICS)
             .await
             .unwrap_or_else(|e| infra_missing("kafka or the schema registry", format!("{e:#}")));
         let (db_url, pool) = bank_core::testing::fresh_database().await;

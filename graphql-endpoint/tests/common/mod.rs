@@ -5,6 +5,7 @@
 
 use async_graphql::Request;
 use bank_core::config::{CommonArgs, DatabaseArgs};
+use bank_core::provision;
 use bank_core::shutdown::CancellationToken;
 use bank_core::testing::{infra_missing, kafka_brokers, registry_url, unique_prefix};
 use bank_core::topics;
@@ -50,7 +51,7 @@ impl Bank {
     /// Like [`Bank::start`], with `tweak` applied to every gateway's configuration.
     pub async fn start_with(instances: usize, tweak: impl Fn(&mut Config)) -> Self {
         let prefix = unique_prefix();
-        synchronizer::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(30), topics::TOPICS)
+        provision::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(30), topics::TOPICS)
             .await
             .unwrap_or_else(|e| infra_missing("kafka or the schema registry", format!("{e:#}")));
         let (db_url, _pool) = bank_core::testing::fresh_database().await;

@@ -1,6 +1,7 @@
-//! Against the real Kafka and schema registry of `cargo xtask up`. Every test uses its own topic prefix.
+//! `provision::sync` against the real Kafka and schema registry of `cargo xtask up`. Every test uses its own topic prefix.
 
 use bank_core::avro::*;
+use bank_core::provision::{Report, sync};
 use bank_core::registry::{Codec, RegistryClient};
 use bank_core::testing::{DeleteTopicsOnDrop, kafka_brokers, registry_url, unique_prefix};
 use bank_core::topics::{self, TOPICS};
@@ -11,7 +12,6 @@ use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use std::collections::HashMap;
 use std::time::Duration;
-use synchronizer::{Report, sync};
 
 const WAIT: Duration = Duration::from_secs(20);
 
