@@ -178,6 +178,7 @@ pub async fn reachable(producer: &FutureProducer) -> Result<(), String> {
 }
 
 /// A `/ready` check for services whose only dependency is Kafka.
+#[cfg(feature = "http")]
 pub fn ready_check(producer: &FutureProducer) -> crate::http::ReadyCheck {
     let producer = producer.clone();
     std::sync::Arc::new(move || {

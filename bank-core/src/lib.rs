@@ -2,9 +2,14 @@
 //! (every topic in [`topics::TOPICS`], the Avro records in [`avro`] whose `.avsc` files live in `bank-core/avro/`),
 //! Kafka client builders and the plumbing every consumer shares ([`kafka::next_batch`] gathers a batch,
 //! [`kafka::dead_letter`] sets a record aside with its source in headers, [`retry::Backoff`] paces every retry,
-//! [`inbound::Inbound`] types a record by its topic), schema-registry encoding, shared config, telemetry, the shutdown token, the
-//! `/health` `/ready` `/metrics` HTTP helper, Postgres migrations and the table of the local stack's ports
-//! ([`ports`]).
+//! [`inbound::Inbound`] types a record by its topic), topic and schema provisioning ([`provision::sync`]),
+//! schema-registry encoding, shared config, telemetry, the shutdown token, the `/health` `/ready` `/metrics` HTTP
+//! helper, Postgres migrations and the table of the local stack's ports ([`ports`]).
+//!
+//! Features, none on by default: `kafka` (the wire contract, Kafka and registry clients, provisioning), `db`
+//! (Postgres pools and migrations), `http` (probes and the Prometheus recorder), `testsuite` (helpers for
+//! integration tests; dev-dependencies only). Without features it holds the domain types, config, ports,
+//! logging, shutdown and retry.
 //!
 //! Reads and writes no topic or table itself; services do, through these building blocks.
 
@@ -12,25 +17,34 @@
 // indexing outside tests (clippy.toml allows them there).
 #![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "kafka")]
 pub mod avro;
 pub mod config;
+#[cfg(feature = "db")]
 pub mod db;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod iban;
 pub mod ids;
+#[cfg(feature = "kafka")]
 pub mod inbound;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod money;
 pub mod ports;
+#[cfg(feature = "kafka")]
 pub mod provision;
 pub mod redact;
 pub mod refusal;
+#[cfg(feature = "kafka")]
 pub mod registry;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testsuite")]
 pub mod testing;
 pub mod token;
+#[cfg(feature = "kafka")]
 pub mod topics;
 
 pub use iban::{CASH, COMPANY_IBAN, Iban, IbanError};

@@ -1,7 +1,5 @@
-//! Structured logs with `tracing` and Prometheus metrics through the `metrics` crate.
+//! Structured logs with `tracing` and (feature `http`) Prometheus metrics through the `metrics` crate.
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Initialises logging (RUST_LOG, default `info`) as `text` or `json`. Safe to call more than once.
@@ -21,7 +19,10 @@ pub fn init_logging(service: &'static str, format: &str) {
 }
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
-pub fn metrics() -> PrometheusHandle {
+#[cfg(feature = "http")]
+pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+    use std::sync::OnceLock;
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
