@@ -31,6 +31,8 @@ pub async fn consume(
         let Some(records) = next_batch(consumer, shutdown, "handler", max, wait).await else {
             return Ok(());
         };
+        // When each command entered Kafka (its record's timestamp), for the age at apply time.
+        let stamps: Vec<i64> = records.iter().filter_map(|m| m.timestamp().to_millis()).collect();
         let mut batch: Vec<Incoming> = Vec::with_capacity(records.len());
         for m in &records {
             batch.push(read(handler, m, shutdown).await);
@@ -51,6 +53,13 @@ pub async fn consume(
         }
         metrics::histogram!("handler_batch_size").record(size as f64);
         metrics::histogram!("handler_batch_seconds").record(started.elapsed().as_secs_f64());
+        if !interrupted {
+            let committed_ms = unix_millis();
+            let age = metrics::histogram!("handler_command_age_seconds");
+            for stamp in &stamps {
+                age.record(command_age_seconds(*stamp, committed_ms));
+            }
+        }
         let count = |outcome: &str, n: u64| {
             metrics::counter!("handler_commands_total", "outcome" => outcome.to_owned()).increment(n)
         };
@@ -66,7 +75,8 @@ pub async fn consume(
         if !outcome.outbox.is_empty() && outbox.send(outcome.outbox).await.is_err() {
             anyhow::bail!("the outbox publisher stopped");
         }
-        // Kafka's committed offsets only mirror Postgres (for lag tooling); Postgres decides on assignment.
+        // Kafka's committed offsets only mirror Postgres, asynchronously and after its commit, so that standard
+        // Kafka tools show the group's lag; Postgres alone decides where a partition continues on assignment.
         let mut tpl = Tpl::new();
         for ((topic, partition), next) in &outcome.offsets {
             let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
@@ -79,6 +89,18 @@ pub async fn consume(
             return Ok(());
         }
     }
+}
+
+/// Seconds from a command's Kafka timestamp to the commit of the batch that applied it; never negative (the
+/// producer's clock may run ahead of this host's).
+pub fn command_age_seconds(stamp_ms: i64, committed_ms: i64) -> f64 {
+    committed_ms.saturating_sub(stamp_ms).max(0) as f64 / 1000.0
+}
+
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 const INTERRUPTED: &str = "interrupted by shutdown before it could be decoded";
@@ -153,5 +175,22 @@ pub async fn report_lag(consumer: Arc<HandlerConsumer>, shutdown: CancellationTo
             }
             metrics::gauge!("handler_consumer_lag_total").set(total as f64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_age_seconds;
+
+    #[test]
+    fn command_age_is_the_time_from_the_record_to_the_commit_and_never_negative() {
+        assert_eq!(command_age_seconds(1_000, 3_500), 2.5);
+        assert_eq!(command_age_seconds(5_000, 5_000), 0.0);
+        assert_eq!(
+            command_age_seconds(9_000, 5_000),
+            0.0,
+            "a producer clock ahead of ours gives 0, not a negative age"
+        );
+        assert_eq!(command_age_seconds(i64::MIN, i64::MAX), i64::MAX as f64 / 1000.0);
     }
 }
