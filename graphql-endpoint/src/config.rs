@@ -89,4 +89,52 @@ pub struct Config {
     /// How often a websocket operation re-reads its session, in seconds (logouts are also announced at once)
     #[arg(long, env = "GRAPHQL_SESSION_RECHECK_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub session_recheck_secs: u64,
+
+    /// The heartbeat's Prometheus endpoint, read by the `pipeline` query (empty: not read)
+    #[arg(long, env = "PIPELINE_HEARTBEAT_METRICS_URL", default_value_t = metrics_url(bank_core::ports::HEARTBEAT_LISTEN))]
+    pub pipeline_heartbeat_metrics_url: String,
+
+    /// The command generator's Prometheus endpoint, read by the `pipeline` query (empty: not read)
+    #[arg(long, env = "PIPELINE_GENERATOR_METRICS_URL", default_value_t = metrics_url(bank_core::ports::COMMAND_GENERATOR_LISTEN))]
+    pub pipeline_generator_metrics_url: String,
+
+    /// The command handler's Prometheus endpoint, read by the `pipeline` query (empty: not read)
+    #[arg(long, env = "PIPELINE_HANDLER_METRICS_URL", default_value_t = metrics_url(bank_core::ports::COMMAND_HANDLER_LISTEN))]
+    pub pipeline_handler_metrics_url: String,
+
+    /// The command generator's consumer group on `heartbeat`, for its lag (the topic prefix is put in front)
+    #[arg(long, env = "PIPELINE_GENERATOR_GROUP", default_value = "command-generator")]
+    pub pipeline_generator_group: String,
+
+    /// The command handler's consumer group on the command topics, for its lag (the topic prefix is put in front)
+    #[arg(long, env = "PIPELINE_HANDLER_GROUP", default_value = "command-handler")]
+    pub pipeline_handler_group: String,
+
+    /// How long one sample of the pipeline is served to every reader before the next is taken, in milliseconds
+    #[arg(long, env = "PIPELINE_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub pipeline_cache_ms: u64,
+}
+
+/// The Prometheus endpoint of a service listening on `listen`.
+fn metrics_url(listen: &str) -> String {
+    format!("http://{listen}/metrics")
+}
+
+impl Config {
+    /// Where the `pipeline` query reads its numbers.
+    pub fn pipeline_sources(&self) -> crate::pipeline::Sources {
+        let url = |u: &str| (!u.trim().is_empty()).then(|| u.trim().to_owned());
+        let prefix = &self.common.topic_prefix;
+        crate::pipeline::Sources {
+            heartbeat_metrics: url(&self.pipeline_heartbeat_metrics_url),
+            generator_metrics: url(&self.pipeline_generator_metrics_url),
+            handler_metrics: url(&self.pipeline_handler_metrics_url),
+            kafka_brokers: self.common.kafka_brokers.clone(),
+            generator_group: format!("{prefix}{}", self.pipeline_generator_group),
+            handler_group: format!("{prefix}{}", self.pipeline_handler_group),
+            projection_group: format!("{prefix}{}", self.group),
+            topics: bank_core::topics::TopicNames::with_prefix(prefix),
+            cache_for: std::time::Duration::from_millis(self.pipeline_cache_ms),
+        }
+    }
 }

@@ -100,6 +100,8 @@ pub struct Gateway {
     pub address_failures: FailureLimiter,
     /// Websocket operations running on this instance
     pub subscriptions: Arc<Slots>,
+    /// The live view of the pipeline (`pipeline` query)
+    pub pipeline: crate::pipeline::Pipeline,
 }
 
 /// Argon2id at 9 MiB and 4 passes (one of OWASP's equivalent Argon2id settings, with the 19 MiB / 2 passes of

@@ -21,6 +21,8 @@ use tokio::sync::broadcast;
 pub struct Hub {
     pub transactions: broadcast::Sender<Arc<BalanceRecord>>,
     rate: Mutex<VecDeque<(u64, u64)>>,
+    /// (received at, delay) in milliseconds of the newest balance changes, at most [`MAX_DELAYS`].
+    delays: Mutex<VecDeque<(u64, u64)>>,
     live_assigned: AtomicBool,
 }
 
@@ -29,12 +31,16 @@ impl Default for Hub {
         Self {
             transactions: broadcast::channel(SUBSCRIBER_BUFFER).0,
             rate: Mutex::default(),
+            delays: Mutex::default(),
             live_assigned: AtomicBool::new(false),
         }
     }
 }
 
 const RATE_WINDOW_SECS: u64 = 10;
+/// Delays of balance changes kept for the pipeline view, and for how long.
+const MAX_DELAYS: usize = 1024;
+const DELAY_WINDOW_MS: u64 = 60_000;
 
 impl Hub {
     /// The Kafka consumer has its partitions.
@@ -62,6 +68,22 @@ impl Hub {
         let rate = lock(&self.rate);
         let n: u64 = rate.iter().filter(|(sec, _)| *sec < now && *sec + RATE_WINDOW_SECS >= now).map(|(_, n)| n).sum();
         n as f64 / RATE_WINDOW_SECS as f64
+    }
+
+    /// Notes how long a balance change took from its Kafka timestamp (`stamp_ms`) to its arrival (`now_ms`).
+    pub fn note_delay(&self, stamp_ms: i64, now_ms: u64) {
+        let delay = u64::try_from(i64::try_from(now_ms).unwrap_or(i64::MAX).saturating_sub(stamp_ms)).unwrap_or(0);
+        let mut delays = lock(&self.delays);
+        delays.push_back((now_ms, delay));
+        while delays.len() > MAX_DELAYS {
+            delays.pop_front();
+        }
+    }
+
+    /// Delays (ms) of the newest balance changes: the last minute's, at most [`MAX_DELAYS`].
+    pub fn recent_delays(&self) -> Vec<u64> {
+        let since = crate::pipeline::unix_millis().saturating_sub(DELAY_WINDOW_MS);
+        lock(&self.delays).iter().filter(|(at, _)| *at >= since).map(|(_, d)| *d).collect()
     }
 }
 
@@ -124,6 +146,9 @@ pub async fn run_transactions(
         match codec.decode::<BalanceChanged>(m.payload()).await {
             Ok(b) => {
                 let record = record_of(b, &m);
+                if let Some(stamp) = m.timestamp().to_millis() {
+                    hub.note_delay(stamp, crate::pipeline::unix_millis());
+                }
                 if counts_as_transfer(record.changed_by, &record.from_to) {
                     hub.count_transfer(unix_secs());
                 }

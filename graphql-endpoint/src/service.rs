@@ -82,6 +82,7 @@ fn gateway_of(config: &Config, pool: PgPool, producer: FutureProducer, codec: Ar
             MAX_TRACKED_LOGIN_FAILURES,
         ),
         subscriptions: limits::Slots::new(config.max_subscriptions),
+        pipeline: crate::pipeline::Pipeline::new(config.pipeline_sources()),
     }
 }
 

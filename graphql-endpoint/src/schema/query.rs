@@ -103,6 +103,14 @@ impl Query {
         crate::load_tests::runs(gateway(ctx).settings.results_dir.clone()).await
     }
 
+    /// The live view of the pipeline: per stage (heartbeat, generator, handler, projection) its rate and
+    /// consumer lag, the age of commands when the handler applies them and the delay of the newest balance
+    /// changes. Sampled at most once a second whatever the number of readers. Public, like `bankStats`.
+    async fn pipeline(&self, ctx: &Context<'_>) -> crate::pipeline::PipelineView {
+        let gw = gateway(ctx);
+        gw.pipeline.view(&gw.hub).await
+    }
+
     /// One of your transfers, by the id a mutation returned.
     async fn transfer(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<TransferResult>> {
         let user = signed_in(ctx)?;
