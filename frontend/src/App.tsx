@@ -5,6 +5,7 @@ import { LinkBanner } from './components/LinkBanner';
 import { ClientPage } from './pages/Client';
 import { EmployeePage } from './pages/Employee';
 import { HomePage } from './pages/Home';
+import { PipelinePage } from './pages/Pipeline';
 import { ResultsPage } from './pages/Results';
 import { navigate, usePath } from './router';
 import { useSession } from './session';
@@ -13,6 +14,7 @@ const PAGES = [
   { path: '/', label: 'Home' },
   { path: '/client', label: 'Client' },
   { path: '/employee', label: 'Employee' },
+  { path: '/pipeline', label: 'Pipeline' },
   { path: '/results', label: 'Results' },
 ];
 
@@ -51,6 +53,9 @@ export function App() {
       break;
     case '/employee':
       page = <EmployeePage />;
+      break;
+    case '/pipeline':
+      page = <PipelinePage />;
       break;
     case '/results':
       page = <ResultsPage />;

@@ -282,6 +282,41 @@ describe('the bank in a browser', () => {
     await bobPage.context().close();
   });
 
+  test('the pipeline page shows non-zero rates while the heartbeat runs', async () => {
+    const page = await newPage();
+    await page.goto(`${base}/pipeline`);
+    await page.getByRole('heading', { name: 'Pipeline' }).waitFor();
+    // A rate needs two of the gateway's samples (one a second); every stage moves while the heartbeat beats.
+    const rates = () =>
+      page.evaluate(() =>
+        Object.fromEntries(
+          ['heartbeat', 'generator', 'handler', 'projection'].map((name) => [
+            name,
+            Number(document.querySelector(`[data-testid="stage-${name}"]`)?.getAttribute('data-rate') || 0),
+          ]),
+        ),
+      );
+    const deadline = Date.now() + 30_000;
+    let seen = await rates();
+    while (!Object.values(seen).every((r) => r > 0)) {
+      assert.ok(Date.now() < deadline, `a stage shows no work after 30 s: ${JSON.stringify(seen)}`);
+      await page.waitForTimeout(500);
+      seen = await rates();
+    }
+    console.log(`pipeline rates (records/s): ${JSON.stringify(seen)}`);
+    await assert.doesNotReject(
+      page.getByTestId('stage-handler').filter({ hasText: /lag \d/ }).waitFor(),
+      'the handler shows its lag',
+    );
+    // The charts scroll: one point a second.
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('figure.chart [data-points]')].every((el) => Number(el.getAttribute('data-points')) >= 3),
+    );
+    assert.equal(await page.locator('figure.chart canvas').count() >= 3, true, 'three uPlot charts');
+    await shootBoth(page, 'pipeline');
+    await page.context().close();
+  });
+
   test('the results page draws and compares load-test runs', async () => {
     const page = await newPage();
     const listed = await (
