@@ -16,6 +16,7 @@ pub mod limits;
 pub mod live;
 pub mod load_tests;
 pub mod lock;
+pub mod password;
 pub mod pipeline;
 pub mod projection;
 pub mod results;

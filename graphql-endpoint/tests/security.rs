@@ -361,7 +361,7 @@ async fn login_sends_a_lost_account_creation_again() {
     let bank = Bank::start(1).await;
     // The user as `register` stores it, as if the gateway stopped before the creation command was sent.
     let pool = bank_core::db::connect(&bank.db_url, 1).await.unwrap();
-    let hash = graphql_endpoint::gateway::hash_password(PASSWORD).unwrap();
+    let hash = graphql_endpoint::password::hash_password(PASSWORD).unwrap();
     sqlx::query("INSERT INTO gateway.users (username, password_hash, role, creation_id) VALUES ($1, $2, 'client', $3)")
         .bind("dora")
         .bind(hash)
