@@ -7,7 +7,6 @@
 
 use anyhow::{Context, bail};
 use std::hash::{Hash, Hasher};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -220,20 +219,11 @@ fn run_captured(
     env: &[(&str, String)],
 ) -> anyhow::Result<(bool, String)> {
     let mut cmd = Command::new(program);
-    cmd.current_dir(frontend).args(args).stdout(Stdio::piped()).env("FORCE_COLOR", "0");
+    cmd.current_dir(frontend).args(args).env("FORCE_COLOR", "0");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().with_context(|| format!("failed to run {program} {}", args.join(" ")))?;
-    let stdout = child.stdout.take().context("no output pipe")?;
-    let mut output = String::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        println!("{line}");
-        output.push_str(&line);
-        output.push('\n');
-    }
-    Ok((child.wait()?.success(), output))
+    crate::proc::run_teeing(&mut cmd)
 }
 
 /// Lint, type check, unit tests and browser tests of the web UI against the running stack. Returns the named

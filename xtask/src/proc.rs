@@ -126,6 +126,22 @@ pub fn wait_quietly(timeout: Duration, mut check: impl FnMut() -> bool) -> bool 
     }
 }
 
+/// Runs `cmd` with its standard output passed through to ours and also collected; returns whether it succeeded
+/// and what it printed (the test runner counts results from it).
+pub fn run_teeing(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("failed to run {cmd:?}"))?;
+    let stdout = child.stdout.take().context("no output pipe")?;
+    let mut output = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        output.push_str(&line);
+        output.push('\n');
+    }
+    Ok((child.wait()?.success(), output))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ import type { TransferStatus } from '../gql/graphql';
 import { apiError, type ApiError } from '../errors';
 import { AuthForm } from '../components/AuthForm';
 import { ErrorView } from '../components/ErrorView';
+import { SignOutButton } from '../components/SignOutButton';
 import { FIELDS, FIELD_LABELS, TransactionFeed, type Field, type Row } from '../components/TransactionFeed';
 import { checkIban, formatIban } from '../iban';
 import { formatCents, parseEuros } from '../money';
@@ -39,12 +40,6 @@ const Transfer = graphql(`
 const Results = graphql(`
   subscription TransferResults {
     transferResults { id status code reason }
-  }
-`);
-
-const Logout = graphql(`
-  mutation Logout {
-    logout
   }
 `);
 
@@ -237,7 +232,6 @@ function Account({ session }: { session: StoredSession }) {
   const [outcome, setOutcome] = useState<Outcome | null>(null);
   const [count, setCount] = useState(10);
   const [fields, setFields] = useState<Field[]>([...FIELDS]);
-  const [, logout] = useMutation(Logout);
   const iban = me.data?.me.iban ?? session.iban;
 
   const onLive = useCallback((row: Row) => setLiveBalance(row.newBalanceCents), []);
@@ -276,16 +270,7 @@ function Account({ session }: { session: StoredSession }) {
             <p className="muted">Limit {formatCents(me.data.me.limitCents)}</p>
           )}
         </div>
-        <button
-          type="button"
-          className="secondary"
-          onClick={async () => {
-            await logout({});
-            setSession(null);
-          }}
-        >
-          Sign out
-        </button>
+        <SignOutButton />
       </section>
       <ErrorView error={meError} />
       <OutcomeView outcome={outcome} />

@@ -1,13 +1,14 @@
 import { useState } from 'react';
-import { useMutation, useQuery } from 'urql';
+import { useQuery } from 'urql';
 import { graphql } from '../gql';
 import { apiError } from '../errors';
 import { AuthForm } from '../components/AuthForm';
 import { ErrorView } from '../components/ErrorView';
+import { SignOutButton } from '../components/SignOutButton';
 import { TransactionFeed } from '../components/TransactionFeed';
 import { formatIban } from '../iban';
 import { formatCents } from '../money';
-import { setSession, useSession } from '../session';
+import { useSession } from '../session';
 
 const Accounts = graphql(`
   query Accounts($first: Int, $after: String) {
@@ -15,12 +16,6 @@ const Accounts = graphql(`
       edges { cursor node { iban balanceCents limitCents aType } }
       pageInfo { hasNextPage endCursor }
     }
-  }
-`);
-
-const Logout = graphql(`
-  mutation EmployeeLogout {
-    logout
   }
 `);
 
@@ -117,7 +112,6 @@ function AccountList({ onFollow, following }: { onFollow: (iban: string) => void
 export function EmployeePage() {
   const session = useSession();
   const [following, setFollowing] = useState<string | null>(null);
-  const [, logout] = useMutation(Logout);
   if (session?.role !== 'EMPLOYEE') {
     return (
       <>
@@ -143,16 +137,7 @@ export function EmployeePage() {
             Signed in as <strong>{session.username}</strong>
           </p>
         </div>
-        <button
-          type="button"
-          className="secondary"
-          onClick={async () => {
-            await logout({});
-            setSession(null);
-          }}
-        >
-          Sign out
-        </button>
+        <SignOutButton />
       </section>
       <div className="grid-2 wide-left">
         <AccountList onFollow={setFollowing} following={following} />

@@ -3,8 +3,7 @@
 //! that no process is left behind. Exit code: the tests'.
 
 use anyhow::Context;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bank_core::ports;
@@ -200,23 +199,14 @@ fn up_twice(paths: &Paths, was_up: bool, checks: &mut Checks) -> anyhow::Result<
 /// `cargo test --workspace` against the stack, its output passed through and counted.
 fn cargo_test(paths: &Paths, endpoints: &Endpoints) -> anyhow::Result<(bool, Counts)> {
     let mut cmd = cargo(paths);
-    cmd.args(["test", "--workspace", "--no-fail-fast"]).stdout(Stdio::piped());
+    cmd.args(["test", "--workspace", "--no-fail-fast"]);
     endpoints.apply(&mut cmd);
     // Resilience tests restart Kafka and PostgreSQL through this binary.
     cmd.env("OPENBANK_XTASK", std::env::current_exe()?);
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         cmd.env("CI", "true");
     }
-    let mut child = cmd.spawn().context("failed to run cargo test")?;
-    let stdout = child.stdout.take().context("cargo test has no output pipe")?;
-    let mut output = String::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        println!("{line}");
-        output.push_str(&line);
-        output.push('\n');
-    }
-    let tests_ok = child.wait()?.success();
+    let (tests_ok, output) = proc::run_teeing(&mut cmd)?;
     Ok((tests_ok, parse_counts(&output)))
 }
 
