@@ -43,22 +43,22 @@ fn ok_ok(body: Value) -> ApiResult {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SchemaRequest {
-    schema: String,
-    schema_type: Option<String>,
+pub struct SchemaRequest {
+    pub schema: String,
+    pub schema_type: Option<String>,
     #[serde(default)]
-    references: Vec<Value>,
+    pub references: Vec<Value>,
 }
 
 /// Accepts the body whatever content type the client sent (Confluent clients use several).
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(ApiError::bad_request)
 }
 
 /// A parsed Avro schema and its canonical text (the identity of a schema, also what the API returns).
-struct Parsed {
-    schema: Schema,
-    canonical: String,
+pub struct Parsed {
+    pub schema: Schema,
+    pub canonical: String,
 }
 
 /// Canonical form: the parsed schema written back as compact JSON with a stable field order. Unlike Avro's
@@ -67,7 +67,7 @@ fn canonical(schema: &Schema) -> Result<String, ApiError> {
     serde_json::to_string(schema).map_err(ApiError::invalid_schema)
 }
 
-fn parse_schema(req: &SchemaRequest) -> Result<Parsed, ApiError> {
+pub fn parse_schema(req: &SchemaRequest) -> Result<Parsed, ApiError> {
     match req.schema_type.as_deref() {
         None | Some("AVRO") => {}
         Some(other) => return Err(ApiError::invalid_schema(format!("unsupported schema type {other}, only AVRO"))),
@@ -90,12 +90,12 @@ fn parse_stored(rows: &[store::VersionRow]) -> Result<Vec<(i32, Schema)>, ApiErr
         .collect()
 }
 
-enum VersionRef {
+pub enum VersionRef {
     Latest,
     Number(i32),
 }
 
-fn parse_version(v: &str) -> Result<VersionRef, ApiError> {
+pub fn parse_version(v: &str) -> Result<VersionRef, ApiError> {
     match v {
         "latest" | "-1" => Ok(VersionRef::Latest),
         _ => match v.parse::<i32>() {
@@ -238,7 +238,7 @@ struct ConfigRequest {
     compatibility: String,
 }
 
-fn parse_level(body: &Bytes) -> Result<Level, ApiError> {
+pub fn parse_level(body: &Bytes) -> Result<Level, ApiError> {
     let req: ConfigRequest = parse_body(body)?;
     req.compatibility.parse().map_err(|()| ApiError::invalid_compatibility(&req.compatibility))
 }

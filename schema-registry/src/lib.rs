@@ -6,7 +6,9 @@
 // indexing outside tests (clippy.toml allows them there).
 #![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
-mod api;
+// Public only for the fuzz targets (fuzz/), which feed the request parsing arbitrary bytes.
+#[doc(hidden)]
+pub mod api;
 pub mod compat;
 mod error;
 pub mod store;
