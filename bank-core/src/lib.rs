@@ -19,6 +19,7 @@
 
 #[cfg(feature = "kafka")]
 pub mod avro;
+pub mod cli;
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;

@@ -1,9 +1,14 @@
-use clap::Parser;
 use command_handler::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    // --check-config, --probe and --print-config-vars exit here (bank_core::cli).
+    let config: Config = bank_core::cli::parse(|c: &Config| {
+        bank_core::cli::check_common(&c.common)?;
+        bank_core::cli::check_database(&c.database)?;
+        anyhow::ensure!(c.company_token.as_deref() != Some(""), "COMPANY_ACCOUNT_TOKEN is set but empty");
+        Ok(())
+    });
     bank_core::telemetry::init_logging("command-handler", &config.common.log_format);
     let shutdown = bank_core::shutdown::on_signal();
     let listener = tokio::net::TcpListener::bind(config.listen)

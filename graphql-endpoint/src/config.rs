@@ -121,6 +121,23 @@ fn metrics_url(listen: &str) -> String {
 }
 
 impl Config {
+    /// What `--check-config` (and every start) validates beyond clap's parsing, without connecting anywhere.
+    pub fn check(&self) -> anyhow::Result<()> {
+        bank_core::cli::check_common(&self.common)?;
+        bank_core::cli::check_database(&self.database)?;
+        for (name, url) in [
+            ("PIPELINE_HEARTBEAT_METRICS_URL", &self.pipeline_heartbeat_metrics_url),
+            ("PIPELINE_GENERATOR_METRICS_URL", &self.pipeline_generator_metrics_url),
+            ("PIPELINE_HANDLER_METRICS_URL", &self.pipeline_handler_metrics_url),
+        ] {
+            if !url.trim().is_empty() {
+                anyhow::Context::context(bank_core::cli::check_http_url(url.trim()), name)?;
+            }
+        }
+        anyhow::ensure!(self.employee_password.as_deref() != Some(""), "EMPLOYEE_PASSWORD is set but empty");
+        Ok(())
+    }
+
     /// Where the `pipeline` query reads its numbers.
     pub fn pipeline_sources(&self) -> crate::pipeline::Sources {
         let url = |u: &str| (!u.trim().is_empty()).then(|| u.trim().to_owned());

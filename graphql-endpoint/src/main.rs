@@ -1,9 +1,9 @@
-use clap::Parser;
 use graphql_endpoint::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    // --check-config, --probe and --print-config-vars exit here (bank_core::cli).
+    let config: Config = bank_core::cli::parse(Config::check);
     bank_core::telemetry::init_logging("graphql-endpoint", &config.common.log_format);
     let shutdown = bank_core::shutdown::on_signal();
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -1,9 +1,9 @@
-use clap::Parser;
 use heartbeat::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    // --check-config, --probe and --print-config-vars exit here (bank_core::cli).
+    let config: Config = bank_core::cli::parse(|c: &Config| bank_core::cli::check_common(&c.common));
     bank_core::telemetry::init_logging("heartbeat", &config.common.log_format);
     let shutdown = bank_core::shutdown::on_signal();
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -1,9 +1,12 @@
-use clap::Parser;
 use schema_registry::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    // --check-config, --probe and --print-config-vars exit here (bank_core::cli).
+    let config: Config = bank_core::cli::parse(|c: &Config| {
+        bank_core::cli::check_database(&c.database)?;
+        bank_core::cli::check_log_format(&c.log_format)
+    });
     bank_core::telemetry::init_logging("schema-registry", &config.log_format);
     let shutdown = bank_core::shutdown::on_signal();
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
