@@ -2,6 +2,7 @@
 //! timestamps), `anchor` (the reference's method) and `compare` (graphs over several runs).
 
 mod calibrate;
+mod chaos;
 mod gql;
 mod graphs;
 mod heartbeat;
@@ -48,6 +49,8 @@ enum Cmd {
     Anchor(RunArgs),
     /// One set of latency and throughput graphs over several runs.
     Compare(CompareArgs),
+    /// The load and checks of `cargo xtask chaos` (drive, poison, verify).
+    Chaos(chaos::ChaosArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -348,5 +351,6 @@ async fn main() -> anyhow::Result<()> {
         Some(Cmd::Pipeline(a)) => measure("pipeline", a).await,
         Some(Cmd::Anchor(a)) => measure("anchor", a).await,
         Some(Cmd::Compare(a)) => compare(a),
+        Some(Cmd::Chaos(a)) => chaos::main(a).await,
     }
 }

@@ -2,7 +2,7 @@
 //! processes and its log. `ALL` lists them in start order; `down` stops them by layer (services, then the broker,
 //! then the database).
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +27,10 @@ pub enum Layer {
 pub struct Ctx<'a> {
     pub paths: &'a Paths,
     pub endpoints: &'a Endpoints,
+    /// Which instance of the component this start is for (1 for the first, which keeps the default port).
+    pub instance: u32,
+    /// How many instances of it the stack runs (Kafka: brokers in the cluster).
+    pub instances: u32,
 }
 
 /// What a start did.
@@ -83,6 +87,15 @@ pub trait Component: Sync {
         bail!("cannot restart `{}`: only kafka and postgres can be restarted in place", self.name())
     }
 
+    /// Restarts one instance (`kafka-2`: the second broker); the first instance's name restarts the whole
+    /// component.
+    fn restart_instance(&self, paths: &Paths, state: &mut State, name: &str) -> anyhow::Result<()> {
+        if name != self.name() {
+            bail!("cannot restart `{name}` on its own");
+        }
+        self.restart(paths, state)
+    }
+
     /// Its live processes.
     fn pids(&self, record: &Record) -> Vec<u32> {
         record.pid.filter(|&pid| proc::alive(pid, &record.needle)).into_iter().collect()
@@ -106,9 +119,48 @@ pub static ALL: &[&dyn Component] = &[
     &RustService { name: "command-generator", probe: Probe::Http(ports::COMMAND_GENERATOR_LISTEN) },
 ];
 
-/// The component a state record belongs to.
+/// The component a state record belongs to: `command-handler-2` (a second instance) belongs to `command-handler`.
 pub fn find(name: &str) -> Option<&'static dyn Component> {
-    ALL.iter().copied().find(|c| c.name() == name)
+    let base = split_instance(name).0;
+    ALL.iter().copied().find(|c| c.name() == base)
+}
+
+/// The record name of instance `n` of `base`: the first instance keeps the plain name, the others get `-<n>`.
+pub fn instance_name(base: &str, n: u32) -> String {
+    if n <= 1 { base.to_owned() } else { format!("{base}-{n}") }
+}
+
+/// `(component, instance)` of a record name: `kafka-3` is `("kafka", 3)`, `command-handler` is
+/// `("command-handler", 1)`.
+pub fn split_instance(name: &str) -> (&str, u32) {
+    match name.rsplit_once('-') {
+        Some((base, n)) if !base.is_empty() && !n.starts_with('0') => match n.parse::<u32>() {
+            Ok(n) if n >= 2 => (base, n),
+            _ => (name, 1),
+        },
+        _ => (name, 1),
+    }
+}
+
+/// The address of instance `n` of a service listening on `addr`: its port moved up by `step * (n - 1)`.
+pub fn instance_address(addr: &str, n: u32, step: u16) -> anyhow::Result<String> {
+    let (host, port) = addr.rsplit_once(':').with_context(|| format!("`{addr}` has no port"))?;
+    let port: u16 = port.parse().with_context(|| format!("`{addr}` has no port number"))?;
+    let shift = u16::try_from(n.saturating_sub(1)).ok().and_then(|k| k.checked_mul(step));
+    let port =
+        shift.and_then(|s| port.checked_add(s)).with_context(|| format!("no port for instance {n} of {addr}"))?;
+    Ok(format!("{host}:{port}"))
+}
+
+/// How many instances of `base` the state records (at least 1 once the first is recorded).
+pub fn recorded_instances(state: &State, base: &str) -> u32 {
+    state
+        .components
+        .iter()
+        .filter(|r| split_instance(&r.name).0 == base)
+        .map(|r| split_instance(&r.name).1)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Whether a recorded component is healthy; a record of no known component is not.
@@ -144,6 +196,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn instances_have_their_own_names_and_ports() {
+        assert_eq!(instance_name("command-handler", 1), "command-handler");
+        assert_eq!(instance_name("command-handler", 2), "command-handler-2");
+        assert_eq!(split_instance("command-handler-2"), ("command-handler", 2));
+        assert_eq!(split_instance("command-handler"), ("command-handler", 1));
+        assert_eq!(split_instance("kafka-3"), ("kafka", 3));
+        for odd in ["kafka-1", "kafka-0", "kafka-02", "-2", "kafka-", "kafka-x"] {
+            assert_eq!(split_instance(odd), (odd, 1), "{odd}");
+        }
+        assert_eq!(instance_address("127.0.0.1:9103", 1, 10).unwrap(), "127.0.0.1:9103");
+        assert_eq!(instance_address("127.0.0.1:9103", 2, 10).unwrap(), "127.0.0.1:9113");
+        assert_eq!(instance_address("localhost:9092", 3, 2).unwrap(), "localhost:9096");
+        assert!(instance_address("127.0.0.1:65535", 2, 10).is_err());
+        assert!(instance_address("nowhere", 2, 10).is_err());
+        let mut state = State::default();
+        assert_eq!(recorded_instances(&state, "kafka"), 0);
+        for name in ["kafka", "kafka-2", "kafka-3", "command-handler"] {
+            state.components.push(Record {
+                name: name.into(),
+                pid: None,
+                needle: String::new(),
+                address: String::new(),
+                log: PathBuf::new(),
+                managed: true,
+                started_at: 0,
+            });
+        }
+        assert_eq!(recorded_instances(&state, "kafka"), 3);
+        assert_eq!(recorded_instances(&state, "command-handler"), 1);
+    }
+
+    #[test]
     fn components_have_distinct_names_and_start_in_layer_order() {
         let names: Vec<&str> = ALL.iter().map(|c| c.name()).collect();
         let mut unique = names.clone();
@@ -154,6 +238,7 @@ mod tests {
         assert!(layers.windows(2).all(|w| w[0] >= w[1]), "infrastructure starts before the services: {layers:?}");
         assert_eq!(find("kafka").map(|c| c.layer()), Some(Layer::Broker));
         assert!(is_service("command-handler") && !is_service("postgres") && !is_service("nothing"));
+        assert!(is_service("command-handler-2") && find("kafka-3").is_some_and(|c| c.layer() == Layer::Broker));
         assert_eq!(
             ALL.iter().filter_map(|c| c.package()).collect::<Vec<_>>(),
             names.iter().copied().filter(|n| is_service(n)).collect::<Vec<_>>()

@@ -35,7 +35,11 @@ impl Endpoints {
             external_kafka: var("KAFKA_BROKERS").is_some(),
             external_registry: var("SCHEMA_REGISTRY_URL").is_some(),
             external_database: database.is_some(),
-            kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| ports::KAFKA_BROKERS.to_owned()),
+            // Every node of the cluster `up` runs, so clients bootstrap while one of them is down.
+            kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| {
+                let state = crate::state::State::load(&paths.state_file());
+                crate::kafka::bootstrap(crate::component::recorded_instances(&state, "kafka"))
+            }),
             registry_url: var("SCHEMA_REGISTRY_URL").unwrap_or_else(|| ports::SCHEMA_REGISTRY_URL.to_owned()),
             database_url,
             company_token: match var("COMPANY_ACCOUNT_TOKEN") {

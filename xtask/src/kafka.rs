@@ -1,4 +1,7 @@
-//! Apache Kafka 4.x in KRaft mode (one combined broker+controller) from Maven Central jars on the local JDK.
+//! Apache Kafka 4.x in KRaft mode from Maven Central jars on the local JDK: one combined broker+controller, or
+//! (`up --brokers 3`) a cluster of three combined nodes that form the controller quorum together, so any one of
+//! them can die without losing the quorum or a committed record (replication 3, `min.insync.replicas` 2).
+//! Node `n` listens on the default ports moved up by `2 * (n - 1)`: 9092/9093, 9094/9095, 9096/9097.
 
 use anyhow::{Context, bail};
 use bank_core::ports::{KAFKA_BROKERS as ADDRESS, KAFKA_CONTROLLER as CONTROLLER};
@@ -8,18 +11,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::component::{Component, Ctx, Layer, Started, step};
+use crate::component::{
+    Component, Ctx, Layer, Started, instance_address, instance_name, recorded_instances, split_instance, step,
+};
 use crate::env::Endpoints;
 use crate::paths::Paths;
 use crate::postgres;
-use crate::proc;
+use crate::proc::{self, Stopped};
 use crate::state::{Record, State, now_secs};
 
 pub const VERSION: &str = "4.1.1";
 const LOG4J_VERSION: &str = "2.24.3";
 const NEEDLE: &str = "kafka.Kafka";
+/// The most brokers `up --brokers` runs.
+pub const MAX_BROKERS: u32 = 3;
 
-/// The broker, or the cluster `KAFKA_BROKERS` names.
+/// The broker(s), or the cluster `KAFKA_BROKERS` names.
 pub struct Kafka;
 
 impl Component for Kafka {
@@ -36,9 +43,15 @@ impl Component for Kafka {
     }
 
     fn start(&self, ctx: &Ctx, _previous: Option<&Record>, log: PathBuf) -> anyhow::Result<Started> {
-        step("kafka", &format!("starting Apache Kafka {VERSION} (KRaft)"));
-        let (record, took, formatted) = up(ctx.paths, &log)?;
-        step("kafka", &format!("ready on {} in {:.1}s (pid {})", record.address, took.as_secs_f64(), pid(&record)));
+        let (n, count) = (ctx.instance, ctx.instances.max(1));
+        let name = instance_name("kafka", n);
+        if n == 1 {
+            let what = if count == 1 { "KRaft".to_owned() } else { format!("KRaft, {count} brokers") };
+            step(&name, &format!("starting Apache Kafka {VERSION} ({what})"));
+        }
+        let formatted = prepare(ctx.paths, count)?;
+        let (record, took) = start_node(ctx.paths, n, count, &log)?;
+        step(&name, &format!("ready on {} in {:.1}s (pid {})", record.address, took.as_secs_f64(), pid(&record)));
         // A new cluster has none of the topics the database's offsets, results and accounts refer to.
         if formatted && !ctx.endpoints.external_database && postgres::reset_database(ctx.paths)? {
             step("postgres", &format!("emptied {}: Kafka's storage is new", postgres::database_name(ctx.paths)));
@@ -50,18 +63,108 @@ impl Component for Kafka {
         brokers(&record.address).is_ok_and(|n| n > 0)
     }
 
-    fn restart(&self, paths: &Paths, state: &mut State) -> anyhow::Result<()> {
-        let c = state.get("kafka").filter(|c| c.managed).context("kafka was not started by `cargo xtask up`")?;
-        if let Some(pid) = c.pid {
-            proc::stop(pid, &c.needle, Duration::from_secs(30));
+    /// Every node at once (a node alone cannot shut down cleanly once the others left the quorum).
+    fn stop(&self, paths: &Paths, record: &Record, _clean: bool) -> anyhow::Result<Option<Stopped>> {
+        let state = State::load(&paths.state_file());
+        let mut nodes: Vec<Record> =
+            state.components.iter().filter(|r| r.managed && split_instance(&r.name).0 == "kafka").cloned().collect();
+        if !nodes.iter().any(|r| r.name == record.name) {
+            nodes.push(record.clone());
         }
-        let log = state.run_dir(paths)?.join("kafka.log");
-        let (record, took, _) = up(paths, &log)?;
-        step("kafka", &format!("restarted, ready in {:.1}s (pid {})", took.as_secs_f64(), pid(&record)));
-        state.put(record);
+        let stopped = stop_nodes(&nodes);
+        Ok(stopped.into_iter().find(|(name, _)| *name == record.name).map(|(_, s)| s))
+    }
+
+    fn restart(&self, paths: &Paths, state: &mut State) -> anyhow::Result<()> {
+        let nodes: Vec<Record> =
+            state.components.iter().filter(|r| r.managed && split_instance(&r.name).0 == "kafka").cloned().collect();
+        if !nodes.iter().any(|r| r.name == "kafka") {
+            bail!("kafka was not started by `cargo xtask up`");
+        }
+        let count = recorded_instances(state, "kafka").max(1);
+        stop_nodes(&nodes);
+        let t = Instant::now();
+        prepare(paths, count)?;
+        for n in 1..=count {
+            let name = instance_name("kafka", n);
+            let log = state.run_dir(paths)?.join(format!("{name}.log"));
+            let (record, _) = start_node(paths, n, count, &log)?;
+            step(&name, &format!("restarted (pid {})", pid(&record)));
+            state.put(record);
+        }
+        step("kafka", &format!("ready in {:.1}s", t.elapsed().as_secs_f64()));
         state.save(&paths.state_file())?;
         Ok(())
     }
+
+    fn restart_instance(&self, paths: &Paths, state: &mut State, name: &str) -> anyhow::Result<()> {
+        if name == "kafka" {
+            return self.restart(paths, state);
+        }
+        let record = state
+            .get(name)
+            .filter(|r| r.managed)
+            .cloned()
+            .with_context(|| format!("{name} was not started by `cargo xtask up`"))?;
+        stop_nodes(std::slice::from_ref(&record));
+        start_again(paths, state, name)
+    }
+
+    fn pids(&self, record: &Record) -> Vec<u32> {
+        record.pid.filter(|&pid| proc::alive(pid, &record.needle)).into_iter().collect()
+    }
+}
+
+/// Kills one node with SIGKILL (a crash, no clean shutdown); `start_again` brings it back.
+pub fn kill_node(state: &State, name: &str) -> anyhow::Result<()> {
+    let record =
+        state.get(name).filter(|r| r.managed).with_context(|| format!("{name} was not started by `cargo xtask up`"))?;
+    if let Some(pid) = record.pid {
+        proc::kill(pid, &record.needle);
+    }
+    Ok(())
+}
+
+/// Starts a stopped node of the recorded cluster again, with its data, and waits until it serves.
+pub fn start_again(paths: &Paths, state: &mut State, name: &str) -> anyhow::Result<()> {
+    let n = split_instance(name).1;
+    let count = recorded_instances(state, "kafka").max(1);
+    let log = state.run_dir(paths)?.join(format!("{name}.log"));
+    let (record, took) = start_node(paths, n, count, &log)?;
+    step(name, &format!("started again, ready in {:.1}s (pid {})", took.as_secs_f64(), pid(&record)));
+    state.put(record);
+    state.save(&paths.state_file())?;
+    Ok(())
+}
+
+/// The bootstrap list of a cluster of `count` nodes.
+pub fn bootstrap(count: u32) -> String {
+    (1..=count.max(1)).filter_map(|n| instance_address(ADDRESS, n, 2).ok()).collect::<Vec<_>>().join(",")
+}
+
+/// Stops the given nodes in parallel: SIGTERM to all, SIGKILL to those still running after 30 s.
+fn stop_nodes(nodes: &[Record]) -> Vec<(String, Stopped)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .filter_map(|r| {
+                let pid = r.pid.filter(|&pid| proc::alive(pid, &r.needle))?;
+                Some(s.spawn(move || (r.name.clone(), proc::stop(pid, &r.needle, Duration::from_secs(30)))))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .inspect(|(name, st)| {
+                let what = if st.killed {
+                    "killed after 30s grace".to_owned()
+                } else {
+                    format!("stopped in {:.1}s", st.took.as_secs_f64())
+                };
+                step(name, &what);
+            })
+            .collect()
+    })
 }
 
 fn pid(record: &Record) -> u32 {
@@ -136,38 +239,77 @@ pub fn ensure_jars(paths: &Paths) -> anyhow::Result<PathBuf> {
     Ok(libs)
 }
 
-fn write_config(paths: &Paths) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// Node `n`'s client and controller addresses.
+fn node_addresses(n: u32) -> anyhow::Result<(String, String)> {
+    Ok((instance_address(ADDRESS, n, 2)?, instance_address(CONTROLLER, n, 2)?))
+}
+
+/// Node `n`'s storage: `.openbank/data/kafka` for the first, `kafka-<n>` for the others.
+fn data_dir(paths: &Paths, n: u32) -> PathBuf {
+    paths.data().join(instance_name("kafka", n))
+}
+
+fn props_path(paths: &Paths, n: u32) -> PathBuf {
+    let file = if n == 1 { "server.properties".to_owned() } else { format!("server-{n}.properties") };
+    paths.home.join("kafka").join(file)
+}
+
+/// Text of node `n`'s command line that tells it apart from the other nodes.
+fn needle(n: u32) -> String {
+    if n == 1 { NEEDLE.to_owned() } else { format!("server-{n}.properties") }
+}
+
+/// Where the number of nodes the storage was formatted for is kept.
+fn topology_file(paths: &Paths) -> PathBuf {
+    paths.data().join("kafka-brokers")
+}
+
+/// `min.insync.replicas`: 2 of 3 replicas in a cluster (one broker may fail without losing an acknowledged
+/// record or stopping writes), 1 on a single broker.
+pub fn min_insync_replicas(count: u32) -> u32 {
+    if count >= 3 { 2 } else { 1 }
+}
+
+/// Node `n`'s `server.properties` for a cluster of `count` combined broker+controller nodes.
+fn server_properties(paths: &Paths, n: u32, count: u32) -> anyhow::Result<String> {
+    let (address, controller) = node_addresses(n)?;
+    let voters =
+        (1..=count).map(|i| Ok(format!("{i}@{}", node_addresses(i)?.1))).collect::<anyhow::Result<Vec<_>>>()?.join(",");
+    let isr = min_insync_replicas(count);
+    Ok(format!(
+        "# written by `cargo xtask up`: node {n} of {count} combined broker+controller nodes, loopback only\n\
+         process.roles=broker,controller\n\
+         node.id={n}\n\
+         controller.quorum.voters={voters}\n\
+         listeners=PLAINTEXT://{address},CONTROLLER://{controller}\n\
+         advertised.listeners=PLAINTEXT://{address}\n\
+         controller.listener.names=CONTROLLER\n\
+         inter.broker.listener.name=PLAINTEXT\n\
+         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+         log.dirs={}\n\
+         num.partitions=1\n\
+         default.replication.factor={count}\n\
+         min.insync.replicas={isr}\n\
+         offsets.topic.replication.factor={count}\n\
+         offsets.topic.num.partitions=12\n\
+         transaction.state.log.replication.factor={count}\n\
+         transaction.state.log.min.isr={isr}\n\
+         share.coordinator.state.topic.replication.factor={count}\n\
+         share.coordinator.state.topic.min.isr={isr}\n\
+         group.initial.rebalance.delay.ms=0\n\
+         auto.create.topics.enable=false\n\
+         log.retention.check.interval.ms=60000\n",
+        data_dir(paths, n).display()
+    ))
+}
+
+fn write_config(paths: &Paths, count: u32) -> anyhow::Result<PathBuf> {
     let dir = paths.home.join("kafka");
     std::fs::create_dir_all(&dir)?;
-    let data = paths.data().join("kafka");
-    std::fs::create_dir_all(&data)?;
-    let props = dir.join("server.properties");
-    std::fs::write(
-        &props,
-        format!(
-            "# written by `cargo xtask up`: a single combined broker+controller, loopback only\n\
-             process.roles=broker,controller\n\
-             node.id=1\n\
-             controller.quorum.voters=1@{CONTROLLER}\n\
-             listeners=PLAINTEXT://{ADDRESS},CONTROLLER://{CONTROLLER}\n\
-             advertised.listeners=PLAINTEXT://{ADDRESS}\n\
-             controller.listener.names=CONTROLLER\n\
-             inter.broker.listener.name=PLAINTEXT\n\
-             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
-             log.dirs={}\n\
-             num.partitions=1\n\
-             offsets.topic.replication.factor=1\n\
-             offsets.topic.num.partitions=12\n\
-             transaction.state.log.replication.factor=1\n\
-             transaction.state.log.min.isr=1\n\
-             share.coordinator.state.topic.replication.factor=1\n\
-             share.coordinator.state.topic.min.isr=1\n\
-             group.initial.rebalance.delay.ms=0\n\
-             auto.create.topics.enable=false\n\
-             log.retention.check.interval.ms=60000\n",
-            data.display()
-        ),
-    )?;
+    for n in 1..=count {
+        std::fs::create_dir_all(data_dir(paths, n))?;
+        std::fs::write(props_path(paths, n), server_properties(paths, n, count)?)?;
+    }
     let log4j = dir.join("log4j2.properties");
     std::fs::write(
         &log4j,
@@ -182,15 +324,17 @@ fn write_config(paths: &Paths) -> anyhow::Result<(PathBuf, PathBuf)> {
          logger.apache.name = org.apache.kafka\nlogger.apache.level = warn\n\
          logger.started.name = kafka.server.KafkaRaftServer\nlogger.started.level = info\n",
     )?;
-    Ok((props, log4j))
+    Ok(log4j)
 }
 
-fn java(libs: &Path, log4j: &Path) -> Command {
+fn java(libs: &Path, log4j: &Path, count: u32) -> Command {
     let mut c = Command::new("java");
     // Every integration test provisions its own prefixed topics, and they stay until `down --clean`: a long-lived
-    // dev stack accumulates thousands of partitions, which outgrew a 512 MiB heap.
+    // dev stack accumulates thousands of partitions, which outgrew a 512 MiB heap. Three nodes share the machine:
+    // 512 MiB each.
+    let max = if count > 1 { "-Xmx512m" } else { "-Xmx1g" };
     c.arg("-Xms256m")
-        .arg("-Xmx1g")
+        .arg(max)
         .arg("-XX:+UseG1GC")
         .arg("-XX:MaxGCPauseMillis=20")
         .arg("-Djava.awt.headless=true")
@@ -200,57 +344,113 @@ fn java(libs: &Path, log4j: &Path) -> Command {
     c
 }
 
-fn healthy() -> bool {
-    brokers(ADDRESS).is_ok_and(|n| n > 0)
+/// Readies the storage of a `count`-node cluster: storage formatted for another number of nodes is deleted (the
+/// quorum's voters are part of it), configs are written, and every node without storage is formatted with the
+/// cluster's id. Returns whether the cluster is new (then it holds no topics).
+fn prepare(paths: &Paths, count: u32) -> anyhow::Result<bool> {
+    check_java()?;
+    let libs = ensure_jars(paths)?;
+    let first = data_dir(paths, 1).join("meta.properties");
+    let formatted_for = match std::fs::read_to_string(topology_file(paths)) {
+        Ok(text) => text.trim().parse::<u32>().ok(),
+        Err(_) => first.exists().then_some(1),
+    };
+    if let Some(old) = formatted_for.filter(|&old| old != count) {
+        let running: Vec<String> = (1..=MAX_BROKERS.max(old))
+            .filter_map(|n| node_addresses(n).ok().map(|(a, _)| a))
+            .filter(|a| proc::port_open(a))
+            .collect();
+        if !running.is_empty() {
+            bail!(
+                "kafka runs as {old} broker(s) (on {}); stop the stack with `cargo xtask down` before changing --brokers",
+                running.join(", ")
+            );
+        }
+        step("kafka", &format!("storage was formatted for {old} broker(s), not {count}: deleting it"));
+        for n in 1..=MAX_BROKERS.max(old) {
+            let dir = data_dir(paths, n);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).with_context(|| format!("cannot delete {}", dir.display()))?;
+            }
+        }
+    }
+    let log4j = write_config(paths, count)?;
+    let new_cluster = !first.exists();
+    let cluster_id = match std::fs::read_to_string(&first) {
+        Ok(text) => text
+            .lines()
+            .find_map(|l| l.strip_prefix("cluster.id="))
+            .map(|id| id.trim().to_owned())
+            .with_context(|| format!("no cluster.id in {}", first.display()))?,
+        Err(_) => random_cluster_id(&libs, &log4j)?,
+    };
+    for n in 1..=count {
+        if !data_dir(paths, n).join("meta.properties").exists() {
+            format_storage(&libs, &log4j, &props_path(paths, n), &cluster_id, count)?;
+        }
+    }
+    std::fs::write(topology_file(paths), format!("{count}\n"))?;
+    Ok(new_cluster)
 }
 
-/// Starts the broker (formatting its storage on first use) and waits until it answers metadata requests.
-/// Returns its record, the time until it answered, and whether the storage was formatted by this start (then
-/// the cluster is new and holds no topics).
-fn up(paths: &Paths, log: &Path) -> anyhow::Result<(Record, Duration, bool)> {
-    check_java()?;
-    for addr in [ADDRESS, CONTROLLER] {
+/// Starts node `n` of a `count`-node cluster and waits until it serves; a node whose quorum cannot form yet (the
+/// nodes after it are still to be started) is only checked to be running. Returns its record and the wait.
+fn start_node(paths: &Paths, n: u32, count: u32, log: &Path) -> anyhow::Result<(Record, Duration)> {
+    let (address, controller) = node_addresses(n)?;
+    for addr in [&address, &controller] {
         if proc::port_open(addr) {
             bail!(
-                "port {addr} is in use by a process xtask did not start; stop it, or use it with KAFKA_BROKERS={ADDRESS}"
+                "port {addr} is in use by a process xtask did not start; stop it, or use it with KAFKA_BROKERS={address}"
             );
         }
     }
     let libs = ensure_jars(paths)?;
-    let (props, log4j) = write_config(paths)?;
-    let formatted = !paths.data().join("kafka").join("meta.properties").exists();
-    if formatted {
-        format_storage(&libs, &log4j, &props)?;
-    }
+    let log4j = paths.home.join("kafka").join("log4j2.properties");
     let t = Instant::now();
-    let pid = proc::spawn_detached(java(&libs, &log4j).arg("kafka.Kafka").arg(&props), log)?;
-    proc::wait_until("kafka", Duration::from_secs(90), || {
-        // An exited broker ends the wait early; it is reported below.
-        !proc::alive(pid, "") || healthy()
-    })?;
+    let pid = proc::spawn_detached(java(&libs, &log4j, count).arg("kafka.Kafka").arg(props_path(paths, n)), log)?;
+    let others_up =
+        (1..=count).filter(|&i| i != n).filter(|&i| node_addresses(i).is_ok_and(|(a, _)| proc::port_open(&a))).count();
+    let others_up = u32::try_from(others_up).unwrap_or(0);
+    let name = instance_name("kafka", n);
+    if 2 * (others_up + 1) > count {
+        // With every node up, wait until this one sees all of them; with one missing, until it serves.
+        let want = if others_up + 1 == count { i32::try_from(count).unwrap_or(1) } else { 1 };
+        proc::wait_until(&name, Duration::from_secs(120), || {
+            // An exited broker ends the wait early; it is reported below.
+            !proc::alive(pid, "") || brokers(&address).is_ok_and(|b| b >= want)
+        })?;
+    } else {
+        proc::wait_quietly(Duration::from_secs(1), || !proc::alive(pid, ""));
+    }
     if !proc::alive(pid, "") {
-        bail!("kafka exited during start; see {}", log.display());
+        bail!("{name} exited during start; see {}", log.display());
     }
     let record = Record {
-        name: "kafka".into(),
+        name,
         pid: Some(pid),
-        needle: NEEDLE.into(),
-        address: ADDRESS.into(),
+        needle: needle(n),
+        address,
         log: log.to_path_buf(),
         managed: true,
         started_at: now_secs(),
     };
-    Ok((record, t.elapsed(), formatted))
+    Ok((record, t.elapsed()))
 }
 
-fn format_storage(libs: &Path, log4j: &Path, props: &Path) -> anyhow::Result<()> {
-    let out = java(libs, log4j).args(["kafka.tools.StorageTool", "random-uuid"]).output()?;
+fn random_cluster_id(libs: &Path, log4j: &Path) -> anyhow::Result<String> {
+    let out = java(libs, log4j, 1).args(["kafka.tools.StorageTool", "random-uuid"]).output()?;
     let cluster_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     if !out.status.success() || cluster_id.is_empty() {
         bail!("kafka storage tool failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let out =
-        java(libs, log4j).args(["kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"]).arg(props).output()?;
+    Ok(cluster_id)
+}
+
+fn format_storage(libs: &Path, log4j: &Path, props: &Path, cluster_id: &str, count: u32) -> anyhow::Result<()> {
+    let out = java(libs, log4j, count)
+        .args(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c"])
+        .arg(props)
+        .output()?;
     if !out.status.success() {
         bail!(
             "kafka storage format failed: {}",
@@ -310,6 +510,25 @@ fn parse_metadata_brokers(body: &[u8], correlation_id: i32) -> anyhow::Result<i3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_nodes_have_their_own_ports_storage_and_quorum() {
+        let paths = Paths::at(Path::new("/tmp/openbank-kafka-props"));
+        let single = server_properties(&paths, 1, 1).unwrap();
+        assert!(single.contains("controller.quorum.voters=1@localhost:9093\n"), "{single}");
+        assert!(single.contains("min.insync.replicas=1\n") && single.contains("offsets.topic.replication.factor=1\n"));
+        let third = server_properties(&paths, 3, 3).unwrap();
+        assert!(third.contains("node.id=3\n"));
+        assert!(third.contains("controller.quorum.voters=1@localhost:9093,2@localhost:9095,3@localhost:9097\n"));
+        assert!(third.contains("listeners=PLAINTEXT://localhost:9096,CONTROLLER://localhost:9097\n"));
+        assert!(
+            third.contains("min.insync.replicas=2\n") && third.contains("transaction.state.log.replication.factor=3\n")
+        );
+        assert!(third.contains(&format!("log.dirs={}\n", paths.data().join("kafka-3").display())));
+        assert_eq!(bootstrap(3), "localhost:9092,localhost:9094,localhost:9096");
+        assert_eq!(bootstrap(1), ADDRESS);
+        assert_eq!((needle(1).as_str(), needle(2).as_str()), (NEEDLE, "server-2.properties"));
+    }
 
     #[test]
     fn metadata_request_is_well_formed() {

@@ -33,6 +33,15 @@ enum Cmd {
         /// Run release builds of the services
         #[arg(long)]
         release: bool,
+        /// Kafka brokers: 1, or a cluster of 3 (replication 3, min.insync.replicas 2); default: as running, else 1
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3))]
+        brokers: Option<u32>,
+        /// command-handler instances (ports 9103, 9113, ...); default: as running, else 1
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4))]
+        handlers: Option<u32>,
+        /// graphql-endpoint instances (ports 8888, 8898, ...); default: as running, else 1
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4))]
+        gateways: Option<u32>,
     },
     /// Stop what `up` started
     Down {
@@ -60,8 +69,24 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Restart kafka or postgres in place (used by the resilience tests)
+    /// Restart kafka or postgres in place (used by the resilience tests); `kafka-2` restarts one broker
     Restart { component: String },
+    /// Load through the API and the heartbeat while services, PostgreSQL and Kafka are killed and restarted and
+    /// poison records are injected; then drain, audit, and check every confirmed transfer landed exactly once
+    Chaos {
+        /// Seconds of load and faults
+        #[arg(long, default_value_t = 120)]
+        duration: u64,
+        /// Seed of the fault schedule and the load (default: from the clock, printed)
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Transfers per second through the GraphQL API
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        /// Heartbeats per second (each becomes a command) during the run
+        #[arg(long, default_value_t = 100)]
+        heartbeat_rate: u32,
+    },
     /// Install what is missing, start the stack, run every test, stop what was started
     Test {
         /// Skip `cargo fmt --check` and `cargo clippy`
@@ -76,13 +101,22 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Up { release } => cmd::up::up(&cmd::up::UpOptions { release, quiet_build: false }).map(|_| 0),
+        Cmd::Up { release, brokers, handlers, gateways } => {
+            if brokers == Some(2) {
+                eprintln!("error: --brokers is 1 or 3 (a quorum of two nodes survives no failure)");
+                return ExitCode::FAILURE;
+            }
+            cmd::up::up(&cmd::up::UpOptions { release, quiet_build: false, brokers, handlers, gateways }).map(|_| 0)
+        }
         Cmd::Down { clean } => cmd::down::down(clean).map(|_| 0),
         Cmd::Status => cmd::status::status().map(|ok| if ok { 0 } else { 1 }),
         Cmd::Logs { component, lines } => cmd::logs::logs(component.as_deref(), lines).map(|()| 0),
         Cmd::Audit { settle_secs } => cmd::audit::audit(settle_secs),
         Cmd::LoadTest { args } => cmd::load_test::load_test(&args),
         Cmd::Restart { component } => cmd::restart::restart(&component).map(|()| 0),
+        Cmd::Chaos { duration, seed, rate, heartbeat_rate } => {
+            cmd::chaos::chaos(&cmd::chaos::ChaosOptions { duration, seed, rate, heartbeat_rate })
+        }
         Cmd::Test { no_lint, keep_up } => cmd::test::run(&cmd::test::TestOptions { lint: !no_lint, keep_up }),
     };
     match result {

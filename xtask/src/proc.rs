@@ -79,6 +79,14 @@ pub fn stop(pid: u32, needle: &str, grace: Duration) -> Stopped {
     Stopped { took: start.elapsed(), killed: true }
 }
 
+/// SIGKILL (a crash: no shutdown hooks run), then waits briefly until the process is gone.
+pub fn kill(pid: u32, needle: &str) {
+    if alive(pid, needle) {
+        signal(pid, Signal::KILL);
+        let _ = wait_quietly(Duration::from_secs(5), || !alive(pid, needle));
+    }
+}
+
 /// The first IPv4 address of `host_port` (the stack binds loopback IPv4), else the first one.
 pub fn addr(host_port: &str) -> Option<SocketAddr> {
     let all: Vec<SocketAddr> = host_port.to_socket_addrs().ok()?.collect();

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cmd::logs::tail;
-use crate::component::{Component, Ctx, Started, step};
+use crate::component::{Component, Ctx, Started, instance_address, instance_name, step};
 use crate::env::Endpoints;
 use crate::state::{EXITED_OK, Record, now_secs};
 use crate::{http, proc};
@@ -53,7 +53,15 @@ impl Component for RustService {
         ctx.endpoints.apply(&mut cmd);
         let t = Instant::now();
         let record = match self.probe {
-            Probe::Http(addr) => self.serve(&mut cmd, addr, log)?,
+            Probe::Http(addr) => {
+                let (name, addr) = (instance_name(self.name, ctx.instance), instance_address(addr, ctx.instance, 10)?);
+                if ctx.instance > 1 {
+                    let var =
+                        listen_var(self.name).with_context(|| format!("{} runs as one instance only", self.name))?;
+                    cmd.env(var, &addr);
+                }
+                self.serve(&mut cmd, &name, &addr, log)?
+            }
             Probe::OneShot => self.run_once(&mut cmd, &bin, log)?,
         };
         Ok(Started { record, started: true, took: t.elapsed() })
@@ -61,14 +69,29 @@ impl Component for RustService {
 
     fn probe(&self, record: &Record) -> bool {
         match self.probe {
-            Probe::Http(addr) => http::status(addr, "/ready") == Some(200),
+            // A further instance listens on its own address, recorded at its start.
+            Probe::Http(addr) => {
+                let addr = if record.address.is_empty() { addr } else { record.address.as_str() };
+                http::status(addr, "/ready") == Some(200)
+            }
             Probe::OneShot => record.finished(),
         }
     }
 }
 
+/// The variable that moves a service's listen address, for its further instances.
+pub fn listen_var(name: &str) -> Option<&'static str> {
+    match name {
+        "command-handler" => Some("COMMAND_HANDLER_LISTEN"),
+        "graphql-endpoint" => Some("GRAPHQL_LISTEN"),
+        "command-generator" => Some("COMMAND_GENERATOR_LISTEN"),
+        "heartbeat" => Some("HEARTBEAT_LISTEN"),
+        _ => None,
+    }
+}
+
 impl RustService {
-    fn serve(&self, cmd: &mut Command, addr: &'static str, log: PathBuf) -> anyhow::Result<Record> {
+    fn serve(&self, cmd: &mut Command, name: &str, addr: &str, log: PathBuf) -> anyhow::Result<Record> {
         if proc::port_open(addr) {
             bail!(
                 "port {addr} is in use by a process xtask did not start; stop it (or set the service's URL variable)"
@@ -76,15 +99,15 @@ impl RustService {
         }
         let t = Instant::now();
         let pid = proc::spawn_detached(cmd, &log)?;
-        proc::wait_until(self.name, Duration::from_secs(30), || {
+        proc::wait_until(name, Duration::from_secs(30), || {
             !proc::alive(pid, "") || http::status(addr, "/ready") == Some(200)
         })?;
         if !proc::alive(pid, "") {
-            bail!("{} exited during start; last lines of {}:\n{}", self.name, log.display(), tail(&log, 15));
+            bail!("{name} exited during start; last lines of {}:\n{}", log.display(), tail(&log, 15));
         }
-        step(self.name, &format!("ready on {addr} in {:.2}s (pid {pid})", t.elapsed().as_secs_f64()));
+        step(name, &format!("ready on {addr} in {:.2}s (pid {pid})", t.elapsed().as_secs_f64()));
         Ok(Record {
-            name: self.name.into(),
+            name: name.into(),
             pid: Some(pid),
             needle: self.name.into(),
             address: addr.into(),

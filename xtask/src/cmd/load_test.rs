@@ -15,7 +15,7 @@ fn cargo(root: &Path) -> Command {
 
 /// `cargo xtask load-test [run|pipeline|anchor|compare] [flags]`: everything after `load-test` goes to the tool.
 pub fn load_test(args: &[String]) -> anyhow::Result<i32> {
-    up(&UpOptions { release: true, quiet_build: false })?;
+    up(&UpOptions { release: true, quiet_build: false, ..Default::default() })?;
     let paths = Paths::new(true)?;
     let status = cargo(&paths.root).args(["run", "--release", "-q", "-p", "load-test", "--"]).args(args).status()?;
     Ok(status.code().unwrap_or(1))

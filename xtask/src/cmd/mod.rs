@@ -1,6 +1,7 @@
 //! One module per `cargo xtask` subcommand.
 
 pub mod audit;
+pub mod chaos;
 pub mod down;
 pub mod load_test;
 pub mod logs;

@@ -1,5 +1,5 @@
 //! `cargo xtask restart`: Kafka or PostgreSQL in place (same data, same address), for resilience tests and
-//! operators.
+//! operators; `kafka-2` restarts only the second broker of a cluster.
 
 use anyhow::bail;
 
@@ -11,7 +11,7 @@ pub fn restart(name: &str) -> anyhow::Result<()> {
     let paths = Paths::new(false)?;
     let mut state = State::load(&paths.state_file());
     match component::find(name) {
-        Some(c) => c.restart(&paths, &mut state),
+        Some(c) => c.restart_instance(&paths, &mut state, name),
         None => bail!("cannot restart `{name}`: only kafka and postgres can be restarted in place"),
     }
 }

@@ -175,7 +175,7 @@ struct Ups {
 
 /// `up`, then `up` again, which must start nothing and keep every pid.
 fn up_twice(paths: &Paths, was_up: bool, checks: &mut Checks) -> anyhow::Result<Ups> {
-    let opts = UpOptions { release: false, quiet_build: true };
+    let opts = UpOptions { release: false, quiet_build: true, ..Default::default() };
     let pids = || -> Vec<(String, Option<u32>)> {
         State::load(&paths.state_file()).components.iter().map(|c| (c.name.clone(), c.pid)).collect()
     };

@@ -1,6 +1,9 @@
 //! `cargo xtask up`: build, then start (or reuse) every component in order, each waited for by its health check,
-//! never a fixed sleep. The synchronizer runs again whenever something before it (re)started.
+//! never a fixed sleep. The synchronizer runs again whenever something before it (re)started. `--brokers 3` runs
+//! a three-node Kafka cluster, `--handlers N` and `--gateways N` further instances of those services (each on its
+//! own port, in the same consumer group); without them `up` keeps the counts the stack runs with.
 
+use anyhow::Context;
 use std::time::{Duration, Instant};
 
 use crate::component::{self, Ctx, Layer, step};
@@ -10,9 +13,29 @@ use crate::proc;
 use crate::setup;
 use crate::state::{Record, State, now_secs};
 
+#[derive(Default)]
 pub struct UpOptions {
     pub release: bool,
     pub quiet_build: bool,
+    /// Kafka brokers (1 or 3); `None`: as many as run now, else 1.
+    pub brokers: Option<u32>,
+    /// command-handler instances; `None`: as many as run now, else 1.
+    pub handlers: Option<u32>,
+    /// graphql-endpoint instances; `None`: as many as run now, else 1.
+    pub gateways: Option<u32>,
+}
+
+impl UpOptions {
+    /// How many instances of `name` this `up` runs.
+    fn instances(&self, state: &State, name: &str) -> u32 {
+        let asked = match name {
+            "kafka" => self.brokers,
+            "command-handler" => self.handlers,
+            "graphql-endpoint" => self.gateways,
+            _ => return 1,
+        };
+        asked.unwrap_or_else(|| component::recorded_instances(state, name)).max(1)
+    }
 }
 
 /// What `up` did, for callers (the test runner checks that a second `up` starts nothing).
@@ -28,33 +51,47 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
     let start = Instant::now();
     let paths = Paths::new(opts.release)?;
     paths.ensure_home()?;
-    let endpoints = Endpoints::resolve(&paths)?;
+    let mut endpoints = Endpoints::resolve(&paths)?;
     setup::ensure_packages(&endpoints)?;
     setup::build(&paths, opts.release, opts.quiet_build)?;
     // Before the gateway starts: it serves frontend/dist when that exists at its start.
     crate::frontend::build(&paths)?;
     let mut state = State::load(&paths.state_file());
     let mut report = UpReport::default();
-    let ctx = Ctx { paths: &paths, endpoints: &endpoints };
+    let brokers = opts.instances(&state, "kafka");
+    if !endpoints.external_kafka {
+        endpoints.kafka_brokers = crate::kafka::bootstrap(brokers);
+    }
 
     for c in component::ALL {
         if let Some(address) = c.external(&endpoints) {
             external(&mut state, c.name(), &address);
             continue;
         }
-        let current = state.get(c.name()).cloned();
-        if current.as_ref().is_some_and(|r| c.reusable(r, &ctx, !report.started.is_empty())) {
-            report.reused.push(c.name().into());
-            continue;
+        let instances = opts.instances(&state, c.name());
+        // Fewer instances than before: the extra ones stop (Kafka's node count changes only after a `down`).
+        if c.layer() == Layer::Service {
+            scale_down(&paths, &mut state, c.name(), instances)?;
         }
-        let log = state.run_dir(&paths)?.join(format!("{}.log", c.name()));
-        let s = c.start(&ctx, current.as_ref(), log)?;
-        if c.layer() == Layer::Broker {
-            report.kafka_start = Some(s.took);
+        let topology_changed =
+            c.layer() == Layer::Broker && component::recorded_instances(&state, c.name()) != instances;
+        for instance in 1..=instances {
+            let ctx = Ctx { paths: &paths, endpoints: &endpoints, instance, instances };
+            let name = component::instance_name(c.name(), instance);
+            let current = state.get(&name).cloned();
+            if !topology_changed && current.as_ref().is_some_and(|r| c.reusable(r, &ctx, !report.started.is_empty())) {
+                report.reused.push(name);
+                continue;
+            }
+            let log = state.run_dir(&paths)?.join(format!("{name}.log"));
+            let s = c.start(&ctx, current.as_ref(), log)?;
+            if c.layer() == Layer::Broker {
+                report.kafka_start = Some(report.kafka_start.unwrap_or_default().max(s.took));
+            }
+            if s.started { &mut report.started } else { &mut report.reused }.push(name);
+            state.put(s.record);
+            state.save(&paths.state_file())?;
         }
-        if s.started { &mut report.started } else { &mut report.reused }.push(c.name().into());
-        state.put(s.record);
-        state.save(&paths.state_file())?;
     }
 
     endpoints.write(&paths)?;
@@ -67,6 +104,45 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
     }
     endpoints.print_urls(&paths);
     Ok(report)
+}
+
+/// Stops the instances of `name` beyond the first `keep` and forgets them.
+fn scale_down(paths: &Paths, state: &mut State, name: &str, keep: u32) -> anyhow::Result<()> {
+    let extra: Vec<Record> = state
+        .components
+        .iter()
+        .filter(|r| {
+            let (base, n) = component::split_instance(&r.name);
+            base == name && n > keep
+        })
+        .cloned()
+        .collect();
+    for r in extra {
+        if let Some(c) = component::find(&r.name).filter(|_| r.managed) {
+            c.stop(paths, &r, false)?;
+        }
+        state.components.retain(|x| x.name != r.name);
+        state.save(&paths.state_file())?;
+    }
+    Ok(())
+}
+
+/// Starts (again) one recorded instance of a service, `command-handler-2` say, on its own address, and records
+/// it: what the chaos run and the tests use after killing one.
+pub fn start_instance(release: bool, name: &str) -> anyhow::Result<()> {
+    let paths = Paths::new(release)?;
+    let endpoints = Endpoints::resolve(&paths)?;
+    let mut state = State::load(&paths.state_file());
+    let c = component::find(name).with_context(|| format!("no component `{name}`"))?;
+    let (base, instance) = component::split_instance(name);
+    let instances = component::recorded_instances(&state, base).max(instance);
+    let ctx = Ctx { paths: &paths, endpoints: &endpoints, instance, instances };
+    let current = state.get(name).cloned();
+    let log = state.run_dir(&paths)?.join(format!("{name}.log"));
+    let s = c.start(&ctx, current.as_ref(), log)?;
+    state.put(s.record);
+    state.save(&paths.state_file())?;
+    Ok(())
 }
 
 /// Records a component the operator runs elsewhere.

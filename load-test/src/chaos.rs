@@ -1,0 +1,634 @@
+//! The load and the checks of `cargo xtask chaos`, which kills and restarts the stack's processes meanwhile:
+//! - `drive`: users registered and funded through the API, then transfers between them at a fixed rate (each with
+//!   its own idempotency key, spread over every gateway given); afterwards every transfer without a final answer
+//!   is sent again with its key until the bank decides it. Writes what the client saw to a JSON file.
+//! - `poison`: records the handler must survive, written straight to the command topics.
+//! - `verify`: every transfer the client saw CONFIRMED is stored once, shows once per account in the history, and
+//!   every user's balance is exactly what the decided transfers make it.
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+use crate::gql::{Api, ApiError};
+use crate::stack;
+
+#[derive(Args)]
+pub struct ChaosArgs {
+    #[command(subcommand)]
+    cmd: ChaosCmd,
+}
+
+#[derive(Subcommand)]
+enum ChaosCmd {
+    /// Transfers through the API for a while, then every outcome settled
+    Drive(DriveArgs),
+    /// Poison records on the command topics
+    Poison(PoisonArgs),
+    /// Checks the outcomes `drive` wrote against the database
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct DriveArgs {
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Transfers per second
+    #[arg(long, default_value_t = 20)]
+    rate: u32,
+    #[arg(long, default_value_t = 16)]
+    users: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Gateways, comma-separated; transfers go to them in turn
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8888")]
+    endpoints: Vec<String>,
+    /// Longest wait, after the load, for every transfer to be decided
+    #[arg(long, default_value_t = 180)]
+    settle_secs: u64,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Poison {
+    /// Random bytes, an empty and a null value
+    Garbage,
+    /// The wire format's magic byte with a schema id the registry does not know, or another topic's schema
+    UnknownSchema,
+    /// Close to the producer's 1 MB limit: random bytes, and a well-formed transfer with a 900 kB description
+    Oversized,
+    /// Well-formed transfers with NUL bytes, multi-byte characters, huge fields, bad IBANs and extreme amounts
+    Hostile,
+}
+
+#[derive(Args)]
+struct PoisonArgs {
+    #[arg(long, value_enum)]
+    kind: Poison,
+    #[arg(long, default_value = "http://127.0.0.1:8888")]
+    endpoint: String,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    #[arg(long)]
+    transfers: PathBuf,
+    /// Longest wait for the history to show every decided transfer
+    #[arg(long, default_value_t = 60)]
+    settle_secs: u64,
+}
+
+pub async fn main(args: ChaosArgs) -> anyhow::Result<()> {
+    match args.cmd {
+        ChaosCmd::Drive(a) => drive(a).await,
+        ChaosCmd::Poison(a) => poison(a).await,
+        ChaosCmd::Verify(a) => verify(a).await,
+    }
+}
+
+/// A user of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ChaosUser {
+    name: String,
+    token: String,
+    iban: String,
+}
+
+/// One transfer (or funding deposit: `from` is `cash`) and what the client saw of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Sent {
+    key: String,
+    /// Index of the paying user (`None`: a cash deposit).
+    from: Option<usize>,
+    to: usize,
+    amount: i64,
+    /// The first answer: CONFIRMED, FAILED, PENDING, or ERROR (no answer, an HTTP or a GraphQL error).
+    first: String,
+    first_error: Option<String>,
+    /// The decided status after settling (PENDING or ERROR: never decided).
+    status: String,
+    id: Option<String>,
+    attempts: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Outcomes {
+    seed: u64,
+    users: Vec<ChaosUser>,
+    sent: Vec<Sent>,
+}
+
+/// splitmix64: a small seeded generator, so a run's load can be repeated.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| (self.next() & 0xff) as u8).collect()
+    }
+}
+
+const PASSWORD: &str = "chaos password 1";
+const FUNDING_CENTS: i64 = 100_000;
+/// The company account every stack has (the generator pays salaries from it).
+const COMPANY_IBAN: &str = "NL66OPEN0000000000";
+
+fn decided(status: &str) -> bool {
+    status == "CONFIRMED" || status == "FAILED"
+}
+
+/// Registers (or, when an earlier try got through unanswered, logs in) a user, retrying while the gateway is down.
+async fn user(api: &Api, name: &str, deadline: Instant) -> anyhow::Result<ChaosUser> {
+    loop {
+        let attempt = match api.register(name, PASSWORD).await {
+            Ok(u) => Ok(u),
+            Err(ApiError::Graphql(..)) => {
+                let q = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token account { iban } } }";
+                api.post(None, q, json!({"u": name, "p": PASSWORD})).await.and_then(|d| {
+                    let token = d["login"]["token"].as_str().unwrap_or_default().to_owned();
+                    let iban = d["login"]["account"]["iban"].as_str().unwrap_or_default().to_owned();
+                    if token.is_empty() || iban.is_empty() {
+                        Err(ApiError::Transport("login answered without a token or IBAN".into()))
+                    } else {
+                        Ok(crate::gql::User { name: name.to_owned(), token, iban })
+                    }
+                })
+            }
+            Err(e) => Err(e),
+        };
+        match attempt {
+            Ok(u) => return Ok(ChaosUser { name: u.name, token: u.token, iban: u.iban }),
+            Err(e) if Instant::now() >= deadline => anyhow::bail!("cannot register {name}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// Sends one transfer (or deposit) and records the answer.
+async fn send_once(api: &Api, users: &[ChaosUser], s: &Sent) -> Result<(String, String), ApiError> {
+    let to = users.get(s.to).ok_or_else(|| ApiError::Transport("no such user".into()))?;
+    match s.from.and_then(|i| users.get(i)) {
+        Some(from) => api.transfer(&from.token, &to.iban, s.amount, &s.key).await,
+        None => api.deposit(&to.token, s.amount, &s.key).await,
+    }
+}
+
+fn record_answer(s: &mut Sent, answer: Result<(String, String), ApiError>) {
+    s.attempts += 1;
+    let (status, error) = match answer {
+        Ok((id, status)) => {
+            if !id.is_empty() {
+                s.id = Some(id);
+            }
+            (status, None)
+        }
+        Err(e) => ("ERROR".to_owned(), Some(e.to_string())),
+    };
+    if s.attempts == 1 {
+        s.first = status.clone();
+        s.first_error = error;
+    }
+    s.status = status;
+}
+
+async fn drive(a: DriveArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.users >= 2 && a.rate > 0 && !a.endpoints.is_empty(), "--users 2+, --rate 1+ and a gateway");
+    let apis: Vec<Api> =
+        a.endpoints.iter().map(|e| Api::new(e, Duration::from_secs(10))).collect::<anyhow::Result<_>>()?;
+    let first = apis.first().cloned().ok_or_else(|| anyhow::anyhow!("no gateway"))?;
+    let tag = format!("{:x}{:x}", a.seed, std::process::id());
+    let setup_deadline = Instant::now() + Duration::from_secs(60);
+    let mut users = Vec::new();
+    for i in 0..a.users {
+        users.push(user(&first, &format!("chaos{tag}u{i}"), setup_deadline).await?);
+    }
+    let users = Arc::new(users);
+    let mut sent: Vec<Sent> = (0..a.users)
+        .map(|i| Sent {
+            key: format!("chaos-{tag}-fund-{i}"),
+            from: None,
+            to: i,
+            amount: FUNDING_CENTS,
+            first: String::new(),
+            first_error: None,
+            status: String::new(),
+            id: None,
+            attempts: 0,
+        })
+        .collect();
+    for s in &mut sent {
+        let answer = send_once(&first, &users, s).await;
+        record_answer(s, answer);
+    }
+    eprintln!("chaos drive: {} users registered and funded; {} transfers/s for {} s", a.users, a.rate, a.duration);
+
+    let results: Arc<Mutex<Vec<Sent>>> = Arc::new(Mutex::new(sent));
+    let mut rng = Rng(a.seed ^ 0x5EED);
+    let period = Duration::from_secs_f64(1.0 / f64::from(a.rate));
+    let start = Instant::now();
+    let end = start + Duration::from_secs(a.duration);
+    let limit = Arc::new(tokio::sync::Semaphore::new(512));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut n: u64 = 0;
+    let mut skipped = 0u64;
+    loop {
+        let due = start + period.mul_f64(n as f64);
+        if due >= end {
+            break;
+        }
+        tokio::time::sleep_until(due).await;
+        let users_n = users.len() as u64;
+        let from = usize::try_from(rng.below(users_n)).unwrap_or(0);
+        let to = (from + 1 + usize::try_from(rng.below(users_n - 1)).unwrap_or(0)) % users.len();
+        let amount = i64::try_from(1 + rng.below(500)).unwrap_or(1);
+        let api = apis.get(usize::try_from(n).unwrap_or(0) % apis.len()).cloned().unwrap_or_else(|| first.clone());
+        n += 1;
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            skipped += 1;
+            continue;
+        };
+        let mut s = Sent {
+            key: format!("chaos-{tag}-{n}"),
+            from: Some(from),
+            to,
+            amount,
+            first: String::new(),
+            first_error: None,
+            status: String::new(),
+            id: None,
+            attempts: 0,
+        };
+        let (users, results) = (users.clone(), results.clone());
+        tasks.spawn(async move {
+            let answer = send_once(&api, &users, &s).await;
+            record_answer(&mut s, answer);
+            if let Ok(mut r) = results.lock() {
+                r.push(s);
+            }
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut sent = results.lock().map(|r| r.clone()).unwrap_or_default();
+    let first_counts = count(&sent, |s| &s.first);
+    eprintln!("chaos drive: load done ({skipped} sends skipped: too many open); first answers {first_counts:?}");
+
+    // Every undecided transfer again, with its key, until the bank decides it (the gateway sends a pending one
+    // again; a decided one answers its stored result).
+    let deadline = Instant::now() + Duration::from_secs(a.settle_secs);
+    let mut round = 0usize;
+    loop {
+        let open: Vec<usize> = (0..sent.len()).filter(|&i| sent.get(i).is_some_and(|s| !decided(&s.status))).collect();
+        if open.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        round += 1;
+        eprintln!("chaos drive: settling round {round}: {} transfers undecided", open.len());
+        for (k, i) in open.into_iter().enumerate() {
+            let api = apis.get(k % apis.len()).unwrap_or(&first);
+            if let Some(s) = sent.get_mut(i) {
+                let answer = send_once(api, &users, s).await;
+                record_answer(s, answer);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let counts = count(&sent, |s| &s.status);
+    let transfers: Vec<&Sent> = sent.iter().filter(|s| s.from.is_some()).collect();
+    let out = Outcomes { seed: a.seed, users: users.to_vec(), sent: sent.clone() };
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&a.out, serde_json::to_string_pretty(&out)?)?;
+    let c = |k: &str| transfers.iter().filter(|s| s.status == k).count();
+    println!(
+        "drive: sent {} confirmed {} failed {} pending {} (first answers: {} confirmed, {} failed, {} pending, {} errors; deposits {counts:?})",
+        transfers.len(),
+        c("CONFIRMED"),
+        c("FAILED"),
+        transfers.len() - c("CONFIRMED") - c("FAILED"),
+        transfers.iter().filter(|s| s.first == "CONFIRMED").count(),
+        transfers.iter().filter(|s| s.first == "FAILED").count(),
+        transfers.iter().filter(|s| s.first == "PENDING").count(),
+        transfers.iter().filter(|s| s.first == "ERROR").count(),
+    );
+    Ok(())
+}
+
+fn count(sent: &[Sent], field: impl Fn(&Sent) -> &String) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for s in sent {
+        *m.entry(field(s).clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+fn hostile_transfers(token: &str, from: &str) -> Vec<(String, String, String, i64, String)> {
+    let nul = "a\0b\0\0c".to_owned();
+    let multibyte = "💸 € ñ 漢字 \u{202e}txet\u{0301} ﷽".to_owned();
+    let mut out = vec![
+        // (token, from, to, amount, description)
+        (token.into(), from.into(), COMPANY_IBAN.into(), 1, nul.clone()),
+        (token.into(), from.into(), COMPANY_IBAN.into(), 1, multibyte.clone()),
+        (token.into(), from.into(), COMPANY_IBAN.into(), 1, "€".repeat(200)),
+        (token.into(), from.into(), COMPANY_IBAN.into(), 1, "😀".repeat(201)),
+        (token.into(), from.into(), COMPANY_IBAN.into(), 1, "x".repeat(100_000)),
+        (token.into(), from.into(), COMPANY_IBAN.into(), 0, "zero".into()),
+        (token.into(), from.into(), COMPANY_IBAN.into(), -1, "negative".into()),
+        (token.into(), from.into(), COMPANY_IBAN.into(), i64::MIN, "min".into()),
+        (token.into(), from.into(), COMPANY_IBAN.into(), i64::MAX, "max".into()),
+        (token.into(), from.into(), from.into(), 1, "to itself".into()),
+        (token.into(), "cash".into(), from.into(), 1, "deposit with the sender's token".into()),
+    ];
+    for bad in ["", "NL00OPEN0000000000", "nl66open0000000000", "NL66OPEN000000000\0", "💸💸💸💸💸💸💸💸💸", "cash\0"]
+    {
+        out.push((token.into(), from.into(), bad.into(), 1, "bad receiver".into()));
+        out.push((token.into(), bad.into(), COMPANY_IBAN.into(), 1, "bad sender".into()));
+    }
+    let long = "N".repeat(10_000);
+    out.push((token.into(), long.clone(), long, 1, multibyte));
+    out.push((String::new(), from.into(), COMPANY_IBAN.into(), 1, "no token".into()));
+    out.push(("\0".repeat(3), from.into(), COMPANY_IBAN.into(), 1, nul));
+    out.push(("t".repeat(10_000), from.into(), COMPANY_IBAN.into(), 1, "huge token".into()));
+    out
+}
+
+async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
+    use bank_core::avro::{ConfirmMoneyTransfer, Heartbeat};
+    use bank_core::ids::CommandId;
+    use rdkafka::producer::FutureRecord;
+
+    let root = stack::root();
+    let brokers = stack::setting(&root, "KAFKA_BROKERS", "localhost:9092");
+    let registry = stack::setting(&root, "SCHEMA_REGISTRY_URL", "http://localhost:8081");
+    let prefix = stack::setting(&root, "TOPIC_PREFIX", "");
+    let names = bank_core::topics::TopicNames::with_prefix(&prefix);
+    let producer = bank_core::kafka::producer(&brokers, "chaos-poison")?;
+    let codec = bank_core::registry::Codec::new(&registry)?;
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
+    let mut rng = Rng(seed);
+    let command_topics = [names.confirm_money_transfer.clone(), names.confirm_account_creation.clone()];
+    // (topic, key, value)
+    let mut records: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut note = String::new();
+    match a.kind {
+        Poison::Garbage => {
+            for topic in &command_topics {
+                for len in [1usize, 5, 17, 64, 300] {
+                    let key = rng.bytes(8);
+                    records.push((topic.clone(), key, Some(rng.bytes(len))));
+                }
+                records.push((topic.clone(), b"empty".to_vec(), Some(Vec::new())));
+                records.push((topic.clone(), b"null".to_vec(), None));
+                // A magic byte and a schema id, then nothing.
+                records.push((topic.clone(), b"short".to_vec(), Some(vec![0, 0, 0])));
+            }
+        }
+        Poison::UnknownSchema => {
+            let heartbeat = codec.encode(&names.heartbeat, &Heartbeat { beat: 42 }).await?;
+            for topic in &command_topics {
+                for id in [0x7fff_ffffu32, 999_999, 0] {
+                    let mut v = vec![0u8];
+                    v.extend_from_slice(&id.to_be_bytes());
+                    v.extend(rng.bytes(40));
+                    records.push((topic.clone(), rng.bytes(8), Some(v)));
+                }
+                // A registered schema, of another topic's record.
+                records.push((topic.clone(), b"heartbeat".to_vec(), Some(heartbeat.clone())));
+            }
+        }
+        Poison::Oversized => {
+            for topic in &command_topics {
+                records.push((topic.clone(), rng.bytes(8), Some(rng.bytes(990_000))));
+            }
+            let huge = ConfirmMoneyTransfer {
+                id: CommandId::new(),
+                token: "t".into(),
+                amount: 1,
+                from: COMPANY_IBAN.into(),
+                to: COMPANY_IBAN.into(),
+                description: "d".repeat(900_000),
+            };
+            let v = codec.encode(&names.confirm_money_transfer, &huge).await?;
+            records.push((names.confirm_money_transfer.clone(), COMPANY_IBAN.as_bytes().to_vec(), Some(v)));
+        }
+        Poison::Hostile => {
+            // A real account and token, so hostile contents reach the checks behind the token check too.
+            let api = Api::new(&a.endpoint, Duration::from_secs(10))?;
+            let name = format!("poison{seed:x}");
+            let (token, from) = match user(&api, &name, Instant::now() + Duration::from_secs(20)).await {
+                Ok(u) => {
+                    let _ = api.deposit(&u.token, 1_000, &format!("poison-fund-{seed:x}")).await;
+                    (u.token, u.iban)
+                }
+                Err(e) => {
+                    note = format!(" (no user of its own: {e}; random token)");
+                    (format!("{:x}", rng.next()), COMPANY_IBAN.to_owned())
+                }
+            };
+            for (token, from_iban, to, amount, description) in hostile_transfers(&token, &from) {
+                let c = ConfirmMoneyTransfer {
+                    id: CommandId::new(),
+                    token,
+                    amount,
+                    from: from_iban.clone(),
+                    to,
+                    description,
+                };
+                let v = codec.encode(&names.confirm_money_transfer, &c).await?;
+                records.push((names.confirm_money_transfer.clone(), from_iban.into_bytes(), Some(v)));
+            }
+        }
+    }
+    let total = records.len();
+    let mut failed = 0usize;
+    for (topic, key, value) in &records {
+        let mut r = FutureRecord::<Vec<u8>, Vec<u8>>::to(topic).key(key);
+        if let Some(v) = value {
+            r = r.payload(v);
+        }
+        if producer.send(r, Duration::from_secs(30)).await.is_err() {
+            failed += 1;
+        }
+    }
+    println!("poison: {total} records written, {failed} not accepted by Kafka{note}");
+    anyhow::ensure!(failed == 0, "{failed} poison records were not accepted");
+    Ok(())
+}
+
+async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&a.transfers)?;
+    let out: Outcomes = serde_json::from_str(&text)?;
+    let root = stack::root();
+    let database = stack::setting(&root, "DATABASE_URL", "");
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&database).await?;
+    let mut problems: Vec<String> = Vec::new();
+    let ids = |status: &str| -> Vec<uuid::Uuid> {
+        out.sent
+            .iter()
+            .filter(|s| s.status == status)
+            .filter_map(|s| s.id.as_deref().and_then(|id| uuid::Uuid::parse_str(id).ok()))
+            .collect()
+    };
+    let (confirmed, failed) = (ids("CONFIRMED"), ids("FAILED"));
+    for s in out.sent.iter().filter(|s| !decided(&s.status) || s.id.is_none()) {
+        problems.push(format!("{} never decided: {} ({:?})", s.key, s.status, s.first_error));
+    }
+    for s in out.sent.iter().filter(|s| s.first == "CONFIRMED" && s.status != "CONFIRMED") {
+        problems.push(format!("{} was CONFIRMED, later {}", s.key, s.status));
+    }
+    // Stored results: one per id (the primary key), confirmed as the client was told.
+    let all: Vec<uuid::Uuid> = confirmed.iter().chain(&failed).copied().collect();
+    let stored: HashMap<uuid::Uuid, bool> =
+        sqlx::query_as::<_, (uuid::Uuid, bool)>("SELECT id, confirmed FROM bank.results WHERE id = ANY($1)")
+            .bind(&all)
+            .fetch_all(&pool)
+            .await?
+            .into_iter()
+            .collect();
+    for id in &confirmed {
+        if stored.get(id) != Some(&true) {
+            problems.push(format!("transfer {id} CONFIRMED to the client, stored as {:?}", stored.get(id)));
+        }
+    }
+    for id in &failed {
+        if stored.get(id) != Some(&false) {
+            problems.push(format!("transfer {id} FAILED to the client, stored as {:?}", stored.get(id)));
+        }
+    }
+    // History: one line per account side of each confirmed transfer, none for a failed one.
+    let sides: HashMap<uuid::Uuid, i64> = out
+        .sent
+        .iter()
+        .filter_map(|s| {
+            let id = uuid::Uuid::parse_str(s.id.as_deref()?).ok()?;
+            let n = if s.status == "CONFIRMED" { if s.from.is_some() { 2 } else { 1 } } else { 0 };
+            Some((id, n))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(a.settle_secs);
+    let history_wrong = loop {
+        let rows: HashMap<uuid::Uuid, i64> = sqlx::query_as::<_, (uuid::Uuid, i64)>(
+            "SELECT transfer_id, count(*) FROM gateway.transactions WHERE transfer_id = ANY($1) GROUP BY transfer_id",
+        )
+        .bind(&all)
+        .fetch_all(&pool)
+        .await?
+        .into_iter()
+        .collect();
+        let wrong: Vec<String> = sides
+            .iter()
+            .filter(|(id, n)| rows.get(*id).copied().unwrap_or(0) != **n)
+            .map(|(id, n)| format!("transfer {id}: {} history lines, {n} expected", rows.get(id).copied().unwrap_or(0)))
+            .collect();
+        if wrong.is_empty() || Instant::now() >= deadline {
+            break wrong;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    problems.extend(history_wrong);
+    // Balances: opening balance plus the decided transfers, in the bank and in the gateway's projection.
+    let mut expected: HashMap<&str, i64> = out.users.iter().map(|u| (u.iban.as_str(), 0)).collect();
+    for s in out.sent.iter().filter(|s| s.status == "CONFIRMED") {
+        if let Some(to) = out.users.get(s.to) {
+            *expected.entry(to.iban.as_str()).or_insert(0) += s.amount;
+        }
+        if let Some(from) = s.from.and_then(|i| out.users.get(i)) {
+            *expected.entry(from.iban.as_str()).or_insert(0) -= s.amount;
+        }
+    }
+    let ibans: Vec<String> = out.users.iter().map(|u| u.iban.clone()).collect();
+    let balances: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT b.iban, b.balance, b.opening_balance, g.balance FROM bank.accounts b \
+         LEFT JOIN gateway.accounts g ON g.iban = b.iban WHERE b.iban = ANY($1)",
+    )
+    .bind(&ibans)
+    .fetch_all(&pool)
+    .await?;
+    if balances.len() != ibans.len() {
+        problems.push(format!("{} of {} users' accounts in the bank", balances.len(), ibans.len()));
+    }
+    for (iban, balance, opening, projected) in &balances {
+        let want = opening + expected.get(iban.as_str()).copied().unwrap_or(0);
+        if *balance != want {
+            problems.push(format!("{iban}: balance {balance}, {want} from the decided transfers"));
+        }
+        if projected.is_some_and(|p| p != *balance) {
+            problems.push(format!("{iban}: the gateway shows {projected:?}, the bank {balance}"));
+        }
+    }
+    for p in problems.iter().take(20) {
+        eprintln!("FAIL {p}");
+    }
+    println!(
+        "verify: {} confirmed transfers stored once and in the history once per account, {} failed ones moved nothing, {} users' balances checked; {} problems; {}",
+        confirmed.len(),
+        failed.len(),
+        balances.len(),
+        problems.len(),
+        if problems.is_empty() { "OK" } else { "FAILED" }
+    );
+    anyhow::ensure!(problems.is_empty(), "{} transfers or balances are wrong", problems.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_repeats_for_a_seed() {
+        let (mut a, mut b) = (Rng(7), Rng(7));
+        let xs: Vec<u64> = (0..5).map(|_| a.below(10)).collect();
+        assert_eq!(xs, (0..5).map(|_| b.below(10)).collect::<Vec<_>>());
+        assert!(xs.iter().all(|x| *x < 10));
+        assert_eq!(Rng(1).below(0), 0);
+        assert_eq!(Rng(3).bytes(33).len(), 33);
+    }
+
+    #[test]
+    fn answers_are_recorded_first_and_last() {
+        let mut s = Sent {
+            key: "k".into(),
+            from: Some(0),
+            to: 1,
+            amount: 1,
+            first: String::new(),
+            first_error: None,
+            status: String::new(),
+            id: None,
+            attempts: 0,
+        };
+        record_answer(&mut s, Err(ApiError::Timeout));
+        assert_eq!((s.first.as_str(), s.status.as_str(), s.id.as_deref()), ("ERROR", "ERROR", None));
+        record_answer(&mut s, Ok(("id-1".into(), "CONFIRMED".into())));
+        assert_eq!((s.first.as_str(), s.status.as_str(), s.id.as_deref()), ("ERROR", "CONFIRMED", Some("id-1")));
+        assert_eq!(s.attempts, 2);
+        assert!(decided(&s.status) && !decided("PENDING"));
+    }
+
+    #[test]
+    fn hostile_records_cover_nul_multibyte_huge_and_bad_ibans() {
+        let t = hostile_transfers("tok", "NL01OPEN0000000001");
+        assert!(t.iter().any(|(_, _, _, _, d)| d.contains('\0')));
+        assert!(t.iter().any(|(_, _, _, _, d)| d.chars().count() == 200 && d.len() > 200));
+        assert!(t.iter().any(|(_, _, _, _, d)| d.len() >= 100_000));
+        assert!(t.iter().any(|(_, _, to, _, _)| to.is_empty()));
+        assert!(t.iter().any(|(_, _, _, a, _)| *a == i64::MIN));
+    }
+}
