@@ -142,6 +142,7 @@ async fn websocket(
     let service = app.service.clone();
     let addr = client_addr(info);
     upgrade
+        .read_buffer_size(limits::WS_READ_BUFFER)
         .max_message_size(app.ws_message_limit)
         .max_frame_size(app.ws_message_limit)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)

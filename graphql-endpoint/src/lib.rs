@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fanout;
 pub mod gateway;
 pub mod http;
 pub mod limits;

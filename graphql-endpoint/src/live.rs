@@ -2,6 +2,7 @@
 //! and fans the records out to this instance's subscribers, and counts confirmed transfers per second. (The
 //! results of gateway transfers and account creations arrive through Postgres instead: see [`crate::results`].)
 
+use crate::fanout::Fanout;
 use crate::limits::SUBSCRIBER_BUFFER;
 use crate::lock::lock;
 use crate::store::BalanceRecord;
@@ -16,10 +17,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::broadcast;
 
 pub struct Hub {
-    pub transactions: broadcast::Sender<Arc<BalanceRecord>>,
+    /// Balance changes by IBAN
+    pub transactions: Fanout<String, BalanceRecord>,
     rate: Mutex<VecDeque<(u64, u64)>>,
     /// (received at, delay) in milliseconds of the newest balance changes, at most [`MAX_DELAYS`].
     delays: Mutex<VecDeque<(u64, u64)>>,
@@ -29,7 +30,7 @@ pub struct Hub {
 impl Default for Hub {
     fn default() -> Self {
         Self {
-            transactions: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            transactions: Fanout::new(SUBSCRIBER_BUFFER),
             rate: Mutex::default(),
             delays: Mutex::default(),
             live_assigned: AtomicBool::new(false),
@@ -154,7 +155,8 @@ pub async fn run_transactions(
                 }
                 metrics::counter!("gateway_live_events_total").increment(1);
                 // No subscriber is not an error.
-                let _ = hub.transactions.send(Arc::new(record));
+                let iban = record.iban.clone();
+                hub.transactions.publish(&iban, record);
             }
             Err(e) => {
                 if e.is_transient() {

@@ -4,6 +4,7 @@
 //! and to the websockets of a user whose sessions changed. This module owns the channel's name, its payload, the
 //! SQL that sends it and the listener.
 
+use crate::fanout::Fanout;
 use crate::limits::SUBSCRIBER_BUFFER;
 use crate::lock::lock;
 use crate::status::TransferStatus;
@@ -77,8 +78,8 @@ pub fn sessions_notice(channel: &str) -> String {
 
 /// Where this instance delivers notices.
 pub struct Results {
-    /// Decided transfers, for `transferResults` subscribers
-    pub transfers: broadcast::Sender<std::sync::Arc<Notice>>,
+    /// Decided transfers by user, for `transferResults` subscribers
+    pub transfers: Fanout<i64, Notice>,
     /// Users whose sessions changed (logout, password or role change), on any instance
     pub sessions: broadcast::Sender<i64>,
     waiters: Mutex<HashMap<Uuid, oneshot::Sender<Notice>>>,
@@ -88,7 +89,7 @@ pub struct Results {
 impl Default for Results {
     fn default() -> Self {
         Self {
-            transfers: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            transfers: Fanout::new(SUBSCRIBER_BUFFER),
             sessions: broadcast::channel(SUBSCRIBER_BUFFER).0,
             waiters: Mutex::default(),
             listening: AtomicBool::new(false),
@@ -119,7 +120,8 @@ impl Results {
             let _ = tx.send(notice.clone());
         }
         if notice.kind == NoticeKind::Transfer {
-            let _ = self.transfers.send(std::sync::Arc::new(notice));
+            let user = notice.user;
+            self.transfers.publish(&user, notice);
         }
     }
 
@@ -215,7 +217,7 @@ mod tests {
         let results = Results::default();
         let id = Uuid::new_v4();
         let waiting = results.expect(id);
-        let mut transfers = results.transfers.subscribe();
+        let mut transfers = results.transfers.subscribe(1);
         let mut sessions = results.sessions.subscribe();
         results.deliver(Notice {
             kind: NoticeKind::Transfer,

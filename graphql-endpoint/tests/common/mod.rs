@@ -355,19 +355,19 @@ pub async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut()
 /// Waits until `n` subscribers listen to the live feed of `g`, so events sent afterwards reach them.
 pub async fn wait_subscribers(g: &Gateway, n: usize) {
     let feed = &g.service.gateway.hub.transactions;
-    wait_for(&format!("{n} live-feed subscribers"), Duration::from_secs(10), || feed.receiver_count() >= n).await;
+    wait_for(&format!("{n} live-feed subscribers"), Duration::from_secs(10), || feed.subscribers() >= n).await;
 }
 
 /// Waits until `n` subscribers listen to the transfer results of `g`.
 pub async fn wait_result_subscribers(g: &Gateway, n: usize) {
     let results = &g.service.gateway.results.transfers;
-    wait_for(&format!("{n} result subscribers"), Duration::from_secs(10), || results.receiver_count() >= n).await;
+    wait_for(&format!("{n} result subscribers"), Duration::from_secs(10), || results.subscribers() >= n).await;
 }
 
 /// Waits until no subscriber listens to the live feed of `g` any more.
 pub async fn wait_no_subscribers(g: &Gateway) {
     let feed = &g.service.gateway.hub.transactions;
-    wait_for("no live-feed subscriber left", Duration::from_secs(5), || feed.receiver_count() == 0).await;
+    wait_for("no live-feed subscriber left", Duration::from_secs(5), || feed.subscribers() == 0).await;
 }
 
 /// The `extensions.code` of the first error of a websocket message (`error`, or `next` with errors).
