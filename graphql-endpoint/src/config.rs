@@ -86,6 +86,11 @@ pub struct Config {
     #[arg(long, env = "GRAPHQL_MAX_SUBSCRIPTIONS", default_value_t = 10_000)]
     pub max_subscriptions: usize,
 
+    /// HTTP GraphQL requests in progress at once on this instance; beyond it a request is refused at once with
+    /// HTTP 503 and code OVERLOADED (clients retry with their idempotency key) instead of queueing
+    #[arg(long, env = "GRAPHQL_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
     /// How often a websocket operation re-reads its session, in seconds (logouts are also announced at once)
     #[arg(long, env = "GRAPHQL_SESSION_RECHECK_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub session_recheck_secs: u64,

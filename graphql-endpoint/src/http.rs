@@ -21,6 +21,8 @@ struct App {
     service: Arc<Service>,
     /// Largest websocket message or frame, in bytes (the body limit)
     ws_message_limit: usize,
+    /// HTTP GraphQL requests in progress (`GRAPHQL_MAX_IN_FLIGHT` permits)
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// The HTTP surface.
@@ -35,7 +37,11 @@ pub fn router(service: Arc<Service>, config: &Config) -> Router {
             bank_core::kafka::reachable(&s.gateway.producer).await
         })
     });
-    let app = App { service, ws_message_limit: config.body_limit };
+    let app = App {
+        service,
+        ws_message_limit: config.body_limit,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight as usize)),
+    };
     let timeout = Duration::from_secs(config.request_timeout_secs);
     // GraphiQL bundled with the web UI (no CDN) when it is built; the CDN page otherwise.
     let bundled = config.frontend_dir.join("graphiql.html");
@@ -102,6 +108,15 @@ async fn graphql(
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
+    // Shed load rather than queue it: a request beyond the limit costs one answer, not memory and everyone's latency.
+    let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
+        metrics::counter!("gateway_requests_shed_total").increment(1);
+        let e = schema::coded("OVERLOADED", "the gateway is at its limit of requests in progress; retry shortly");
+        let body = GraphQLResponse::from(async_graphql::Response::from_errors(vec![
+            e.into_server_error(async_graphql::Pos::default()),
+        ]));
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], body).into_response();
+    };
     let viewer = match app.service.gateway.viewer(bearer(&headers)).await {
         Ok(v) => v,
         Err(e) => {

@@ -153,6 +153,40 @@ async fn password_hashes_run_at_most_the_configured_number_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_beyond_the_in_flight_limit_are_refused_at_once_with_overloaded() {
+    // Two requests in progress at most, one password hash at a time: of eight logins sent at once, two are
+    // admitted and hash one after the other while the rest arrive, so those are shed.
+    let bank = Bank::start_with(1, |c| {
+        c.max_in_flight = 2;
+        c.hash_concurrency = 1;
+    })
+    .await;
+    let g = bank.gateway();
+    let query = r#"mutation { login(username: "nobody", password: "wrong password") { token } }"#;
+    let logins = (0..8).map(|_| http(g, None, query));
+    let (mut shed, mut served) = (0, 0);
+    for (status, r) in futures::future::join_all(logins).await {
+        match code(&r) {
+            "OVERLOADED" => {
+                assert_eq!(status, 503, "{r}");
+                shed += 1;
+            }
+            "UNAUTHENTICATED" => {
+                assert_eq!(status, 200, "{r}");
+                served += 1;
+            }
+            other => panic!("unexpected code {other}: {r}"),
+        }
+    }
+    assert!(shed >= 1, "eight requests at once over a limit of two: some are shed ({served} served)");
+    assert!((1..=7).contains(&served), "requests within the limit are served ({served} served, {shed} shed)");
+    // The permits come back: a request afterwards is served.
+    let (status, r) = http(g, None, "{ bankStats { accounts } }").await;
+    assert_eq!(status, 200, "{r}");
+    assert!(r["errors"].is_null(), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_logins_are_rate_limited_per_user_name_and_per_address() {
     let bank = Bank::start_with(2, |c| {
         c.login_failures_per_user = 3;
