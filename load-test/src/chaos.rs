@@ -63,7 +63,8 @@ enum Poison {
     UnknownSchema,
     /// Close to the producer's 1 MB limit: random bytes, and a well-formed transfer with a 900 kB description
     Oversized,
-    /// Well-formed transfers with NUL bytes, multi-byte characters, huge fields, bad IBANs and extreme amounts
+    /// Well-formed transfers with NUL bytes, multi-byte characters, huge fields, bad IBANs and extreme amounts,
+    /// from an account of its own with its real token (so they get past the token check)
     Hostile,
 }
 
@@ -368,6 +369,24 @@ fn hostile_transfers(token: &str, from: &str) -> Vec<(String, String, String, i6
     out
 }
 
+/// The account token the bank issued for `iban` (the API hands out session tokens only), once the account exists.
+async fn account_token(iban: &str) -> anyhow::Result<String> {
+    let database = stack::setting(&stack::root(), "DATABASE_URL", "");
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let token: Option<String> = sqlx::query_scalar("SELECT token FROM bank.accounts WHERE iban = $1")
+            .bind(iban)
+            .fetch_optional(&pool)
+            .await?;
+        match token {
+            Some(t) => return Ok(t),
+            None if Instant::now() >= deadline => anyhow::bail!("account {iban} not created within 20 s"),
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
     use bank_core::avro::{ConfirmMoneyTransfer, Heartbeat};
     use bank_core::ids::CommandId;
@@ -431,16 +450,17 @@ async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
             // A real account and token, so hostile contents reach the checks behind the token check too.
             let api = Api::new(&a.endpoint, Duration::from_secs(10))?;
             let name = format!("poison{seed:x}");
-            let (token, from) = match user(&api, &name, Instant::now() + Duration::from_secs(20)).await {
+            let own = match user(&api, &name, Instant::now() + Duration::from_secs(20)).await {
                 Ok(u) => {
                     let _ = api.deposit(&u.token, 1_000, &format!("poison-fund-{seed:x}")).await;
-                    (u.token, u.iban)
+                    account_token(&u.iban).await.map(|t| (t, u.iban))
                 }
-                Err(e) => {
-                    note = format!(" (no user of its own: {e}; random token)");
-                    (format!("{:x}", rng.next()), COMPANY_IBAN.to_owned())
-                }
+                Err(e) => Err(e),
             };
+            let (token, from) = own.unwrap_or_else(|e| {
+                note = format!(" (no account of its own: {e}; a random token)");
+                (format!("{:x}", rng.next()), COMPANY_IBAN.to_owned())
+            });
             for (token, from_iban, to, amount, description) in hostile_transfers(&token, &from) {
                 let c = ConfirmMoneyTransfer {
                     id: CommandId::new(),

@@ -343,6 +343,83 @@ fn finish_drive(mut child: Child, start: Instant, duration: u64, timeline: &mut 
     }
 }
 
+/// The fault tests of `cargo xtask test`, on the running stack (one broker, one instance of each service): a 60 s
+/// chaos run, then two command-handler instances under crossing transfers. Leaves the stack as it found it.
+pub fn ci_checks() -> anyhow::Result<Vec<(String, bool)>> {
+    let chaos_ok = chaos(&ChaosOptions { duration: 60, seed: None, rate: 20, heartbeat_rate: 100 })? == 0;
+    let two = match two_handlers() {
+        Ok(ok) => ok,
+        Err(e) => {
+            eprintln!("FAIL two handler instances: {e:#}");
+            false
+        }
+    };
+    // Whatever happened, the second instance goes and the rest is healthy for what follows.
+    let paths = Paths::new(false)?;
+    let mut state = State::load(&paths.state_file());
+    crate::cmd::up::scale_down(&paths, &mut state, "command-handler", 1)?;
+    let healthy = proc::wait_quietly(Duration::from_secs(60), status_quiet);
+    Ok(vec![
+        ("chaos (60 s of kill -9s, restarts and poison records): audit and exactly-once hold".into(), chaos_ok),
+        (
+            "two command-handler instances, crossing transfers: no deadlock retries, audit and exactly-once hold"
+                .into(),
+            two,
+        ),
+        ("the stack is healthy after the fault tests".into(), healthy),
+    ])
+}
+
+/// The `reason="deadlock"` sample of `handler_batch_retries_total` in a `/metrics` body.
+pub fn deadlock_retries(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("handler_batch_retries_total{") && l.contains("reason=\"deadlock\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A second command-handler instance in the same group; users paying each other both ways (4 users, 50
+/// transfers/s through the API) and the heartbeat at 300/s for 20 s. Both instances must handle commands, neither
+/// may retry a batch for a deadlock, and the audit and the exactly-once check must pass.
+fn two_handlers() -> anyhow::Result<bool> {
+    let paths = Paths::new(false)?;
+    let endpoints = Endpoints::resolve(&paths)?;
+    crate::cmd::up::start_instance(false, "command-handler-2")?;
+    let handlers =
+        [ports::COMMAND_HANDLER_LISTEN.to_owned(), component::instance_address(ports::COMMAND_HANDLER_LISTEN, 2, 10)?];
+    let read = |addr: &str, f: &dyn Fn(&str) -> f64| http::call(addr, "GET", "/metrics", None).map(|(_, b)| f(&b));
+    let count_handled = |b: &str| http::metric_sum(b, "handler_commands_total");
+    let before: Vec<(f64, f64)> = handlers
+        .iter()
+        .map(|a| (read(a, &deadlock_retries).unwrap_or(0.0), read(a, &count_handled).unwrap_or(0.0)))
+        .collect();
+    let previous = http::call(ports::HEARTBEAT_LISTEN, "GET", "/rate", None).map(|(_, b)| b).unwrap_or_default();
+    http::call(ports::HEARTBEAT_LISTEN, "PUT", "/rate", Some(r#"{"beats_per_second": 300}"#));
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs());
+    let transfers = results_dir(&paths.root, seed).join("two-handlers.json");
+    let mut drive = load_tester(&paths, &endpoints);
+    drive.args(["chaos", "drive", "--duration", "20", "--rate", "50", "--users", "4", "--seed", &seed.to_string()]);
+    drive.arg("--out").arg(&transfers);
+    let (drive_ok, drive_line) = run_step(drive);
+    let restore = if previous.contains("beats_per_second") { previous } else { r#"{"beats_per_second": 10}"#.into() };
+    http::call(ports::HEARTBEAT_LISTEN, "PUT", "/rate", Some(&restore));
+    eprintln!("two handlers: {drive_line}");
+    let audit_ok = crate::cmd::audit::audit(120)? == 0;
+    let mut verify = load_tester(&paths, &endpoints);
+    verify.args(["chaos", "verify", "--transfers"]).arg(&transfers);
+    let (verify_ok, verify_line) = run_step(verify);
+    eprintln!("two handlers: {verify_line}");
+    let mut ok = drive_ok && audit_ok && verify_ok;
+    for (addr, (deadlocks_before, handled_before)) in handlers.iter().zip(&before) {
+        let deadlocks = read(addr, &deadlock_retries).map(|d| d - deadlocks_before);
+        let handled = read(addr, &count_handled).map(|h| h - handled_before);
+        eprintln!("two handlers: {addr} handled {handled:?} commands, {deadlocks:?} deadlock retries");
+        ok &= deadlocks == Some(0.0) && handled.is_some_and(|h| h > 0.0);
+    }
+    Ok(ok)
+}
+
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct DriveCounts {
     pub sent: u64,
@@ -395,6 +472,15 @@ mod tests {
         let short = schedule(1, 60, Shape { brokers: 1, handlers: 1, gateways: 1 });
         assert_eq!(short.len(), 3 + 2 + 4);
         assert!(short.iter().any(|(_, f)| *f == Fault::KillBroker("kafka".into())));
+    }
+
+    #[test]
+    fn reads_deadlock_retries_only() {
+        let body = "handler_batch_retries_total{reason=\"deadlock\"} 2\n\
+                    handler_batch_retries_total{reason=\"serialization\"} 5\n\
+                    handler_batch_retries_total_other{reason=\"deadlock\"} 9\n";
+        assert_eq!(deadlock_retries(body), 2.0);
+        assert_eq!(deadlock_retries(""), 0.0);
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
         anyhow::bail!("building the tests failed");
     }
 
+    banner("docker compose: `docker-compose config -q` per profile, cross-checked against the code");
+    checks.extend(crate::compose::checks(&paths));
+
     let was_up = status_quiet();
     let ups = up_twice(&paths, was_up, &mut checks)?;
 
@@ -113,6 +116,15 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
             crate::frontend::Counts::default()
         }
     };
+
+    banner("faults: a 60 s chaos run, then two command-handler instances under crossing transfers");
+    match crate::cmd::chaos::ci_checks() {
+        Ok(fault_checks) => checks.extend(fault_checks),
+        Err(e) => {
+            eprintln!("FAIL faults: {e:#}");
+            checks.push(("fault tests ran".into(), false));
+        }
+    }
 
     if !endpoints.external_database {
         let dropped = crate::postgres::drop_test_databases(&paths)?;

@@ -107,7 +107,7 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
 }
 
 /// Stops the instances of `name` beyond the first `keep` and forgets them.
-fn scale_down(paths: &Paths, state: &mut State, name: &str, keep: u32) -> anyhow::Result<()> {
+pub fn scale_down(paths: &Paths, state: &mut State, name: &str, keep: u32) -> anyhow::Result<()> {
     let extra: Vec<Record> = state
         .components
         .iter()
