@@ -4,6 +4,7 @@ mod cmd;
 mod component;
 mod env;
 mod frontend;
+mod fuzz;
 mod http;
 mod kafka;
 mod paths;

@@ -126,6 +126,13 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
         }
     }
 
+    banner("fuzz: every cargo-fuzz target of fuzz/ for a bounded time");
+    let fuzz = crate::fuzz::run(&paths, crate::fuzz::SECONDS_PER_TARGET).unwrap_or_else(|e| {
+        eprintln!("FAIL fuzz: {e:#}");
+        crate::fuzz::Summary::default()
+    });
+    checks.push(("fuzz targets run without a finding".into(), fuzz.ok()));
+
     if !endpoints.external_database {
         let dropped = crate::postgres::drop_test_databases(&paths)?;
         eprintln!("dropped {dropped} test databases");
@@ -153,7 +160,7 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
         && counts.failed == 0
         && counts.passed > 0;
     println!(
-        "summary: cargo test: {} passed, {} failed, {} ignored in {} suites; frontend: {} passed, {} failed; xtask checks: {} passed, {} failed; {}",
+        "summary: cargo test: {} passed, {} failed, {} ignored in {} suites; frontend: {} passed, {} failed; {fuzz}; xtask checks: {} passed, {} failed; {}",
         counts.passed,
         counts.failed,
         counts.ignored,
