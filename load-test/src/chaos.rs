@@ -7,6 +7,7 @@
 //!   every user's balance is exactly what the decided transfers make it.
 
 use clap::{Args, Subcommand, ValueEnum};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -189,7 +190,10 @@ async fn send_once(api: &Api, users: &[ChaosUser], s: &Sent) -> Result<(String, 
     }
 }
 
-fn record_answer(s: &mut Sent, answer: Result<(String, String), ApiError>) {
+/// `(transfer id, status)`, or why there is none.
+type Answer = Result<(String, String), ApiError>;
+
+fn record_answer(s: &mut Sent, answer: Answer) {
     s.attempts += 1;
     let (status, error) = match answer {
         Ok((id, status)) => {
@@ -214,10 +218,16 @@ async fn drive(a: DriveArgs) -> anyhow::Result<()> {
     let first = apis.first().cloned().ok_or_else(|| anyhow::anyhow!("no gateway"))?;
     let tag = format!("{:x}{:x}", a.seed, std::process::id());
     let setup_deadline = Instant::now() + Duration::from_secs(60);
-    let mut users = Vec::new();
-    for i in 0..a.users {
-        users.push(user(&first, &format!("chaos{tag}u{i}"), setup_deadline).await?);
-    }
+    let users: Vec<ChaosUser> = futures::stream::iter(0..a.users)
+        .map(|i| {
+            let (api, name) = (&first, format!("chaos{tag}u{i}"));
+            async move { user(api, &name, setup_deadline).await }
+        })
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
     let users = Arc::new(users);
     let mut sent: Vec<Sent> = (0..a.users)
         .map(|i| Sent {
@@ -300,10 +310,24 @@ async fn drive(a: DriveArgs) -> anyhow::Result<()> {
         }
         round += 1;
         eprintln!("chaos drive: settling round {round}: {} transfers undecided", open.len());
-        for (k, i) in open.into_iter().enumerate() {
-            let api = apis.get(k % apis.len()).unwrap_or(&first);
+        // Concurrently (each may wait for the bank's answer), at most 64 at a time.
+        let answers: Vec<(usize, Answer)> = futures::stream::iter(open.into_iter().enumerate())
+            .map(|(k, i)| {
+                let api = apis.get(k % apis.len()).unwrap_or(&first);
+                let (users, s) = (&users, sent.get(i).cloned());
+                async move {
+                    let answer = match &s {
+                        Some(s) => send_once(api, users, s).await,
+                        None => Err(ApiError::Transport("no such transfer".into())),
+                    };
+                    (i, answer)
+                }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        for (i, answer) in answers {
             if let Some(s) = sent.get_mut(i) {
-                let answer = send_once(api, &users, s).await;
                 record_answer(s, answer);
             }
         }

@@ -412,9 +412,10 @@ fn start_node(paths: &Paths, n: u32, count: u32, log: &Path) -> anyhow::Result<(
         (1..=count).filter(|&i| i != n).filter(|&i| node_addresses(i).is_ok_and(|(a, _)| proc::port_open(&a))).count();
     let others_up = u32::try_from(others_up).unwrap_or(0);
     let name = instance_name("kafka", n);
-    if 2 * (others_up + 1) > count {
-        // With every node up, wait until this one sees all of them; with one missing, until it serves.
-        let want = if others_up + 1 == count { i32::try_from(count).unwrap_or(1) } else { 1 };
+    if n == count || 2 * (others_up + 1) > count {
+        // The last node of a start, or every node up: wait until this one sees all of them; with one missing,
+        // until it serves.
+        let want = if n == count || others_up + 1 == count { i32::try_from(count).unwrap_or(1) } else { 1 };
         proc::wait_until(&name, Duration::from_secs(120), || {
             // An exited broker ends the wait early; it is reported below.
             !proc::alive(pid, "") || brokers(&address).is_ok_and(|b| b >= want)

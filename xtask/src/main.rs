@@ -87,6 +87,10 @@ enum Cmd {
         /// Heartbeats per second (each becomes a command) during the run
         #[arg(long, default_value_t = 100)]
         heartbeat_rate: u32,
+        /// Run what `cargo xtask test` runs instead: a 60 s chaos run, then two command-handler instances under
+        /// crossing transfers
+        #[arg(long)]
+        ci: bool,
     },
     /// Install what is missing, start the stack, run every test, stop what was started
     Test {
@@ -115,7 +119,13 @@ fn main() -> ExitCode {
         Cmd::Audit { settle_secs } => cmd::audit::audit(settle_secs),
         Cmd::LoadTest { args } => cmd::load_test::load_test(&args),
         Cmd::Restart { component } => cmd::restart::restart(&component).map(|()| 0),
-        Cmd::Chaos { duration, seed, rate, heartbeat_rate } => {
+        Cmd::Chaos { ci: true, .. } => cmd::chaos::ci_checks().map(|checks| {
+            for (name, ok) in &checks {
+                eprintln!("{} {name}", if *ok { "ok  " } else { "FAIL" });
+            }
+            i32::from(!checks.iter().all(|(_, ok)| *ok))
+        }),
+        Cmd::Chaos { duration, seed, rate, heartbeat_rate, ci: false } => {
             cmd::chaos::chaos(&cmd::chaos::ChaosOptions { duration, seed, rate, heartbeat_rate })
         }
         Cmd::Test { no_lint, keep_up } => cmd::test::run(&cmd::test::TestOptions { lint: !no_lint, keep_up }),
