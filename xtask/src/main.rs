@@ -2,6 +2,7 @@
 
 mod cmd;
 mod component;
+mod compose;
 mod env;
 mod frontend;
 mod fuzz;
@@ -93,6 +94,8 @@ enum Cmd {
         ci: bool,
     },
     /// Install what is missing, start the stack, run every test, stop what was started
+    /// Check docker-compose.yml and the Dockerfile against the code (`docker-compose config`, no engine needed)
+    Compose,
     Test {
         /// Skip `cargo fmt --check` and `cargo clippy`
         #[arg(long)]
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         Cmd::Chaos { duration, seed, rate, heartbeat_rate, ci: false } => {
             cmd::chaos::chaos(&cmd::chaos::ChaosOptions { duration, seed, rate, heartbeat_rate })
         }
+        Cmd::Compose => paths::Paths::new(false).map(|p| compose::report(&compose::checks(&p))),
         Cmd::Test { no_lint, keep_up } => cmd::test::run(&cmd::test::TestOptions { lint: !no_lint, keep_up }),
     };
     match result {

@@ -25,6 +25,12 @@ pub fn ensure_packages(endpoints: &Endpoints) -> anyhow::Result<()> {
     install(&missing)
 }
 
+/// Installs Debian's `docker-compose` (for the compose check of `cargo xtask test`) when it is missing.
+pub fn ensure_compose() -> anyhow::Result<()> {
+    let missing = Command::new("docker-compose").arg("version").output().is_err();
+    install(if missing { &["docker-compose"] } else { &[] })
+}
+
 fn install(packages: &[&str]) -> anyhow::Result<()> {
     if packages.is_empty() {
         return Ok(());

@@ -1,0 +1,748 @@
+//! The docker compose setup checked against the code, with no Docker engine: `docker-compose config -q` (Debian's
+//! `docker-compose`) for the default, `cluster` and `load-test` profiles, then cross-checks of
+//! `docker-compose.yml` and the `Dockerfile` against the workspace:
+//!
+//! - every service of the stack (xtask's components, and the load tester) is a compose service;
+//! - every build target is a stage of the Dockerfile, and the Dockerfile's Rust is rust-toolchain.toml's;
+//! - every environment variable compose sets for a service is one its binary reads (`--print-config-vars`);
+//! - every port (listen settings, `host:port` references, probes, published ports) is the one in
+//!   `bank_core::ports`, and only the web UI is published beyond 127.0.0.1;
+//! - the Kafka image is the version xtask runs, and the cluster profile has three voters, replication 3 and
+//!   `min.insync.replicas` 2;
+//! - each service's environment, compose host names mapped to 127.0.0.1, passes its binary's `--check-config`.
+
+use anyhow::{Context, bail};
+use bank_core::ports;
+use serde_norway::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::component;
+use crate::paths::Paths;
+
+/// The compose file and the Dockerfile, at the workspace root.
+pub const COMPOSE_FILE: &str = "docker-compose.yml";
+pub const DOCKERFILE: &str = "Dockerfile";
+/// A service of the stack that xtask does not start but compose runs (in its profile).
+const LOAD_TEST: &str = "load-test";
+/// The cluster block of `.env.example`, uncommented for the `cluster` check.
+const CLUSTER_KEYS: [&str; 4] = ["COMPOSE_PROFILES", "KAFKA_NODES", "KAFKA_MIN_ISR", "KAFKA_VOTERS"];
+
+/// A compose service, as far as the checks look.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Service {
+    pub image: Option<String>,
+    /// `build.target`: the Dockerfile stage, named after the binary it runs.
+    pub target: Option<String>,
+    pub environment: BTreeMap<String, String>,
+    pub ports: Vec<Published>,
+    /// `healthcheck.test`, word by word.
+    pub healthcheck: Vec<String>,
+    pub profiles: Vec<String>,
+}
+
+/// One `ports:` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    /// Empty: every interface.
+    pub host_ip: String,
+    pub container: u16,
+}
+
+pub type Services = BTreeMap<String, Service>;
+
+/// The services of a compose file (raw, or as `docker-compose config` prints it); YAML merge keys are applied,
+/// `${...}` is left as written.
+pub fn parse(yaml: &str) -> anyhow::Result<Services> {
+    let mut doc: Value = serde_norway::from_str(yaml).context("not YAML")?;
+    doc.apply_merge().context("bad YAML merge key")?;
+    let Some(services) = doc.get("services").and_then(Value::as_mapping) else { bail!("no `services:` mapping") };
+    let mut out = Services::new();
+    for (name, s) in services {
+        let name = scalar(name).context("a service name is not a string")?;
+        let mut service = Service {
+            image: s.get("image").and_then(scalar),
+            target: s.get("build").and_then(|b| b.get("target")).and_then(scalar),
+            profiles: s.get("profiles").and_then(Value::as_sequence).into_iter().flatten().filter_map(scalar).collect(),
+            ..Service::default()
+        };
+        match s.get("environment") {
+            Some(Value::Mapping(m)) => {
+                for (k, v) in m {
+                    if let Some(k) = scalar(k) {
+                        service.environment.insert(k, scalar(v).unwrap_or_default());
+                    }
+                }
+            }
+            Some(Value::Sequence(list)) => {
+                for entry in list.iter().filter_map(scalar) {
+                    let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+                    service.environment.insert(k.to_owned(), v.to_owned());
+                }
+            }
+            _ => {}
+        }
+        for p in s.get("ports").and_then(Value::as_sequence).into_iter().flatten() {
+            service.ports.push(published(p).with_context(|| format!("{name}: bad ports entry {p:?}"))?);
+        }
+        match s.get("healthcheck").and_then(|h| h.get("test")) {
+            Some(Value::Sequence(words)) => service.healthcheck = words.iter().filter_map(scalar).collect(),
+            Some(v) => {
+                service.healthcheck = scalar(v).unwrap_or_default().split_whitespace().map(str::to_owned).collect()
+            }
+            None => {}
+        }
+        out.insert(name, service);
+    }
+    Ok(out)
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `"[ip:][host:]container[/proto]"` or `{target, published, host_ip}`.
+fn published(p: &Value) -> Option<Published> {
+    if let Some(target) = p.get("target") {
+        let host_ip = p.get("host_ip").and_then(scalar).unwrap_or_default();
+        return Some(Published { host_ip, container: scalar(target)?.parse().ok()? });
+    }
+    let text = scalar(p)?;
+    let text = text.split('/').next().unwrap_or_default();
+    let parts: Vec<&str> = text.split(':').collect();
+    let container = parts.last()?.parse().ok()?;
+    let host_ip = if parts.len() == 3 { parts.first().copied().unwrap_or_default().to_owned() } else { String::new() };
+    Some(Published { host_ip, container })
+}
+
+/// The port of a `host:port` constant of `bank_core::ports`.
+fn port_of(address: &str) -> u16 {
+    address.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0)
+}
+
+/// The ports each kind of compose service listens on, from `bank_core::ports`; Kafka nodes are found by image.
+pub fn known_ports() -> BTreeMap<&'static str, Vec<u16>> {
+    BTreeMap::from([
+        ("postgres", vec![port_of(ports::POSTGRES)]),
+        ("kafka", vec![port_of(ports::KAFKA_BROKERS), port_of(ports::KAFKA_CONTROLLER)]),
+        ("schema-registry", vec![port_of(ports::SCHEMA_REGISTRY_LISTEN)]),
+        ("heartbeat", vec![port_of(ports::HEARTBEAT_LISTEN)]),
+        ("command-handler", vec![port_of(ports::COMMAND_HANDLER_LISTEN)]),
+        ("command-generator", vec![port_of(ports::COMMAND_GENERATOR_LISTEN)]),
+        ("graphql-endpoint", vec![port_of(ports::GRAPHQL_LISTEN)]),
+    ])
+}
+
+/// The ports of compose service `name` (a Kafka node by its image), if it is one whose ports the code knows.
+fn ports_of<'a>(known: &'a BTreeMap<&str, Vec<u16>>, services: &Services, name: &str) -> Option<&'a Vec<u16>> {
+    let is_kafka = services.get(name).and_then(|s| s.image.as_deref()).is_some_and(|i| i.starts_with("apache/kafka:"));
+    known.get(if is_kafka { "kafka" } else { name })
+}
+
+/// The stack's services that must be in compose: xtask's Rust services and the load tester.
+pub fn workspace_services() -> Vec<String> {
+    let mut v: Vec<String> = component::ALL.iter().filter_map(|c| c.package()).map(str::to_owned).collect();
+    v.push(LOAD_TEST.to_owned());
+    v
+}
+
+/// Every workspace service (and PostgreSQL and Kafka) is a compose service, built from its own target.
+pub fn check_services(services: &Services, wanted: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for name in wanted {
+        match services.get(name) {
+            None => problems.push(format!("service `{name}` is missing from {COMPOSE_FILE}")),
+            Some(s) if s.target.as_deref() != Some(name.as_str()) => {
+                problems
+                    .push(format!("service `{name}` is not built from Dockerfile target `{name}` ({:?})", s.target));
+            }
+            Some(_) => {}
+        }
+    }
+    for infra in ["postgres", "kafka"] {
+        if !services.contains_key(infra) {
+            problems.push(format!("service `{infra}` is missing from {COMPOSE_FILE}"));
+        }
+    }
+    problems
+}
+
+/// The stage names of a Dockerfile (`FROM image AS name`).
+pub fn dockerfile_stages(dockerfile: &str) -> BTreeSet<String> {
+    dockerfile
+        .lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            match words.as_slice() {
+                [from, _, as_, name, ..] if from.eq_ignore_ascii_case("FROM") && as_.eq_ignore_ascii_case("AS") => {
+                    Some(name.to_ascii_lowercase())
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Every `build.target` is a stage of the Dockerfile.
+pub fn check_targets(services: &Services, dockerfile: &str) -> Vec<String> {
+    let stages = dockerfile_stages(dockerfile);
+    services
+        .iter()
+        .filter_map(|(name, s)| s.target.as_ref().map(|t| (name, t)))
+        .filter(|(_, t)| !stages.contains(&t.to_ascii_lowercase()))
+        .map(|(name, t)| format!("service `{name}`: build target `{t}` is no stage of the {DOCKERFILE}"))
+        .collect()
+}
+
+/// The Dockerfile's `ARG RUST_VERSION=` is rust-toolchain.toml's `channel`.
+pub fn check_toolchain(dockerfile: &str, toolchain_toml: &str) -> Vec<String> {
+    let arg = dockerfile.lines().find_map(|l| l.trim().strip_prefix("ARG RUST_VERSION=")).map(str::trim);
+    let channel =
+        toolchain_toml.lines().find_map(|l| l.trim().strip_prefix("channel")).and_then(|rest| rest.split('"').nth(1));
+    match (arg, channel) {
+        (Some(a), Some(c)) if a == c => Vec::new(),
+        (a, c) => vec![format!("{DOCKERFILE} builds with Rust {a:?}, rust-toolchain.toml pins {c:?}")],
+    }
+}
+
+/// Every variable compose sets for one of our binaries is one that binary reads (`vars`: target → its variables).
+pub fn check_env(services: &Services, vars: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, s) in services {
+        let Some(target) = &s.target else { continue };
+        let Some(known) = vars.get(target) else {
+            problems.push(format!("service `{name}`: no variables known for binary `{target}`"));
+            continue;
+        };
+        for key in s.environment.keys().filter(|k| !known.contains(k)) {
+            problems.push(format!("service `{name}` sets {key}, which `{target}` does not read"));
+        }
+    }
+    problems
+}
+
+/// `name:port` references to compose services in `text` (URLs, broker lists, voter lists, probes).
+fn references(text: &str, names: &[&String]) -> Vec<(String, u16)> {
+    let mut out = Vec::new();
+    for token in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ':')) {
+        let mut parts = token.split(':');
+        while let Some(host) = parts.next() {
+            let host = host.rsplit('@').next().unwrap_or(host);
+            if names.iter().any(|n| n.as_str() == host)
+                && let Some(port) = parts.clone().next().and_then(|p| p.parse::<u16>().ok())
+            {
+                out.push((host.to_owned(), port));
+            }
+        }
+    }
+    out
+}
+
+/// Ports: each service listens (`*_LISTEN`, on every interface) and is probed on its port from `bank_core::ports`;
+/// every `service:port` in a setting or a probe names that service's port; only the web UI is published beyond
+/// 127.0.0.1.
+pub fn check_ports(services: &Services) -> Vec<String> {
+    let known = known_ports();
+    let names: Vec<&String> = services.keys().collect();
+    let mut problems = Vec::new();
+    for (name, s) in services {
+        let own = ports_of(&known, services, name);
+        if let (Some(own), Some(_)) = (own, &s.target) {
+            let listen: Vec<(&String, &String)> =
+                s.environment.iter().filter(|(k, _)| k.ends_with("_LISTEN")).collect();
+            if listen.is_empty() {
+                problems.push(format!("service `{name}` sets no *_LISTEN: it would listen on loopback only"));
+            }
+            for (k, v) in listen {
+                let port = v.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
+                if !v.starts_with("0.0.0.0:") || !port.is_some_and(|p| own.contains(&p)) {
+                    problems.push(format!("service `{name}`: {k}={v}, expected 0.0.0.0:{own:?}"));
+                }
+            }
+            let probe = s.healthcheck.iter().skip_while(|w| *w != "--probe").nth(1);
+            match probe.and_then(|u| u.strip_prefix("http://127.0.0.1:")).and_then(|r| r.split('/').next()) {
+                Some(p) if p.parse::<u16>().is_ok_and(|p| own.contains(&p)) => {}
+                _ => problems
+                    .push(format!("service `{name}`: healthcheck {:?} does not probe port {own:?}", s.healthcheck)),
+            }
+        }
+        let texts = s.environment.values().chain(s.healthcheck.iter());
+        for (host, port) in texts.flat_map(|t| references(t, &names)) {
+            if let Some(theirs) = ports_of(&known, services, &host)
+                && !theirs.contains(&port)
+            {
+                problems.push(format!("service `{name}` reaches `{host}:{port}`, but {host} listens on {theirs:?}"));
+            }
+        }
+        for p in &s.ports {
+            if !own.is_some_and(|o| o.contains(&p.container)) {
+                problems
+                    .push(format!("service `{name}` publishes container port {}, not its own {own:?}", p.container));
+            }
+            let public = p.host_ip.is_empty() || p.host_ip == "0.0.0.0";
+            if public && p.container != port_of(ports::GRAPHQL_LISTEN) {
+                problems.push(format!("service `{name}` publishes port {} on every interface", p.container));
+            }
+        }
+    }
+    problems
+}
+
+/// Every Kafka image is `apache/kafka:<xtask's version>`, and there is one.
+pub fn check_kafka(services: &Services, version: &str) -> Vec<String> {
+    let images: Vec<(&String, &String)> = services
+        .iter()
+        .filter_map(|(n, s)| s.image.as_ref().map(|i| (n, i)))
+        .filter(|(_, i)| i.contains("kafka"))
+        .collect();
+    let mut problems: Vec<String> = images
+        .iter()
+        .filter(|(_, i)| **i != format!("apache/kafka:{version}"))
+        .map(|(n, i)| format!("service `{n}` runs {i}, xtask runs apache/kafka:{version}"))
+        .collect();
+    if images.is_empty() {
+        problems.push("no apache/kafka service".into());
+    }
+    problems
+}
+
+/// The resolved `cluster` profile: three nodes, every voter a node, replication 3 and `min.insync.replicas` 2.
+pub fn check_cluster(services: &Services) -> Vec<String> {
+    let nodes: Vec<(&String, &Service)> =
+        services.iter().filter(|(_, s)| s.image.as_deref().is_some_and(|i| i.starts_with("apache/kafka:"))).collect();
+    let mut problems = Vec::new();
+    if nodes.len() != 3 {
+        problems.push(format!("the cluster has {} Kafka nodes, not 3", nodes.len()));
+    }
+    for (name, s) in &nodes {
+        let env = |k: &str| s.environment.get(k).map_or("", String::as_str);
+        let voters: BTreeSet<&str> =
+            env("KAFKA_CONTROLLER_QUORUM_VOTERS").split(',').filter_map(|v| v.split(['@', ':']).nth(1)).collect();
+        let names: BTreeSet<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+        if voters != names {
+            problems.push(format!("`{name}`: voters {voters:?} are not the nodes {names:?}"));
+        }
+        for (k, want) in [
+            ("KAFKA_MIN_INSYNC_REPLICAS", "2"),
+            ("KAFKA_DEFAULT_REPLICATION_FACTOR", "3"),
+            ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "3"),
+            ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "2"),
+        ] {
+            if env(k) != want {
+                problems.push(format!("`{name}`: {k}={}, the cluster wants {want}", env(k)));
+            }
+        }
+    }
+    problems
+}
+
+/// `value` with every compose service host name in `host:port` replaced by 127.0.0.1 (what `--check-config`
+/// sees on this machine).
+pub fn map_hosts(value: &str, names: &[&String]) -> String {
+    let host_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+    let mut out = String::with_capacity(value.len());
+    let mut skip_until = 0;
+    let mut prev: Option<char> = None;
+    for (i, c) in value.char_indices() {
+        if i >= skip_until {
+            let rest = value.get(i..).unwrap_or_default();
+            // The longest name that starts here as a whole host and is followed by `:<digit>`.
+            let hit = names
+                .iter()
+                .filter(|_| !prev.is_some_and(host_char))
+                .filter(|n| {
+                    rest.strip_prefix(n.as_str())
+                        .and_then(|r| r.strip_prefix(':'))
+                        .is_some_and(|r| r.starts_with(|d: char| d.is_ascii_digit()))
+                })
+                .max_by_key(|n| n.len());
+            match hit {
+                Some(n) => {
+                    out.push_str("127.0.0.1");
+                    skip_until = i + n.len();
+                }
+                None => out.push(c),
+            }
+        }
+        prev = Some(c);
+    }
+    out
+}
+
+/// The environment `--check-config` gets for each of our services: compose's, host names mapped to loopback.
+pub fn check_config_envs(services: &Services) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
+    let names: Vec<&String> = services.keys().collect();
+    services
+        .iter()
+        .filter_map(|(name, s)| {
+            let target = s.target.clone()?;
+            let env = s.environment.iter().map(|(k, v)| (k.clone(), map_hosts(v, &names))).collect();
+            Some((name.clone(), (target, env)))
+        })
+        .collect()
+}
+
+/// A throwaway `.env` made from `.env.example`: its `KEY=VALUE` lines with every `<generated>` replaced by a
+/// random value, and (for `cluster`) the cluster block uncommented.
+pub fn throwaway_env(example: &str, cluster: bool) -> String {
+    let mut n = 0u32;
+    let mut out = String::new();
+    for line in example.lines() {
+        let line = line.trim();
+        let uncommented = line
+            .strip_prefix("# ")
+            .filter(|l| cluster && CLUSTER_KEYS.iter().any(|k| l.strip_prefix(k).is_some_and(|r| r.starts_with('='))));
+        let Some(entry) = uncommented.or_else(|| (!line.starts_with('#') && line.contains('=')).then_some(line)) else {
+            continue;
+        };
+        let mut entry = entry.to_owned();
+        while entry.contains("<generated>") {
+            n += 1;
+            entry = entry.replacen("<generated>", &format!("check{n}{:08x}", std::process::id()), 1);
+        }
+        out.push_str(&entry);
+        out.push('\n');
+    }
+    out
+}
+
+/// Runs every compose check; each named check passed or failed, for `cargo xtask test`'s summary.
+pub fn checks(paths: &Paths) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut record = |name: &str, result: anyhow::Result<Vec<String>>| {
+        let ok = match result {
+            Ok(problems) if problems.is_empty() => true,
+            Ok(problems) => {
+                for p in problems {
+                    eprintln!("  drift: {p}");
+                }
+                false
+            }
+            Err(e) => {
+                eprintln!("  error: {e:#}");
+                false
+            }
+        };
+        eprintln!("{} compose: {name}", if ok { "ok  " } else { "FAIL" });
+        out.push((format!("compose: {name}"), ok));
+    };
+    let prepared = prepare(paths);
+    let (resolved, dockerfile, toolchain) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            record("`docker-compose config -q` for the default, cluster and load-test profiles", Err(e));
+            return out;
+        }
+    };
+    record("`docker-compose config -q` for the default, cluster and load-test profiles", Ok(Vec::new()));
+    let Resolved { all, cluster } = resolved;
+    record("every workspace service is a compose service", Ok(check_services(&all, &workspace_services())));
+    record(
+        "every build target is a Dockerfile stage; its Rust is rust-toolchain.toml's",
+        Ok([check_targets(&all, &dockerfile), check_toolchain(&dockerfile, &toolchain)].concat()),
+    );
+    record(
+        "every variable compose sets is read by that service",
+        config_vars(paths, &all).map(|v| check_env(&all, &v)),
+    );
+    record("ports match bank_core::ports; only 8888 published beyond 127.0.0.1", Ok(check_ports(&all)));
+    record(
+        &format!("Kafka is apache/kafka:{}; cluster: 3 voters, replication 3, min ISR 2", crate::kafka::VERSION),
+        Ok([check_kafka(&all, crate::kafka::VERSION), check_cluster(&cluster)].concat()),
+    );
+    record("each service's compose environment passes its `--check-config`", run_check_config(paths, &all));
+    out
+}
+
+/// `cargo xtask compose`'s exit code: 0 when every check passed.
+pub fn report(checks: &[(String, bool)]) -> i32 {
+    let failed = checks.iter().filter(|(_, ok)| !ok).count();
+    println!("compose: {} passed, {failed} failed", checks.len() - failed);
+    i32::from(failed > 0)
+}
+
+/// The resolved compose model: `all` (load-test profile and the default `.env`), `cluster`.
+struct Resolved {
+    all: Services,
+    cluster: Services,
+}
+
+/// Installs `docker-compose` if needed, validates the three profiles and returns the resolved models, the
+/// Dockerfile and rust-toolchain.toml.
+fn prepare(paths: &Paths) -> anyhow::Result<(Resolved, String, String)> {
+    crate::setup::ensure_compose()?;
+    let read = |f: &str| std::fs::read_to_string(paths.root.join(f)).with_context(|| format!("cannot read {f}"));
+    let example = read(".env.example")?;
+    let tmp = std::env::temp_dir().join(format!("openbank-compose-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let result = (|| {
+        let plain = tmp.join("plain.env");
+        let cluster = tmp.join("cluster.env");
+        std::fs::write(&plain, throwaway_env(&example, false))?;
+        std::fs::write(&cluster, throwaway_env(&example, true))?;
+        compose(&paths.root, &plain, &[], true)?;
+        compose(&paths.root, &cluster, &["cluster"], true)?;
+        compose(&paths.root, &plain, &["load-test"], true)?;
+        let all = parse(&compose(&paths.root, &plain, &["load-test"], false)?)?;
+        let cluster = parse(&compose(&paths.root, &cluster, &["cluster"], false)?)?;
+        anyhow::Ok(Resolved { all, cluster })
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok((result?, read(DOCKERFILE)?, read("rust-toolchain.toml")?))
+}
+
+/// `docker-compose config` (`-q`: validate only), with `env_file` as `.env` and `profiles` active.
+fn compose(root: &Path, env_file: &Path, profiles: &[&str], quiet: bool) -> anyhow::Result<String> {
+    let mut cmd = Command::new("docker-compose");
+    cmd.current_dir(root)
+        .args(["--project-name", "openbank-check", "--project-directory"])
+        .arg(root)
+        .arg("--file")
+        .arg(root.join(COMPOSE_FILE))
+        .arg("--env-file")
+        .arg(env_file)
+        .env_remove("COMPOSE_PROFILES");
+    for p in profiles {
+        cmd.args(["--profile", p]);
+    }
+    cmd.arg("config");
+    if quiet {
+        cmd.arg("-q");
+    }
+    let out = cmd.stderr(Stdio::piped()).output().context("cannot run docker-compose")?;
+    if !out.status.success() {
+        bail!("docker-compose config (profiles {profiles:?}) failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The compose services' binaries (built if needed).
+fn build_binaries(paths: &Paths, services: &Services) -> anyhow::Result<BTreeSet<String>> {
+    let targets: BTreeSet<String> = services.values().filter_map(|s| s.target.clone()).collect();
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&paths.root).args(["build", "--quiet", "--bins"]);
+    for t in &targets {
+        cmd.args(["-p", t]);
+    }
+    if !cmd.status().context("cannot run cargo")?.success() {
+        bail!("cannot build {targets:?}");
+    }
+    Ok(targets)
+}
+
+/// Each binary's `--print-config-vars`.
+fn config_vars(paths: &Paths, services: &Services) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let mut vars = BTreeMap::new();
+    for target in build_binaries(paths, services)? {
+        let out = Command::new(paths.bin(&target))
+            .arg("--print-config-vars")
+            .output()
+            .with_context(|| format!("cannot run {target}"))?;
+        if !out.status.success() {
+            bail!("{target} --print-config-vars failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        vars.insert(target, String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect());
+    }
+    Ok(vars)
+}
+
+/// `<binary> --check-config` with each service's mapped environment (and nothing else of this machine's), which
+/// must pass; and once with a broken broker list, which must fail.
+fn run_check_config(paths: &Paths, services: &Services) -> anyhow::Result<Vec<String>> {
+    build_binaries(paths, services)?;
+    let run = |target: &str, env: &BTreeMap<String, String>| -> anyhow::Result<(bool, String)> {
+        let out = Command::new(paths.bin(target))
+            .arg("--check-config")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env)
+            .output()
+            .with_context(|| format!("cannot run {target}"))?;
+        Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).trim().to_owned()))
+    };
+    let mut problems = Vec::new();
+    let envs = check_config_envs(services);
+    for (name, (target, env)) in &envs {
+        let (ok, said) = run(target, env)?;
+        if !ok {
+            problems
+                .push(format!("service `{name}`: `{target} --check-config` rejects its compose environment: {said}"));
+        }
+    }
+    if let Some((_, (target, env))) = envs.iter().find(|(_, (_, env))| env.contains_key("KAFKA_BROKERS")) {
+        let mut broken = env.clone();
+        broken.insert("KAFKA_BROKERS".into(), "kafka-without-port".into());
+        if run(target, &broken)?.0 {
+            problems.push(format!("`{target} --check-config` accepts KAFKA_BROKERS without a port"));
+        }
+    }
+    Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    }
+
+    fn committed() -> Services {
+        parse(&std::fs::read_to_string(root().join(COMPOSE_FILE)).unwrap()).unwrap()
+    }
+
+    fn dockerfile() -> String {
+        std::fs::read_to_string(root().join(DOCKERFILE)).unwrap()
+    }
+
+    /// The committed file with one edit, which must be there.
+    fn drifted(from: &str, to: &str) -> Services {
+        let text = std::fs::read_to_string(root().join(COMPOSE_FILE)).unwrap();
+        assert!(text.contains(from), "{from:?} is not in {COMPOSE_FILE}");
+        parse(&text.replacen(from, to, 1)).unwrap()
+    }
+
+    #[test]
+    fn the_committed_files_pass_the_static_checks() {
+        let s = committed();
+        assert_eq!(check_services(&s, &workspace_services()), Vec::<String>::new());
+        assert_eq!(check_targets(&s, &dockerfile()), Vec::<String>::new());
+        let toolchain = std::fs::read_to_string(root().join("rust-toolchain.toml")).unwrap();
+        assert_eq!(check_toolchain(&dockerfile(), &toolchain), Vec::<String>::new());
+        assert_eq!(check_ports(&s), Vec::<String>::new());
+        assert_eq!(check_kafka(&s, crate::kafka::VERSION), Vec::<String>::new());
+        // Merge keys are applied: the nodes share the Kafka settings.
+        assert_eq!(s["kafka-3"].image, s["kafka"].image);
+        assert_eq!(s["kafka-3"].environment["KAFKA_NODE_ID"], "3");
+        assert_eq!(s["load-test"].profiles, ["load-test"]);
+    }
+
+    #[test]
+    fn a_missing_service_or_a_foreign_target_fails() {
+        let text = std::fs::read_to_string(root().join(COMPOSE_FILE)).unwrap();
+        let mut s = parse(&text).unwrap();
+        s.remove("command-generator");
+        assert!(check_services(&s, &workspace_services())[0].contains("command-generator"));
+        let s = drifted("target: heartbeat", "target: heart-beat");
+        let problems = check_services(&s, &workspace_services());
+        assert!(problems.iter().any(|p| p.contains("`heartbeat` is not built from")), "{problems:?}");
+        assert!(check_targets(&s, &dockerfile())[0].contains("heart-beat"));
+    }
+
+    #[test]
+    fn a_stage_missing_from_the_dockerfile_or_another_rust_fails() {
+        let d = dockerfile().replace("AS command-handler", "AS handler");
+        assert!(check_targets(&committed(), &d)[0].contains("command-handler"));
+        assert_eq!(check_toolchain(&d, "[toolchain]\nchannel = \"1.95.0\"\n"), Vec::<String>::new());
+        assert_eq!(check_toolchain(&d, "[toolchain]\nchannel = \"1.96.0\"\n").len(), 1);
+        assert_eq!(check_toolchain("FROM x AS y\n", "channel = \"1.95.0\"").len(), 1);
+    }
+
+    #[test]
+    fn a_variable_the_binary_does_not_read_fails() {
+        let s = committed();
+        let vars = |extra: &[&str]| -> BTreeMap<String, Vec<String>> {
+            s.values()
+                .filter_map(|v| v.target.clone().map(|t| (t, v)))
+                .map(|(t, v)| (t, v.environment.keys().cloned().chain(extra.iter().map(|e| (*e).to_owned())).collect()))
+                .collect()
+        };
+        assert_eq!(check_env(&s, &vars(&[])), Vec::<String>::new());
+        let s = drifted("HEARTBEAT_RATE: 10", "HEARTBEAT_RATE: 10\n      HEARTBEAT_SPEED: 10");
+        let problems = check_env(&s, &vars(&[]));
+        assert_eq!(problems, ["service `heartbeat` sets HEARTBEAT_SPEED, which `heartbeat` does not read"]);
+        let mut missing = vars(&[]);
+        missing.remove("synchronizer");
+        assert!(check_env(&committed(), &missing)[0].contains("no variables known"));
+    }
+
+    #[test]
+    fn ports_that_drift_fail() {
+        for (from, to, what) in [
+            ("HEARTBEAT_LISTEN: 0.0.0.0:17888", "HEARTBEAT_LISTEN: 0.0.0.0:17889", "HEARTBEAT_LISTEN"),
+            ("GRAPHQL_LISTEN: 0.0.0.0:8888", "GRAPHQL_LISTEN: 127.0.0.1:8888", "GRAPHQL_LISTEN"),
+            ("http://schema-registry:8081", "http://schema-registry:8082", "schema-registry:8082"),
+            ("@postgres:5432/", "@postgres:5433/", "postgres:5433"),
+            ("1@kafka:9093", "1@kafka:9094", "kafka:9094"),
+            ("http://127.0.0.1:9103/ready", "http://127.0.0.1:9102/ready", "healthcheck"),
+            ("\"127.0.0.1:17888:17888\"", "\"17888:17888\"", "every interface"),
+            ("\"8888:8888\"", "\"8888:8889\"", "container port 8889"),
+            ("SCHEMA_REGISTRY_LISTEN: 0.0.0.0:8081\n", "\n", "no *_LISTEN"),
+        ] {
+            let problems = check_ports(&drifted(from, to));
+            assert!(problems.iter().any(|p| p.contains(what)), "{from} -> {to}: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn another_kafka_version_fails() {
+        let s = drifted("apache/kafka:4.1.1", "apache/kafka:3.9.0");
+        assert_eq!(check_kafka(&s, "4.1.1").len(), 3, "the three nodes share the image");
+        let mut none = committed();
+        none.retain(|_, s| !s.image.as_deref().unwrap_or_default().contains("kafka"));
+        assert_eq!(check_kafka(&none, "4.1.1"), ["no apache/kafka service"]);
+    }
+
+    #[test]
+    fn the_cluster_check_wants_three_voters_and_min_isr_two() {
+        let cluster = |text: &str| {
+            let t = text
+                .replace("${KAFKA_VOTERS:-1@kafka:9093}", "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093")
+                .replace("${KAFKA_NODES:-1}", "3")
+                .replace("${KAFKA_MIN_ISR:-1}", "2");
+            parse(&t).unwrap()
+        };
+        let text = std::fs::read_to_string(root().join(COMPOSE_FILE)).unwrap();
+        assert_eq!(check_cluster(&cluster(&text)), Vec::<String>::new());
+        assert!(!check_cluster(&committed()).is_empty(), "the default is one node");
+        let two_voters = cluster(&text.replace("${KAFKA_VOTERS:-1@kafka:9093}", "1@kafka:9093,2@kafka-2:9093"));
+        assert!(check_cluster(&two_voters).iter().any(|p| p.contains("voters")));
+        let isr = cluster(&text.replace("${KAFKA_MIN_ISR:-1}", "1"));
+        assert!(check_cluster(&isr).iter().any(|p| p.contains("KAFKA_MIN_INSYNC_REPLICAS")));
+    }
+
+    #[test]
+    fn host_names_map_to_loopback() {
+        let s = committed();
+        let names: Vec<&String> = s.keys().collect();
+        assert_eq!(map_hosts("kafka:9092", &names), "127.0.0.1:9092");
+        assert_eq!(map_hosts("kafka-2:9092,kafka:9092", &names), "127.0.0.1:9092,127.0.0.1:9092");
+        assert_eq!(map_hosts("http://schema-registry:8081", &names), "http://127.0.0.1:8081");
+        assert_eq!(
+            map_hosts("postgres://openbank:pw@postgres:5432/openbank", &names),
+            "postgres://openbank:pw@127.0.0.1:5432/openbank"
+        );
+        assert_eq!(map_hosts("0.0.0.0:8888", &names), "0.0.0.0:8888");
+        assert_eq!(map_hosts("/results", &names), "/results");
+        let envs = check_config_envs(&s);
+        assert_eq!(envs["graphql-endpoint"].1["PIPELINE_HANDLER_METRICS_URL"], "http://127.0.0.1:9103/metrics");
+        assert!(!envs.contains_key("postgres"), "only our binaries are checked");
+    }
+
+    #[test]
+    fn the_throwaway_env_fills_placeholders_and_uncomments_the_cluster() {
+        let example = std::fs::read_to_string(root().join(".env.example")).unwrap();
+        let plain = throwaway_env(&example, false);
+        assert!(plain.contains("POSTGRES_PASSWORD=check") && !plain.contains("<generated>"));
+        assert!(!plain.contains("KAFKA_NODES"));
+        let cluster = throwaway_env(&example, true);
+        for k in CLUSTER_KEYS {
+            assert!(cluster.lines().any(|l| l.starts_with(&format!("{k}="))), "{k} missing from the cluster .env");
+        }
+    }
+
+    #[test]
+    fn ports_entries_parse_in_every_syntax() {
+        let p = |y: &str| published(&serde_norway::from_str(y).unwrap());
+        assert_eq!(p("\"8888:8888\""), Some(Published { host_ip: String::new(), container: 8888 }));
+        assert_eq!(p("127.0.0.1:17888:17888/tcp"), Some(Published { host_ip: "127.0.0.1".into(), container: 17888 }));
+        assert_eq!(p("{published: 8888, target: 8888}"), Some(Published { host_ip: String::new(), container: 8888 }));
+        assert_eq!(p("not-a-port"), None);
+    }
+}
