@@ -3,6 +3,7 @@
 
 mod calibrate;
 mod chaos;
+mod docker;
 mod gql;
 mod graphs;
 mod heartbeat;
@@ -72,11 +73,30 @@ pub struct RunArgs {
     /// The latency kind the SLO applies to; default: `event` (run), `result` (pipeline), `probe` (anchor).
     #[arg(long)]
     pub slo_kind: Option<String>,
-    #[arg(long, default_value = "http://localhost:8888")]
+    #[arg(long, env = "LOAD_TEST_ENDPOINT", default_value = "http://localhost:8888")]
     pub endpoint: String,
     /// The heartbeat's admin address; default: from `.openbank/state.json`, else http://127.0.0.1:17888.
-    #[arg(long)]
+    #[arg(long, env = "LOAD_TEST_HEARTBEAT")]
     pub heartbeat: Option<String>,
+    /// Where runs are written (`<dir>/<run id>`, the gateway's RESULTS_DIR); default `<checkout>/results`.
+    #[arg(long, env = "RESULTS_DIR")]
+    pub results_dir: Option<PathBuf>,
+    /// CPU and memory per component from `proc` (the processes of `cargo xtask up`, in /proc) or `docker` (the
+    /// containers of this compose project, from the Docker Engine API at /var/run/docker.sock).
+    #[arg(long, env = "LOAD_TEST_RESOURCES", default_value = "proc", value_parser = ["proc", "docker"])]
+    pub resources: String,
+    /// Kafka brokers; default: `.openbank/env`, else localhost:9092.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// The schema registry; default: `.openbank/env`, else http://localhost:8081.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
+    /// PostgreSQL, for the calibration's commit timing; default: `.openbank/env`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Topic prefix of the stack; default: `.openbank/env`, else none.
+    #[arg(long, env = "TOPIC_PREFIX")]
+    pub topic_prefix: Option<String>,
     /// Output folder; default `results/<UTC timestamp>[-<label>]`.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -203,7 +223,8 @@ async fn measure(mode: &str, args: RunArgs) -> anyhow::Result<()> {
     );
     let root = stack::root();
     let id = run_id(&args.label);
-    let dir = args.out.clone().unwrap_or_else(|| root.join("results").join(&id));
+    let results = args.results_dir.clone().unwrap_or_else(|| root.join("results"));
+    let dir = args.out.clone().unwrap_or_else(|| results.join(&id));
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     tokio::spawn(async move {
@@ -215,11 +236,23 @@ async fn measure(mode: &str, args: RunArgs) -> anyhow::Result<()> {
     let origin = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339();
     let stop_sampling = CancellationToken::new();
-    let sampler = tokio::spawn(resources::sample(resources::components(&root), origin, stop_sampling.clone()));
-    let brokers = stack::setting(&root, "KAFKA_BROKERS", "localhost:9092");
-    let registry = stack::setting(&root, "SCHEMA_REGISTRY_URL", "http://localhost:8081");
-    let database = stack::setting(&root, "DATABASE_URL", "");
-    let topic_prefix = stack::setting(&root, "TOPIC_PREFIX", "");
+    let sampler = if args.resources == "docker" {
+        let socket = std::path::PathBuf::from(docker::SOCKET);
+        let found = socket.clone();
+        let containers = tokio::task::spawn_blocking(move || docker::discover(&found))
+            .await?
+            .map_err(|e| anyhow::anyhow!("--resources docker: {e:#}"))?;
+        tokio::spawn(docker::sample(socket, containers, origin, stop_sampling.clone()))
+    } else {
+        tokio::spawn(resources::sample(resources::components(&root), origin, stop_sampling.clone()))
+    };
+    let setting = |arg: &Option<String>, key: &str, default: &str| {
+        arg.clone().unwrap_or_else(|| stack::setting(&root, key, default))
+    };
+    let brokers = setting(&args.kafka_brokers, "KAFKA_BROKERS", "localhost:9092");
+    let registry = setting(&args.schema_registry_url, "SCHEMA_REGISTRY_URL", "http://localhost:8081");
+    let database = setting(&args.database_url, "DATABASE_URL", "");
+    let topic_prefix = setting(&args.topic_prefix, "TOPIC_PREFIX", "");
     let api = gql::Api::new(&args.endpoint, std::time::Duration::from_secs(args.timeout_secs))?;
     eprintln!("calibrating (Kafka round trip, PostgreSQL commits, HTTP no-op)…");
     let calibration = calibrate::calibrate(&brokers, &database, Some(&api)).await;
@@ -342,9 +375,31 @@ fn merged(runs: &[RunReport]) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// `--check-config`: the addresses a measuring run would use are well formed.
+fn check(cli: &Cli) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let args = match &cli.cmd {
+        None => &cli.run,
+        Some(Cmd::Run(a) | Cmd::Pipeline(a) | Cmd::Anchor(a)) => a,
+        Some(_) => return Ok(()),
+    };
+    bank_core::cli::check_http_url(&args.endpoint).context("--endpoint (LOAD_TEST_ENDPOINT)")?;
+    if let Some(h) = &args.heartbeat {
+        bank_core::cli::check_http_url(h).context("--heartbeat (LOAD_TEST_HEARTBEAT)")?;
+    }
+    if let Some(b) = &args.kafka_brokers {
+        bank_core::cli::check_brokers(b).context("KAFKA_BROKERS")?;
+    }
+    if let Some(r) = &args.schema_registry_url {
+        bank_core::cli::check_http_url(r).context("SCHEMA_REGISTRY_URL")?;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // --check-config, --probe and --print-config-vars exit here (bank_core::cli).
+    let cli: Cli = bank_core::cli::parse(check);
     match cli.cmd {
         None => measure("run", cli.run).await,
         Some(Cmd::Run(a)) => measure("run", a).await,

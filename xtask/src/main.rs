@@ -93,9 +93,9 @@ enum Cmd {
         #[arg(long)]
         ci: bool,
     },
-    /// Install what is missing, start the stack, run every test, stop what was started
     /// Check docker-compose.yml and the Dockerfile against the code (`docker-compose config`, no engine needed)
     Compose,
+    /// Install what is missing, start the stack, run every test, stop what was started
     Test {
         /// Skip `cargo fmt --check` and `cargo clippy`
         #[arg(long)]
