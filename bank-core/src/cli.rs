@@ -20,23 +20,26 @@ use crate::config::{CommonArgs, DatabaseArgs};
 /// How long `--probe` waits for the connection and for the answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// `command` with `--check-config`, `--probe` and `--print-config-vars` added.
+/// `command` with `--check-config`, `--probe` and `--print-config-vars` added (global: also after a subcommand).
 pub fn with_ops(command: Command) -> Command {
     command
         .arg(
             Arg::new("check-config")
+                .global(true)
                 .long("check-config")
                 .action(ArgAction::SetTrue)
                 .help("Parse and validate the settings, then exit (0: valid); connects to nothing"),
         )
         .arg(
             Arg::new("probe")
+                .global(true)
                 .long("probe")
                 .value_name("URL")
                 .help("GET a probe endpoint (e.g. http://127.0.0.1:PORT/ready) and exit 0 on a 2xx answer"),
         )
         .arg(
             Arg::new("print-config-vars")
+                .global(true)
                 .long("print-config-vars")
                 .action(ArgAction::SetTrue)
                 .help("Print the environment variables the settings read, one a line, then exit"),
