@@ -189,15 +189,41 @@ pub fn dockerfile_stages(dockerfile: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every `build.target` is a stage of the Dockerfile.
+/// The lines of stage `name` of a Dockerfile (after its `FROM`, up to the next `FROM`).
+fn stage_text(dockerfile: &str, name: &str) -> String {
+    let mut inside = false;
+    let mut out = String::new();
+    for line in dockerfile.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
+            inside = words.len() >= 4 && words.get(3).is_some_and(|n| n.eq_ignore_ascii_case(name));
+        } else if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Every `build.target` is a stage of the Dockerfile that runs the binary of its name, which the builder builds
+/// (`-p <target>`).
 pub fn check_targets(services: &Services, dockerfile: &str) -> Vec<String> {
     let stages = dockerfile_stages(dockerfile);
-    services
-        .iter()
-        .filter_map(|(name, s)| s.target.as_ref().map(|t| (name, t)))
-        .filter(|(_, t)| !stages.contains(&t.to_ascii_lowercase()))
-        .map(|(name, t)| format!("service `{name}`: build target `{t}` is no stage of the {DOCKERFILE}"))
-        .collect()
+    let mut problems = Vec::new();
+    for (name, t) in services.iter().filter_map(|(name, s)| s.target.as_ref().map(|t| (name, t))) {
+        if !stages.contains(&t.to_ascii_lowercase()) {
+            problems.push(format!("service `{name}`: build target `{t}` is no stage of the {DOCKERFILE}"));
+            continue;
+        }
+        let stage = stage_text(dockerfile, t);
+        if !stage.contains(&format!("/out/{t} ")) || !stage.contains(&format!("ENTRYPOINT [\"{t}\"]")) {
+            problems.push(format!("{DOCKERFILE} stage `{t}` does not copy and run the `{t}` binary"));
+        }
+        if !dockerfile.contains(&format!("-p {t} ")) {
+            problems.push(format!("the {DOCKERFILE}'s builder does not build `{t}` (`-p {t}`)"));
+        }
+    }
+    problems
 }
 
 /// The Dockerfile's `ARG RUST_VERSION=` is rust-toolchain.toml's `channel`.
@@ -639,6 +665,16 @@ mod tests {
     fn a_stage_missing_from_the_dockerfile_or_another_rust_fails() {
         let d = dockerfile().replace("AS command-handler", "AS handler");
         assert!(check_targets(&committed(), &d)[0].contains("command-handler"));
+        let unbuilt = dockerfile().replace("-p load-test ", "");
+        assert_eq!(
+            check_targets(&committed(), &unbuilt),
+            ["the Dockerfile's builder does not build `load-test` (`-p load-test`)"]
+        );
+        let wrong = dockerfile().replace("ENTRYPOINT [\"heartbeat\"]", "ENTRYPOINT [\"synchronizer\"]");
+        assert_eq!(
+            check_targets(&committed(), &wrong),
+            ["Dockerfile stage `heartbeat` does not copy and run the `heartbeat` binary"]
+        );
         assert_eq!(check_toolchain(&d, "[toolchain]\nchannel = \"1.95.0\"\n"), Vec::<String>::new());
         assert_eq!(check_toolchain(&d, "[toolchain]\nchannel = \"1.96.0\"\n").len(), 1);
         assert_eq!(check_toolchain("FROM x AS y\n", "channel = \"1.95.0\"").len(), 1);
