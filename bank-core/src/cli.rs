@@ -220,6 +220,30 @@ mod tests {
         check_common(&d.common).unwrap();
     }
 
+    #[derive(Parser, Debug)]
+    #[command(name = "tool")]
+    struct Tool {
+        #[command(subcommand)]
+        cmd: Option<Sub>,
+    }
+
+    #[derive(clap::Subcommand, Debug)]
+    enum Sub {
+        Run {
+            #[arg(long, env = "TOOL_RATE", default_value_t = 1)]
+            rate: u32,
+        },
+    }
+
+    #[test]
+    fn the_flags_work_after_a_subcommand_and_its_variables_are_listed() {
+        let m =
+            with_ops(Tool::command()).try_get_matches_from(["tool", "run", "--rate", "5", "--check-config"]).unwrap();
+        assert!(m.get_flag("check-config"));
+        assert!(matches!(Tool::from_arg_matches(&m).unwrap().cmd, Some(Sub::Run { rate: 5 })));
+        assert_eq!(config_vars(&with_ops(Tool::command())), ["TOOL_RATE"]);
+    }
+
     #[test]
     fn validation_finds_bad_settings() {
         check_brokers("kafka-1:9092,kafka-2:9092").unwrap();
