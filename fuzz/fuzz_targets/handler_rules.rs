@@ -5,11 +5,12 @@
 //! Invariants: nothing panics; `check` accepts exactly what the rules (checked here independently, in their
 //! order) accept and refuses with the code of the first broken rule; an accepted movement has the command's
 //! sides and valid compact IBANs; a batch gets one plan per record, `Apply` exactly for the pending transfers,
-//! repeats point back to an earlier record with the same id, and every refusal code is one this stage can give.
+//! repeats point back to an earlier record with the same id, and every refusal code is one this stage can give
+//! and reads back from the refusal's wire form.
 #![no_main]
 
 use bank_core::avro::{Atype, ConfirmAccountCreation, ConfirmMoneyTransfer};
-use bank_core::refusal::{MAX_DESCRIPTION_CHARS, RefusalCode};
+use bank_core::refusal::{MAX_DESCRIPTION_CHARS, Refusal, RefusalCode};
 use bank_core::{AccountToken, CASH, COMPANY_IBAN, CommandId, Iban, Money};
 use command_handler::plan::{self, CommandKind, Plan, Stored};
 use command_handler::rules::{self, Movement};
@@ -257,6 +258,8 @@ fuzz_target!(|input: Input| {
             ];
             assert!(allowed.contains(&r.code), "record {i}: {r:?}");
             assert_eq!(RefusalCode::parse(r.code.as_str()), Some(r.code));
+            // The gateway reads the code back from the wire form of the failed result.
+            assert_eq!(Refusal::parse_reason(&r.reason()), (Some(r.code), r.message.as_str()));
         }
         if matches!(plan, Plan::Apply) {
             assert!(apply.iter().any(|t| t.index == i), "record {i} still Apply but not authorised");
