@@ -55,34 +55,37 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/
     && chown openbank:openbank /results
 WORKDIR /app
 USER 10001:10001
+
+# ---- what the services (not the load tester) share: JSON logs
+FROM runtime AS service
 ENV LOG_FORMAT=json
 
-FROM runtime AS schema-registry
+FROM service AS schema-registry
 COPY --from=builder /out/schema-registry /usr/local/bin/
 EXPOSE 8081
 ENTRYPOINT ["schema-registry"]
 
-FROM runtime AS synchronizer
+FROM service AS synchronizer
 COPY --from=builder /out/synchronizer /usr/local/bin/
 ENTRYPOINT ["synchronizer"]
 
-FROM runtime AS heartbeat
+FROM service AS heartbeat
 COPY --from=builder /out/heartbeat /usr/local/bin/
 EXPOSE 17888
 ENTRYPOINT ["heartbeat"]
 
-FROM runtime AS command-generator
+FROM service AS command-generator
 COPY --from=builder /out/command-generator /usr/local/bin/
 EXPOSE 9102
 ENTRYPOINT ["command-generator"]
 
-FROM runtime AS command-handler
+FROM service AS command-handler
 COPY --from=builder /out/command-handler /usr/local/bin/
 EXPOSE 9103
 ENTRYPOINT ["command-handler"]
 
 # The gateway serves the web UI itself (FRONTEND_DIR), so UI and API share one origin.
-FROM runtime AS graphql-endpoint
+FROM service AS graphql-endpoint
 COPY --from=builder /out/graphql-endpoint /usr/local/bin/
 COPY --from=frontend /src/frontend/dist /app/frontend
 ENV FRONTEND_DIR=/app/frontend \

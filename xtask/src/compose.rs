@@ -237,8 +237,37 @@ pub fn check_toolchain(dockerfile: &str, toolchain_toml: &str) -> Vec<String> {
     }
 }
 
+/// The `ENV` keys a Dockerfile stage sets, with those of the stages it is built `FROM`.
+pub fn dockerfile_env(dockerfile: &str, stage: &str) -> BTreeSet<String> {
+    // `FROM parent AS name` for every stage.
+    let parents: BTreeMap<String, String> = dockerfile
+        .lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [from, parent, as_, name, ..] if from.eq_ignore_ascii_case("FROM") && as_.eq_ignore_ascii_case("AS") => {
+                Some((name.to_ascii_lowercase(), parent.to_ascii_lowercase()))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut keys = BTreeSet::new();
+    let mut current = Some(stage.to_ascii_lowercase());
+    let mut hops = 0;
+    while let Some(name) = current.filter(|_| hops < 32) {
+        let text = stage_text(dockerfile, &name).replace("\\\n", " ");
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if words.next().is_some_and(|w| w.eq_ignore_ascii_case("ENV")) {
+                keys.extend(words.filter_map(|w| w.split_once('=')).map(|(k, _)| k.to_owned()));
+            }
+        }
+        current = parents.get(&name).cloned();
+        hops += 1;
+    }
+    keys
+}
+
 /// Every variable compose sets for one of our binaries is one that binary reads (`vars`: target → its variables).
-pub fn check_env(services: &Services, vars: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+pub fn check_env(services: &Services, dockerfile: &str, vars: &BTreeMap<String, Vec<String>>) -> Vec<String> {
     let mut problems = Vec::new();
     for (name, s) in services {
         let Some(target) = &s.target else { continue };
@@ -248,6 +277,9 @@ pub fn check_env(services: &Services, vars: &BTreeMap<String, Vec<String>>) -> V
         };
         for key in s.environment.keys().filter(|k| !known.contains(k)) {
             problems.push(format!("service `{name}` sets {key}, which `{target}` does not read"));
+        }
+        for key in dockerfile_env(dockerfile, target).into_iter().filter(|k| !known.contains(k)) {
+            problems.push(format!("{DOCKERFILE} stage `{target}` sets {key}, which `{target}` does not read"));
         }
     }
     problems
@@ -474,8 +506,8 @@ pub fn checks(paths: &Paths) -> Vec<(String, bool)> {
         Ok([check_targets(&all, &dockerfile), check_toolchain(&dockerfile, &toolchain)].concat()),
     );
     record(
-        "every variable compose sets is read by that service",
-        config_vars(paths, &all).map(|v| check_env(&all, &v)),
+        "every variable compose and the Dockerfile set is read by that service",
+        config_vars(paths, &all).map(|v| check_env(&all, &dockerfile, &v)),
     );
     record("ports match bank_core::ports; only 8888 published beyond 127.0.0.1", Ok(check_ports(&all)));
     record(
@@ -664,6 +696,15 @@ mod tests {
     }
 
     #[test]
+    fn dockerfile_env_follows_the_stage_chain() {
+        let d = dockerfile();
+        let keys = |s: &str| dockerfile_env(&d, s).into_iter().collect::<Vec<_>>();
+        assert_eq!(keys("graphql-endpoint"), ["FRONTEND_DIR", "LOG_FORMAT", "RESULTS_DIR"]);
+        assert_eq!(keys("heartbeat"), ["LOG_FORMAT"]);
+        assert_eq!(keys("load-test"), ["RESULTS_DIR"]);
+    }
+
+    #[test]
     fn a_stage_missing_from_the_dockerfile_or_another_rust_fails() {
         let d = dockerfile().replace("AS command-handler", "AS handler");
         assert!(check_targets(&committed(), &d)[0].contains("command-handler"));
@@ -691,13 +732,19 @@ mod tests {
                 .map(|(t, v)| (t, v.environment.keys().cloned().chain(extra.iter().map(|e| (*e).to_owned())).collect()))
                 .collect()
         };
-        assert_eq!(check_env(&s, &vars(&[])), Vec::<String>::new());
+        let d = dockerfile();
+        assert_eq!(check_env(&s, &d, &vars(&["LOG_FORMAT"])), Vec::<String>::new());
+        // The load tester reads no LOG_FORMAT: the Dockerfile sets it for the services only.
+        assert_eq!(check_env(&s, &d, &vars(&[])).len(), 6, "{:?}", check_env(&s, &d, &vars(&[])));
         let s = drifted("HEARTBEAT_RATE: 10", "HEARTBEAT_RATE: 10\n      HEARTBEAT_SPEED: 10");
-        let problems = check_env(&s, &vars(&[]));
+        let problems = check_env(&s, &d, &vars(&["LOG_FORMAT"]));
         assert_eq!(problems, ["service `heartbeat` sets HEARTBEAT_SPEED, which `heartbeat` does not read"]);
-        let mut missing = vars(&[]);
+        let mut missing = vars(&["LOG_FORMAT"]);
         missing.remove("synchronizer");
-        assert!(check_env(&committed(), &missing)[0].contains("no variables known"));
+        assert!(check_env(&committed(), &d, &missing)[0].contains("no variables known"));
+        let d = d.replace("ENV RESULTS_DIR=/results\n", "ENV RESULTS_DIR=/results \\\n    LOAD_TEST_SPEED=1\n");
+        let problems = check_env(&committed(), &d, &vars(&["LOG_FORMAT"]));
+        assert_eq!(problems, ["Dockerfile stage `load-test` sets LOAD_TEST_SPEED, which `load-test` does not read"]);
     }
 
     #[test]
