@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
+/// Connections of the projection's own pool (it projects one batch at a time; the second spares a reconnect).
+pub const PROJECTION_CONNECTIONS: u32 = 2;
+
 /// User names whose failed logins are tracked at most (and as many client addresses).
 pub const MAX_TRACKED_LOGIN_FAILURES: usize = 100_000;
 
@@ -38,11 +41,15 @@ pub async fn start(
         .context("failed to create producer")?;
     let codec =
         Arc::new(Codec::new(&config.common.schema_registry_url).context("failed to create the registry codec")?);
+    // The projection has connections of its own: the requests' queries never queue it (answers wait for it).
+    let projection_pool = bank_core::db::connect(&config.database.database_url, PROJECTION_CONNECTIONS)
+        .await
+        .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
     let gateway = Arc::new(gateway_of(config, pool, producer, codec));
     let tasks = vec![
         spawn_live_feed(config, &gateway, shutdown)?,
         tokio::spawn(results::run_listener(gateway.results.clone(), gateway.pool.clone(), shutdown.clone())),
-        spawn_projection(config, &gateway, shutdown)?,
+        spawn_projection(config, &gateway, projection_pool, shutdown)?,
     ];
     if let Some(password) = &config.employee_password {
         let username = gateway::normalise_username(&config.employee_username)
@@ -105,13 +112,14 @@ fn spawn_live_feed(config: &Config, gateway: &Gateway, shutdown: &CancellationTo
 fn spawn_projection(
     config: &Config,
     gateway: &Gateway,
+    pool: PgPool,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let group = format!("{}{}", config.common.topic_prefix, config.group);
     let consumer = bank_core::kafka::consumer(&config.common.kafka_brokers, &group, "graphql-endpoint")
         .context("failed to create consumer")?;
     let projection = projection::Projection {
-        pool: gateway.pool.clone(),
+        pool,
         codec: gateway.codec.clone(),
         producer: gateway.producer.clone(),
         topics: gateway.settings.topics.clone(),
