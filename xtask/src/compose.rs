@@ -27,7 +27,7 @@ pub const DOCKERFILE: &str = "Dockerfile";
 /// A service of the stack that xtask does not start but compose runs (in its profile).
 const LOAD_TEST: &str = "load-test";
 /// The cluster block of `.env.example`, uncommented for the `cluster` check.
-const CLUSTER_KEYS: [&str; 4] = ["COMPOSE_PROFILES", "KAFKA_NODES", "KAFKA_MIN_ISR", "KAFKA_VOTERS"];
+const CLUSTER_KEYS: [&str; 5] = ["COMPOSE_PROFILES", "KAFKA_NODES", "KAFKA_MIN_ISR", "KAFKA_VOTERS", "KAFKA_BOOTSTRAP"];
 
 /// A compose service, as far as the checks look.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -370,7 +370,8 @@ pub fn check_kafka(services: &Services, version: &str) -> Vec<String> {
     problems
 }
 
-/// The resolved `cluster` profile: three nodes, every voter a node, replication 3 and `min.insync.replicas` 2.
+/// The resolved `cluster` profile: three nodes, every voter a node, replication 3 and `min.insync.replicas` 2,
+/// and every client bootstraps from all three.
 pub fn check_cluster(services: &Services) -> Vec<String> {
     let nodes: Vec<(&String, &Service)> =
         services.iter().filter(|(_, s)| s.image.as_deref().is_some_and(|i| i.starts_with("apache/kafka:"))).collect();
@@ -394,6 +395,15 @@ pub fn check_cluster(services: &Services) -> Vec<String> {
         ] {
             if env(k) != want {
                 problems.push(format!("`{name}`: {k}={}, the cluster wants {want}", env(k)));
+            }
+        }
+    }
+    let node_names: BTreeSet<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, s) in services {
+        if let Some(brokers) = s.environment.get("KAFKA_BROKERS") {
+            let hosts: BTreeSet<&str> = brokers.split(',').filter_map(|b| b.trim().split(':').next()).collect();
+            if hosts != node_names {
+                problems.push(format!("`{name}`: KAFKA_BROKERS={brokers} is not every node {node_names:?}"));
             }
         }
     }
@@ -780,7 +790,8 @@ mod tests {
             let t = text
                 .replace("${KAFKA_VOTERS:-1@kafka:9093}", "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093")
                 .replace("${KAFKA_NODES:-1}", "3")
-                .replace("${KAFKA_MIN_ISR:-1}", "2");
+                .replace("${KAFKA_MIN_ISR:-1}", "2")
+                .replace("${KAFKA_BOOTSTRAP:-kafka:9092}", "kafka:9092,kafka-2:9092,kafka-3:9092");
             parse(&t).unwrap()
         };
         let text = std::fs::read_to_string(root().join(COMPOSE_FILE)).unwrap();
@@ -788,6 +799,8 @@ mod tests {
         assert!(!check_cluster(&committed()).is_empty(), "the default is one node");
         let two_voters = cluster(&text.replace("${KAFKA_VOTERS:-1@kafka:9093}", "1@kafka:9093,2@kafka-2:9093"));
         assert!(check_cluster(&two_voters).iter().any(|p| p.contains("voters")));
+        let one_bootstrap = cluster(&text.replacen("${KAFKA_BOOTSTRAP:-kafka:9092}", "kafka:9092", 1));
+        assert!(check_cluster(&one_bootstrap).iter().any(|p| p.contains("KAFKA_BROKERS=kafka:9092 ")));
         let isr = cluster(&text.replace("${KAFKA_MIN_ISR:-1}", "1"));
         assert!(check_cluster(&isr).iter().any(|p| p.contains("KAFKA_MIN_INSYNC_REPLICAS")));
     }
