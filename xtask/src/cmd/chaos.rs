@@ -286,8 +286,12 @@ pub fn chaos(opts: &ChaosOptions) -> anyhow::Result<i32> {
     });
 
     timeline.log("audit: waiting for the pipeline to drain, then checking the invariants");
-    let audit_ok = crate::cmd::audit::audit(240)? == 0;
-    timeline.log(&format!("audit {}", if audit_ok { "passed" } else { "FAILED" }));
+    let (audit_ok, audit_failed) = audit_teeing(&endpoints)?;
+    timeline.log(&if audit_ok {
+        "audit passed".to_owned()
+    } else {
+        format!("audit FAILED: {}", audit_failed.join("; "))
+    });
     let mut verify = load_tester(&paths, &endpoints);
     verify.args(["chaos", "verify", "--transfers"]).arg(&transfers);
     let (verify_ok, verify_line) =
@@ -310,11 +314,31 @@ pub fn chaos(opts: &ChaosOptions) -> anyhow::Result<i32> {
         counts.failed,
         counts.pending,
         if faults_ok { String::new() } else { " (some did not recover)".into() },
-        if audit_ok { "OK" } else { "FAILED" },
+        if audit_ok { "OK".to_owned() } else { format!("FAILED ({})", audit_failed.join("; ")) },
         if verify_ok { "OK" } else { "FAILED" },
         if ok { "OK" } else { "FAILED" }
     );
     Ok(if ok { 0 } else { 1 })
+}
+
+/// `bank-audit` (debug build, as `cargo xtask audit`) with its output passed through; whether it passed and the
+/// checks that failed, as it printed them.
+fn audit_teeing(endpoints: &Endpoints) -> anyhow::Result<(bool, Vec<String>)> {
+    let paths = Paths::new(false)?;
+    let bin = paths.bin("bank-audit");
+    if !bin.exists() {
+        crate::setup::build(&paths, false, true)?;
+    }
+    let mut cmd = Command::new(&bin);
+    endpoints.apply(&mut cmd);
+    cmd.env("AUDIT_SETTLE_SECS", "180");
+    let (ok, output) = proc::run_teeing(&mut cmd)?;
+    Ok((ok, failed_checks(&output)))
+}
+
+/// The `FAIL <check>: <detail>` lines of an audit's output.
+pub fn failed_checks(output: &str) -> Vec<String> {
+    output.lines().filter_map(|l| l.strip_prefix("FAIL ")).map(|l| l.trim().to_owned()).collect()
 }
 
 /// Waits for the load tester's `drive` (its load, then its settling of undecided transfers).
@@ -481,6 +505,13 @@ mod tests {
                     handler_batch_retries_total_other{reason=\"deadlock\"} 9\n";
         assert_eq!(deadlock_retries(body), 2.0);
         assert_eq!(deadlock_retries(""), 0.0);
+    }
+
+    #[test]
+    fn reads_failed_audit_checks() {
+        let out = "ok   money conserved: fine\nFAIL gateway projection agrees: 2 missing\naudit: 7 checks passed, 1 failed; FAILED\n";
+        assert_eq!(failed_checks(out), ["gateway projection agrees: 2 missing"]);
+        assert!(failed_checks("ok   all\n").is_empty());
     }
 
     #[test]
