@@ -171,7 +171,7 @@ fn pid(record: &Record) -> u32 {
     record.pid.unwrap_or(0)
 }
 
-fn libs(paths: &Paths) -> PathBuf {
+pub fn libs(paths: &Paths) -> PathBuf {
     paths.cache.join(format!("kafka-{VERSION}")).join("libs")
 }
 

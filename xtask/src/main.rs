@@ -53,6 +53,8 @@ enum Cmd {
     },
     /// Table of components with pid, address and health; exit 0 only if all are healthy
     Status,
+    /// What is installed or missing, which ports are free or taken and by what; exit 0 only if `up` can succeed
+    Doctor,
     /// Where the logs are, or the last lines of one component's log
     Logs {
         component: Option<String>,
@@ -118,6 +120,7 @@ fn main() -> ExitCode {
         }
         Cmd::Down { clean } => cmd::down::down(clean).map(|_| 0),
         Cmd::Status => cmd::status::status().map(|ok| if ok { 0 } else { 1 }),
+        Cmd::Doctor => cmd::doctor::doctor(),
         Cmd::Logs { component, lines } => cmd::logs::logs(component.as_deref(), lines).map(|()| 0),
         Cmd::Audit { settle_secs } => cmd::audit::audit(settle_secs),
         Cmd::LoadTest { args } => cmd::load_test::load_test(&args),

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod chaos;
+pub mod doctor;
 pub mod down;
 pub mod load_test;
 pub mod logs;
