@@ -114,7 +114,13 @@ pub fn check_database(d: &DatabaseArgs) -> anyhow::Result<()> {
         .context("DATABASE_URL must start with postgres://")?;
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    check_host_port(host_port, true).context("DATABASE_URL")?;
+    // The message never repeats the URL: a password with an unencoded '/', '?' or '#' would end up in it.
+    check_host_port(host_port, true).map_err(|_| {
+        anyhow::anyhow!(
+            "DATABASE_URL needs a host (and optional port) after its '@'; percent-encode '/', '?', '#' and '@' \
+             in the user name and password"
+        )
+    })?;
     ensure!(d.database_max_connections >= 1, "DATABASE_MAX_CONNECTIONS must be at least 1");
     Ok(())
 }
@@ -260,6 +266,8 @@ mod tests {
         check_database(&db("postgresql://postgres/openbank")).unwrap();
         assert!(check_database(&db("mysql://u@h/d")).is_err());
         assert!(check_database(&db("postgres://u:p@postgres:99999/d")).is_err());
+        let e = check_database(&db("postgres://bank:s3cret/with-slash@postgres:5432/d")).unwrap_err();
+        assert!(!format!("{e:#}").contains("s3cret"), "the password never shows in the error: {e:#}");
     }
 
     #[test]
