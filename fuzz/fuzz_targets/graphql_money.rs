@@ -7,7 +7,7 @@
 //! Invariants: nothing panics; no mutation returns data; every coded error is `INVALID_INPUT` (naming one of
 //! the mutation's arguments) or `ACCOUNT_PENDING`; when the arguments reach the resolver, the outcome is the
 //! first broken rule of an independent reading of the rules (amount > 0; `to` an ASCII IBAN of this bank of at
-//! most 64 bytes; description at most 200 characters; key 1 to 100 of `A-Za-z0-9._-:`), or `ACCOUNT_PENDING`.
+//! most 64 bytes; description at most 200 characters, no control characters; key 1 to 100 of `A-Za-z0-9._-:`), or `ACCOUNT_PENDING`.
 #![no_main]
 
 use async_graphql::{Request, Schema, Variables};
@@ -135,7 +135,7 @@ fn expected(op: Op, args: &[(&str, Option<Value>)]) -> Option<(&'static str, Opt
     {
         return invalid("to");
     }
-    if description.is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
+    if description.is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS || d.chars().any(char::is_control)) {
         return invalid("description");
     }
     let key_ok = |k: &str| {

@@ -101,14 +101,20 @@ pub fn decode_time(m: &impl Message) -> chrono::DateTime<chrono::Utc> {
     m.timestamp().to_millis().and_then(chrono::DateTime::from_timestamp_millis).unwrap_or_else(chrono::Utc::now)
 }
 
+/// `text` as PostgreSQL can store it: a NUL byte (valid UTF-8, refused by PostgreSQL's text type) becomes U+FFFD.
+/// The gateway refuses such descriptions itself; a record produced by anyone else is still projected whole.
+pub fn storable(text: String) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{fffd}") } else { text }
+}
+
 pub fn record_of(b: BalanceChanged, m: &impl Message) -> BalanceRecord {
     BalanceRecord {
         transfer_id: b.transfer_id.map(|i| i.as_uuid()),
         iban: b.iban,
         new_balance: b.new_balance,
         changed_by: b.changed_by,
-        from_to: b.from_to,
-        description: b.description,
+        from_to: storable(b.from_to),
+        description: storable(b.description),
         at: decode_time(m),
         partition: m.partition(),
         offset: m.offset(),

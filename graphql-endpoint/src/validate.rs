@@ -64,10 +64,14 @@ pub fn amount(amount_cents: i32) -> GatewayResult<i64> {
     Ok(i64::from(amount_cents))
 }
 
-/// A transfer's description.
+/// A transfer's description: one line of text, without control characters (PostgreSQL cannot store a NUL byte
+/// in text, and a line break or escape code in someone's history is never wanted).
 pub fn description(description: &str) -> GatewayResult<()> {
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(GatewayError::invalid("description", format!("at most {MAX_DESCRIPTION_CHARS} characters")));
+    }
+    if description.chars().any(char::is_control) {
+        return Err(GatewayError::invalid("description", "no control characters (line breaks, tabs, NUL, ...)"));
     }
     Ok(())
 }
@@ -152,6 +156,10 @@ mod tests {
         assert_eq!(field(idempotency_key(Some(String::new())).unwrap_err()), "idempotencyKey");
         assert_eq!(field(idempotency_key(Some("k".repeat(101))).unwrap_err()), "idempotencyKey");
         assert_eq!(field(description(&"x".repeat(MAX_DESCRIPTION_CHARS + 1)).unwrap_err()), "description");
+        for bad in ["a\0b", "two\nlines", "tab\there", "esc\u{1b}[31m", "c1\u{85}"] {
+            assert_eq!(field(description(bad).unwrap_err()), "description", "{bad:?}");
+        }
+        description("Café ☕ — 12,50 € für Kaffee").unwrap();
         assert_eq!(field(iban("to", "NL00OPEN0000000001").unwrap_err()), "to");
         assert_eq!(field(iban("iban", "NL66OPEN000000000é").unwrap_err()), "iban");
         assert_eq!(field(iban("iban", &"N".repeat(65)).unwrap_err()), "iban");

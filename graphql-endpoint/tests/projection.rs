@@ -116,16 +116,18 @@ async fn a_record_postgres_cannot_store_is_dead_lettered_and_the_rest_projected(
     assert_eq!(r["deposit"]["status"], "CONFIRMED");
     bank.wait_history(&alice, &iban, 1).await;
 
-    // Well-formed Avro that PostgreSQL refuses to store (a NUL byte in a text column), then a real deposit:
-    // before, the projection retried that batch forever and nothing after it was projected.
+    // Well-formed Avro that PostgreSQL refuses to store (a NUL byte in the IBAN, a text key column), then a real
+    // deposit: before, the projection retried that batch forever and nothing after it was projected.
     let topic = format!("{}{}", bank.prefix, topics::BALANCE_CHANGED);
     let mut poison_payloads = Vec::new();
-    for (from_to, description) in [("cash", "nul \0 in the description"), ("ca\0sh", "nul in from_to")] {
+    for (poisoned_iban, description) in
+        [(format!("{iban}\0"), "nul after the iban"), (format!("\0{iban}"), "nul before")]
+    {
         let poison = bank_core::avro::BalanceChanged {
-            iban: iban.clone(),
+            iban: poisoned_iban,
             new_balance: 999_999,
             changed_by: 999_999 - 1000,
-            from_to: from_to.to_owned(),
+            from_to: "cash".to_owned(),
             description: description.to_owned(),
             transfer_id: Some(bank_core::CommandId::new()),
             seq: 0,
@@ -152,6 +154,36 @@ async fn a_record_postgres_cannot_store_is_dead_lettered_and_the_rest_projected(
         let error = headers.get(topics::dead_letter_headers::ERROR).cloned().unwrap_or_default();
         assert!(error.contains("cannot be projected"), "error header: {error}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nul_byte_in_a_text_field_from_the_topic_is_projected_as_a_replacement_character() {
+    // The handler confirms what any producer with a valid token sends; a NUL byte in the description or in
+    // `from_to` must not cost the history its lines (the audit counts them).
+    let bank = Bank::start(1).await;
+    let gateway = &bank.gateway().service.gateway;
+    let (alice, iban) = bank.register("alice").await;
+    let topic = format!("{}{}", bank.prefix, topics::BALANCE_CHANGED);
+    let change = bank_core::avro::BalanceChanged {
+        iban: iban.clone(),
+        new_balance: 700,
+        changed_by: 700,
+        from_to: "ca\0sh".to_owned(),
+        description: "a\0b\0\0c".to_owned(),
+        transfer_id: Some(bank_core::CommandId::new()),
+        seq: 1,
+    };
+    let payload = gateway.codec.encode(&topic, &change).await.unwrap();
+    gateway
+        .producer
+        .send(FutureRecord::to(&topic).key(iban.as_bytes()).payload(&payload), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let history = bank.wait_history(&alice, &iban, 1).await;
+    assert_eq!(history[0]["description"], "a\u{fffd}b\u{fffd}\u{fffd}c", "{history}");
+    assert_eq!(history[0]["fromTo"], "ca\u{fffd}sh", "{history}");
+    assert_eq!(bank.balance(&alice).await, 700);
 }
 
 fn change(iban: &str, new_balance: i64, account_seq: i64, offset: i64) -> BalanceRecord {
