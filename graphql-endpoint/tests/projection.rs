@@ -132,14 +132,7 @@ async fn a_record_postgres_cannot_store_is_dead_lettered_and_the_rest_projected(
             transfer_id: Some(bank_core::CommandId::new()),
             seq: 0,
         };
-        let payload = gateway.codec.encode(&topic, &poison).await.unwrap();
-        gateway
-            .producer
-            .send(FutureRecord::to(&topic).key(iban.as_bytes()).payload(&payload), Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
-        poison_payloads.push(payload);
+        poison_payloads.push(publish(gateway, &topic, &iban, &poison).await);
     }
     let r = bank.ok(Some(&alice), "mutation { deposit(amountCents: 500) { status } }").await;
     assert_eq!(r["deposit"]["status"], "CONFIRMED");
@@ -173,17 +166,28 @@ async fn a_nul_byte_in_a_text_field_from_the_topic_is_projected_as_a_replacement
         transfer_id: Some(bank_core::CommandId::new()),
         seq: 1,
     };
-    let payload = gateway.codec.encode(&topic, &change).await.unwrap();
-    gateway
-        .producer
-        .send(FutureRecord::to(&topic).key(iban.as_bytes()).payload(&payload), Duration::from_secs(10))
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+    publish(gateway, &topic, &iban, &change).await;
     let history = bank.wait_history(&alice, &iban, 1).await;
     assert_eq!(history[0]["description"], "a\u{fffd}b\u{fffd}\u{fffd}c", "{history}");
     assert_eq!(history[0]["fromTo"], "ca\u{fffd}sh", "{history}");
     assert_eq!(bank.balance(&alice).await, 700);
+}
+
+/// Writes `record` to `topic` as a producer other than the handler would, keyed by `iban`; returns its payload.
+async fn publish(
+    gateway: &graphql_endpoint::gateway::Gateway,
+    topic: &str,
+    iban: &str,
+    record: &bank_core::avro::BalanceChanged,
+) -> Vec<u8> {
+    let payload = gateway.codec.encode(topic, record).await.unwrap();
+    gateway
+        .producer
+        .send(FutureRecord::to(topic).key(iban.as_bytes()).payload(&payload), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    payload
 }
 
 fn change(iban: &str, new_balance: i64, account_seq: i64, offset: i64) -> BalanceRecord {
