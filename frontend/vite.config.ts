@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { defineConfig } from 'vite';
 import react from '@vitejs/plugin-react';
 
-const gateway = process.env.GATEWAY_URL ?? 'http://localhost:8888';
+const gateway = process.env.GATEWAY_URL ?? process.env.GRAPHQL_URL ?? 'http://localhost:8888';
 
 export default defineConfig({
   plugins: [react()],

@@ -41,6 +41,7 @@ pub mod refusal;
 pub mod registry;
 pub mod retry;
 pub mod shutdown;
+pub mod stack_env;
 pub mod telemetry;
 #[cfg(feature = "testsuite")]
 pub mod testing;

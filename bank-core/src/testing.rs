@@ -8,7 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 
 use sqlx::postgres::PgPool;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -23,16 +23,11 @@ pub fn workspace_root() -> PathBuf {
         })
 }
 
-fn stack_file() -> &'static HashMap<String, String> {
-    static FILE: OnceLock<HashMap<String, String>> = OnceLock::new();
+fn stack_file() -> &'static BTreeMap<String, String> {
+    static FILE: OnceLock<BTreeMap<String, String>> = OnceLock::new();
     FILE.get_or_init(|| {
         let path = workspace_root().join(".openbank").join("env");
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('\'').to_owned()))
-            .collect()
+        crate::stack_env::parse(&std::fs::read_to_string(path).unwrap_or_default())
     })
 }
 

@@ -46,8 +46,8 @@ struct DriveArgs {
     users: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Gateways, comma-separated; transfers go to them in turn
-    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8888")]
+    /// Gateways, comma-separated; transfers go to them in turn; default: GRAPHQL_URL from `.openbank/env`
+    #[arg(long, value_delimiter = ',')]
     endpoints: Vec<String>,
     /// Longest wait, after the load, for every transfer to be decided
     #[arg(long, default_value_t = 180)]
@@ -73,8 +73,9 @@ enum Poison {
 struct PoisonArgs {
     #[arg(long, value_enum)]
     kind: Poison,
-    #[arg(long, default_value = "http://127.0.0.1:8888")]
-    endpoint: String,
+    /// The gateway; default: GRAPHQL_URL from `.openbank/env`
+    #[arg(long)]
+    endpoint: Option<String>,
 }
 
 #[derive(Args)]
@@ -211,8 +212,16 @@ fn record_answer(s: &mut Sent, answer: Answer) {
     s.status = status;
 }
 
-async fn drive(a: DriveArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(a.users >= 2 && a.rate > 0 && !a.endpoints.is_empty(), "--users 2+, --rate 1+ and a gateway");
+/// The stack's first gateway, from `.openbank/env`.
+fn gateway() -> String {
+    stack::setting(&stack::root(), "GRAPHQL_URL", stack::DEFAULT_GRAPHQL_URL)
+}
+
+async fn drive(mut a: DriveArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.users >= 2 && a.rate > 0, "--users 2+ and --rate 1+");
+    if a.endpoints.is_empty() {
+        a.endpoints.push(gateway());
+    }
     let apis: Vec<Api> =
         a.endpoints.iter().map(|e| Api::new(e, Duration::from_secs(10))).collect::<anyhow::Result<_>>()?;
     let first = apis.first().cloned().ok_or_else(|| anyhow::anyhow!("no gateway"))?;
@@ -472,7 +481,7 @@ async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
         }
         Poison::Hostile => {
             // A real account and token, so hostile contents reach the checks behind the token check too.
-            let api = Api::new(&a.endpoint, Duration::from_secs(10))?;
+            let api = Api::new(&a.endpoint.clone().unwrap_or_else(gateway), Duration::from_secs(10))?;
             let name = format!("poison{seed:x}");
             let own = match user(&api, &name, Instant::now() + Duration::from_secs(20)).await {
                 Ok(u) => {

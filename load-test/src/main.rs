@@ -73,8 +73,10 @@ pub struct RunArgs {
     /// The latency kind the SLO applies to; default: `event` (run), `result` (pipeline), `probe` (anchor).
     #[arg(long)]
     pub slo_kind: Option<String>,
-    #[arg(long, env = "LOAD_TEST_ENDPOINT", default_value = "http://localhost:8888")]
-    pub endpoint: String,
+    /// The gateway; default: GRAPHQL_URL from `.openbank/env` (the port `cargo xtask up` placed it on), else
+    /// http://localhost:8888.
+    #[arg(long, env = "LOAD_TEST_ENDPOINT")]
+    pub endpoint: Option<String>,
     /// The heartbeat's admin address; default: from `.openbank/state.json`, else http://127.0.0.1:17888.
     #[arg(long, env = "LOAD_TEST_HEARTBEAT")]
     pub heartbeat: Option<String>,
@@ -127,6 +129,13 @@ struct CompareArgs {
     /// Output folder; default `results/compare-<UTC timestamp>`.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The gateway (resolved at the start of a run).
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.as_deref().unwrap_or(stack::DEFAULT_GRAPHQL_URL)
+    }
 }
 
 /// What every mode shares while it runs.
@@ -216,12 +225,13 @@ fn run_id(label: &str) -> String {
     if label.is_empty() { ts } else { format!("{ts}-{label}") }
 }
 
-async fn measure(mode: &str, args: RunArgs) -> anyhow::Result<()> {
+async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         !args.rates.is_empty() && args.rates.iter().all(|r| r.is_finite() && *r > 0.0),
         "--rates must be positive numbers"
     );
     let root = stack::root();
+    args.endpoint.get_or_insert_with(|| stack::setting(&root, "GRAPHQL_URL", stack::DEFAULT_GRAPHQL_URL));
     let id = run_id(&args.label);
     let results = args.results_dir.clone().unwrap_or_else(|| root.join("results"));
     let dir = args.out.clone().unwrap_or_else(|| results.join(&id));
@@ -253,7 +263,7 @@ async fn measure(mode: &str, args: RunArgs) -> anyhow::Result<()> {
     let registry = setting(&args.schema_registry_url, "SCHEMA_REGISTRY_URL", "http://localhost:8081");
     let database = setting(&args.database_url, "DATABASE_URL", "");
     let topic_prefix = setting(&args.topic_prefix, "TOPIC_PREFIX", "");
-    let api = gql::Api::new(&args.endpoint, std::time::Duration::from_secs(args.timeout_secs))?;
+    let api = gql::Api::new(args.endpoint(), std::time::Duration::from_secs(args.timeout_secs))?;
     eprintln!("calibrating (Kafka round trip, PostgreSQL commits, HTTP no-op)…");
     let calibration = calibrate::calibrate(&brokers, &database, Some(&api)).await;
     let slo_kind = args.slo_kind.clone().unwrap_or_else(|| {
@@ -297,7 +307,7 @@ async fn measure(mode: &str, args: RunArgs) -> anyhow::Result<()> {
             warmup_secs: args.warmup_secs,
             users: args.users,
             slo_p99_ms: args.slo_p99_ms,
-            endpoint: args.endpoint.clone(),
+            endpoint: args.endpoint().to_owned(),
             label: args.label.clone(),
             slo_kind: slo_kind.clone(),
         },
@@ -383,7 +393,9 @@ fn check(cli: &Cli) -> anyhow::Result<()> {
         Some(Cmd::Run(a) | Cmd::Pipeline(a) | Cmd::Anchor(a)) => a,
         Some(_) => return Ok(()),
     };
-    bank_core::cli::check_http_url(&args.endpoint).context("--endpoint (LOAD_TEST_ENDPOINT)")?;
+    if let Some(e) = &args.endpoint {
+        bank_core::cli::check_http_url(e).context("--endpoint (LOAD_TEST_ENDPOINT)")?;
+    }
     if let Some(h) = &args.heartbeat {
         bank_core::cli::check_http_url(h).context("--heartbeat (LOAD_TEST_HEARTBEAT)")?;
     }

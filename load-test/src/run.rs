@@ -35,7 +35,7 @@ fn bar(len: u64, prefix: String) -> ProgressBar {
 /// Registers and funds `n` users through the API and opens a subscription for each.
 pub async fn setup(ctx: &Ctx, n: usize) -> anyhow::Result<Bank> {
     anyhow::ensure!(n >= 2, "--users must be at least 2");
-    let api = Api::new(&ctx.args.endpoint, Duration::from_secs(ctx.args.timeout_secs))?;
+    let api = Api::new(ctx.args.endpoint(), Duration::from_secs(ctx.args.timeout_secs))?;
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let password = uuid::Uuid::new_v4().simple().to_string();
     let pb = bar(n as u64, "register".into());

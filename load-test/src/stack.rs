@@ -1,6 +1,5 @@
 //! Where the local stack is: the checkout root, `.openbank/env` and the addresses in `.openbank/state.json`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The checkout root: `OPENBANK_ROOT`, else the nearest ancestor of the working directory with `.openbank/`
@@ -16,14 +15,8 @@ pub fn root() -> PathBuf {
         .map_or(cwd.clone(), Path::to_path_buf)
 }
 
-/// `export KEY='value'` lines of `.openbank/env`.
-pub fn parse_env(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('\'').trim_matches('"').to_owned()))
-        .collect()
-}
+/// The gateway when neither the environment nor `.openbank/env` names one.
+pub const DEFAULT_GRAPHQL_URL: &str = "http://localhost:8888";
 
 /// A setting: the process environment first, then `.openbank/env`, then `default`.
 pub fn setting(root: &Path, key: &str, default: &str) -> String {
@@ -31,7 +24,7 @@ pub fn setting(root: &Path, key: &str, default: &str) -> String {
         return v;
     }
     let file = std::fs::read_to_string(root.join(".openbank/env")).unwrap_or_default();
-    parse_env(&file).remove(key).unwrap_or_else(|| default.to_owned())
+    bank_core::stack_env::parse(&file).remove(key).unwrap_or_else(|| default.to_owned())
 }
 
 /// The address a component listens on, from the state file.
@@ -52,10 +45,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn env_lines_parse() {
-        let e = parse_env("# comment\nexport KAFKA_BROKERS='localhost:9092'\nexport X=\"y=z\"\nnot a line\n");
-        assert_eq!(e["KAFKA_BROKERS"], "localhost:9092");
-        assert_eq!(e["X"], "y=z");
-        assert_eq!(e.len(), 2);
+    fn settings_come_from_the_env_file_of_the_checkout() {
+        let root = std::env::temp_dir().join(format!("load-test-stack-{}", std::process::id()));
+        std::fs::create_dir_all(root.join(".openbank")).unwrap();
+        let text = bank_core::stack_env::render(
+            "test",
+            &[("LOAD_TEST_STACK_TEST_URL", "http://localhost:8890"), ("LOAD_TEST_STACK_TEST_Q", "it's")],
+        );
+        std::fs::write(root.join(".openbank/env"), text).unwrap();
+        assert_eq!(setting(&root, "LOAD_TEST_STACK_TEST_URL", DEFAULT_GRAPHQL_URL), "http://localhost:8890");
+        assert_eq!(setting(&root, "LOAD_TEST_STACK_TEST_Q", ""), "it's");
+        assert_eq!(setting(&root, "LOAD_TEST_STACK_TEST_NONE", "fallback"), "fallback");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

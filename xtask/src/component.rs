@@ -2,7 +2,7 @@
 //! processes and its log. `ALL` lists them in start order; `down` stops them by layer (services, then the broker,
 //! then the database).
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,7 +13,6 @@ use crate::postgres::Postgres;
 use crate::proc::{self, Stopped};
 use crate::service::{Probe, Registry, RustService};
 use crate::state::{Record, State};
-use bank_core::ports;
 
 /// What a component depends on, in the order `down` stops them (services first, the database last).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,16 +106,16 @@ pub trait Component: Sync {
     }
 }
 
-/// Every component `up` runs, in start order. Each address comes from `bank_core::ports`.
+/// Every component `up` runs, in start order. Each one's port is its slot in `crate::ports`.
 pub static ALL: &[&dyn Component] = &[
     &Postgres,
     &Kafka,
-    &Registry(RustService { name: "schema-registry", probe: Probe::Http(ports::SCHEMA_REGISTRY_LISTEN) }),
+    &Registry(RustService { name: "schema-registry", probe: Probe::Http }),
     &RustService { name: "synchronizer", probe: Probe::OneShot },
-    &RustService { name: "heartbeat", probe: Probe::Http(ports::HEARTBEAT_LISTEN) },
-    &RustService { name: "command-handler", probe: Probe::Http(ports::COMMAND_HANDLER_LISTEN) },
-    &RustService { name: "graphql-endpoint", probe: Probe::Http(ports::GRAPHQL_LISTEN) },
-    &RustService { name: "command-generator", probe: Probe::Http(ports::COMMAND_GENERATOR_LISTEN) },
+    &RustService { name: "heartbeat", probe: Probe::Http },
+    &RustService { name: "command-handler", probe: Probe::Http },
+    &RustService { name: "graphql-endpoint", probe: Probe::Http },
+    &RustService { name: "command-generator", probe: Probe::Http },
 ];
 
 /// The component a state record belongs to: `command-handler-2` (a second instance) belongs to `command-handler`.
@@ -140,16 +139,6 @@ pub fn split_instance(name: &str) -> (&str, u32) {
         },
         _ => (name, 1),
     }
-}
-
-/// The address of instance `n` of a service listening on `addr`: its port moved up by `step * (n - 1)`.
-pub fn instance_address(addr: &str, n: u32, step: u16) -> anyhow::Result<String> {
-    let (host, port) = addr.rsplit_once(':').with_context(|| format!("`{addr}` has no port"))?;
-    let port: u16 = port.parse().with_context(|| format!("`{addr}` has no port number"))?;
-    let shift = u16::try_from(n.saturating_sub(1)).ok().and_then(|k| k.checked_mul(step));
-    let port =
-        shift.and_then(|s| port.checked_add(s)).with_context(|| format!("no port for instance {n} of {addr}"))?;
-    Ok(format!("{host}:{port}"))
 }
 
 /// How many instances of `base` the state records (at least 1 once the first is recorded).
@@ -196,7 +185,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn instances_have_their_own_names_and_ports() {
+    fn instances_have_their_own_names() {
         assert_eq!(instance_name("command-handler", 1), "command-handler");
         assert_eq!(instance_name("command-handler", 2), "command-handler-2");
         assert_eq!(split_instance("command-handler-2"), ("command-handler", 2));
@@ -205,11 +194,6 @@ mod tests {
         for odd in ["kafka-1", "kafka-0", "kafka-02", "-2", "kafka-", "kafka-x"] {
             assert_eq!(split_instance(odd), (odd, 1), "{odd}");
         }
-        assert_eq!(instance_address("127.0.0.1:9103", 1, 10).unwrap(), "127.0.0.1:9103");
-        assert_eq!(instance_address("127.0.0.1:9103", 2, 10).unwrap(), "127.0.0.1:9113");
-        assert_eq!(instance_address("localhost:9092", 3, 2).unwrap(), "localhost:9096");
-        assert!(instance_address("127.0.0.1:65535", 2, 10).is_err());
-        assert!(instance_address("nowhere", 2, 10).is_err());
         let mut state = State::default();
         assert_eq!(recorded_instances(&state, "kafka"), 0);
         for name in ["kafka", "kafka-2", "kafka-3", "command-handler"] {

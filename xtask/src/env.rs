@@ -1,11 +1,12 @@
 //! The settings every service and test gets (`Endpoints`), the stack's generated secrets, and `.openbank/env`.
 
-use bank_core::ports;
 use std::path::PathBuf;
 use std::process::Command;
 
 use crate::paths::{Paths, write_private};
+use crate::ports::Ports;
 use crate::postgres;
+use crate::state::State;
 
 /// Infrastructure settings handed to every service and test.
 pub struct Endpoints {
@@ -21,15 +22,19 @@ pub struct Endpoints {
     pub external_kafka: bool,
     pub external_registry: bool,
     pub external_database: bool,
+    /// The port of every slot of the stack, as `up` picked them (`.openbank/state.json`).
+    pub ports: Ports,
 }
 
 impl Endpoints {
     pub fn resolve(paths: &Paths) -> anyhow::Result<Self> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let state = State::load(&paths.state_file());
+        let ports = state.ports.clone();
         let database = var("DATABASE_URL");
         let database_url = match &database {
             Some(url) => url.clone(),
-            None => postgres::database_url(paths, &password(paths)?),
+            None => postgres::database_url(paths, &password(paths)?, ports.port("postgres")),
         };
         Ok(Self {
             external_kafka: var("KAFKA_BROKERS").is_some(),
@@ -37,10 +42,9 @@ impl Endpoints {
             external_database: database.is_some(),
             // Every node of the cluster `up` runs, so clients bootstrap while one of them is down.
             kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| {
-                let state = crate::state::State::load(&paths.state_file());
-                crate::kafka::bootstrap(crate::component::recorded_instances(&state, "kafka"))
+                crate::kafka::bootstrap(&ports, crate::component::recorded_instances(&state, "kafka"))
             }),
-            registry_url: var("SCHEMA_REGISTRY_URL").unwrap_or_else(|| ports::SCHEMA_REGISTRY_URL.to_owned()),
+            registry_url: var("SCHEMA_REGISTRY_URL").unwrap_or_else(|| ports.url("schema-registry")),
             database_url,
             company_token: match var("COMPANY_ACCOUNT_TOKEN") {
                 Some(t) => t,
@@ -51,7 +55,18 @@ impl Endpoints {
                 None => secret(paths, "employee-password")?,
             },
             frontend_dir: paths.root.join("frontend").join("dist"),
+            ports,
         })
+    }
+
+    /// The web UI and GraphQL API (the first gateway).
+    pub fn graphql_url(&self) -> String {
+        self.ports.url("graphql-endpoint")
+    }
+
+    /// Where a service instance (`heartbeat`, `command-handler-2`) listens: `127.0.0.1:<port>`.
+    pub fn address(&self, instance: &str) -> String {
+        self.ports.listen(instance)
     }
 
     pub fn apply(&self, cmd: &mut Command) {
@@ -60,31 +75,56 @@ impl Endpoints {
             .env("DATABASE_URL", &self.database_url)
             .env("COMPANY_ACCOUNT_TOKEN", &self.company_token)
             .env("EMPLOYEE_PASSWORD", &self.employee_password)
-            .env("FRONTEND_DIR", &self.frontend_dir);
+            .env("FRONTEND_DIR", &self.frontend_dir)
+            // The gateway's pipeline view reads the other services' metrics where they listen.
+            .env("PIPELINE_HEARTBEAT_METRICS_URL", self.metrics_url("heartbeat"))
+            .env("PIPELINE_GENERATOR_METRICS_URL", self.metrics_url("command-generator"))
+            .env("PIPELINE_HANDLER_METRICS_URL", self.metrics_url("command-handler"));
     }
 
-    /// `.openbank/env`, for `source` and for the integration tests (`bank_core::testing`).
+    fn metrics_url(&self, instance: &str) -> String {
+        format!("http://{}/metrics", self.address(instance))
+    }
+
+    /// `.openbank/env`'s settings: where everything listens, for `source` and for every tool and test (the
+    /// integration tests through `bank_core::testing`, the load test, the browser tests).
+    pub fn env_pairs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KAFKA_BROKERS", self.kafka_brokers.clone()),
+            ("SCHEMA_REGISTRY_URL", self.registry_url.clone()),
+            ("DATABASE_URL", self.database_url.clone()),
+            ("COMPANY_ACCOUNT_TOKEN", self.company_token.clone()),
+            ("GRAPHQL_URL", self.graphql_url()),
+            ("HEARTBEAT_URL", format!("http://{}", self.address("heartbeat"))),
+        ]
+    }
+
+    /// Writes `.openbank/env` (mode 0600: it holds the database password and the company token).
     pub fn write(&self, paths: &Paths) -> anyhow::Result<()> {
-        write_private(
-            &paths.env_file(),
-            &format!(
-                "# written by `cargo xtask up`; `source .openbank/env` to point tools at the local stack\n\
-                 export KAFKA_BROKERS='{}'\nexport SCHEMA_REGISTRY_URL='{}'\nexport DATABASE_URL='{}'\n\
-                 export COMPANY_ACCOUNT_TOKEN='{}'\n",
-                self.kafka_brokers, self.registry_url, self.database_url, self.company_token
-            ),
-        )
+        let pairs = self.env_pairs();
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let text = bank_core::stack_env::render(
+            "written by `cargo xtask up`; `source .openbank/env` to point tools at the local stack",
+            &pairs,
+        );
+        write_private(&paths.env_file(), &text)
     }
 
     pub fn print_urls(&self, paths: &Paths) {
-        eprintln!("  Web UI           {}/", ports::GRAPHQL_URL);
-        eprintln!("  GraphiQL         {}/graphiql", ports::GRAPHQL_URL);
+        let ui = self.graphql_url();
+        eprintln!("  Web UI           {ui}/");
+        eprintln!("  GraphiQL         {ui}/graphiql");
         eprintln!("  Bank employee    user `employee`, password in {}", paths.home.join("employee-password").display());
         eprintln!("  Kafka            {}", self.kafka_brokers);
         eprintln!("  Schema registry  {}/subjects", self.registry_url);
         eprintln!("  PostgreSQL       {}", bank_core::redact::redact_url(&self.database_url));
         eprintln!("  Logs             {}", paths.logs().join("latest").display());
         eprintln!("  Settings         source {}", paths.env_file().display());
+        let moved: Vec<String> =
+            self.ports.moved().iter().map(|(slot, from, to)| format!("{slot} {from} → {to}")).collect();
+        if !moved.is_empty() {
+            eprintln!("  Ports moved      {} (their defaults are taken)", moved.join(", "));
+        }
     }
 }
 
@@ -107,4 +147,51 @@ fn secret(paths: &Paths, name: &str) -> anyhow::Result<String> {
     paths.ensure_home()?;
     write_private(&file, &p)?;
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_env_file_carries_the_picked_ports_and_reads_back_unchanged() {
+        let base = std::env::temp_dir().join(format!("openbank-env-{}", std::process::id()));
+        let paths = Paths::at(&base);
+        paths.ensure_home().unwrap();
+        let mut ports = Ports::default();
+        ports.set("graphql-endpoint", 8890);
+        ports.set("heartbeat", 17889);
+        ports.set("kafka", 9194);
+        ports.set("schema-registry", 8082);
+        let endpoints = Endpoints {
+            kafka_brokers: crate::kafka::bootstrap(&ports, 1),
+            registry_url: ports.url("schema-registry"),
+            database_url: postgres::database_url(&paths, "pw'with quote", 5433),
+            company_token: "0123abcd".into(),
+            employee_password: "not written".into(),
+            frontend_dir: base.join("frontend/dist"),
+            external_kafka: false,
+            external_registry: false,
+            external_database: false,
+            ports,
+        };
+        endpoints.write(&paths).unwrap();
+        let file = paths.env_file();
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let back = bank_core::stack_env::parse(&text);
+        let pairs = endpoints.env_pairs();
+        assert_eq!(back.len(), pairs.len(), "{text}");
+        for (k, v) in &pairs {
+            assert_eq!(&back[*k], v, "{k}");
+        }
+        assert_eq!(back["KAFKA_BROKERS"], "localhost:9194");
+        assert_eq!(back["SCHEMA_REGISTRY_URL"], "http://localhost:8082");
+        assert_eq!(back["GRAPHQL_URL"], "http://localhost:8890");
+        assert_eq!(back["HEARTBEAT_URL"], "http://127.0.0.1:17889");
+        assert!(back["DATABASE_URL"].contains("pw'with quote@localhost:5433/"), "{}", back["DATABASE_URL"]);
+        assert!(!text.contains("not written"), "the employee password stays in its own file");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

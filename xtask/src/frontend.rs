@@ -12,7 +12,6 @@ use std::process::{Command, Stdio};
 
 use crate::component::step;
 use crate::paths::Paths;
-use crate::postgres::is_root;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -25,23 +24,10 @@ fn has(program: &str) -> bool {
 }
 
 /// Installs Debian packages as root, or fails with the command to run.
-fn apt_install(packages: &[&str], why: &str) -> anyhow::Result<()> {
-    let command = format!("apt-get install -y {}", packages.join(" "));
-    if !is_root() {
-        bail!("{why} needs {}: install it with `sudo {command}`", packages.join(" and "));
-    }
-    step("apt", &format!("installing {} ({why})", packages.join(" ")));
-    let ok = Command::new("apt-get").args(["update", "-q"]).status().is_ok_and(|s| s.success())
-        && Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-q"])
-            .args(packages)
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok {
-        bail!("`{command}` failed");
-    }
-    Ok(())
+fn apt_install(packages: &[&'static str], why: &str) -> anyhow::Result<()> {
+    let needs: Vec<crate::setup::Need> =
+        packages.iter().map(|&package| crate::setup::Need { package, what: format!("{package}, for {why}") }).collect();
+    crate::setup::install_with_recommends(&needs)
 }
 
 /// Node.js and npm, installed from Debian when missing (as root).
@@ -228,7 +214,7 @@ fn run_captured(
 
 /// Lint, type check, unit tests and browser tests of the web UI against the running stack. Returns the named
 /// checks (lint, typecheck) and the tests' counts.
-pub fn test(paths: &Paths) -> anyhow::Result<(Vec<(String, bool)>, Counts)> {
+pub fn test(paths: &Paths, gateway: &str) -> anyhow::Result<(Vec<(String, bool)>, Counts)> {
     let frontend = dir(paths);
     build(paths)?;
     ensure_chromium()?;
@@ -248,7 +234,11 @@ pub fn test(paths: &Paths) -> anyhow::Result<(Vec<(String, bool)>, Counts)> {
 
     eprintln!("\n==> frontend: browser tests (Chromium, against the running stack)");
     let screenshots = paths.logs().join("frontend-screenshots");
-    let mut env = vec![("SCREENSHOT_DIR", screenshots.display().to_string())];
+    let mut env = vec![
+        ("SCREENSHOT_DIR", screenshots.display().to_string()),
+        ("OPENBANK_UI_URL", gateway.to_owned()),
+        ("OPENBANK_GATEWAY_URL", gateway.to_owned()),
+    ];
     if let Ok(password) = std::fs::read_to_string(paths.home.join("employee-password")) {
         env.push(("EMPLOYEE_PASSWORD", password.trim().to_string()));
     }

@@ -1,21 +1,20 @@
 //! Apache Kafka 4.x in KRaft mode from Maven Central jars on the local JDK: one combined broker+controller, or
 //! (`up --brokers 3`) a cluster of three combined nodes that form the controller quorum together, so any one of
 //! them can die without losing the quorum or a committed record (replication 3, `min.insync.replicas` 2).
-//! Node `n` listens on the default ports moved up by `2 * (n - 1)`: 9092/9093, 9094/9095, 9096/9097.
+//! Node `n` listens on its slots' ports (`kafka-<n>`, `kafka-<n>-controller`): by default 9092/9093, 9094/9095,
+//! 9096/9097, moved by `up` when another program holds one.
 
 use anyhow::{Context, bail};
-use bank_core::ports::{KAFKA_BROKERS as ADDRESS, KAFKA_CONTROLLER as CONTROLLER};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::component::{
-    Component, Ctx, Layer, Started, instance_address, instance_name, recorded_instances, split_instance, step,
-};
+use crate::component::{Component, Ctx, Layer, Started, instance_name, recorded_instances, split_instance, step};
 use crate::env::Endpoints;
 use crate::paths::Paths;
+use crate::ports::{Ports, controller_slot};
 use crate::postgres;
 use crate::proc::{self, Stopped};
 use crate::state::{Record, State, now_secs};
@@ -49,8 +48,9 @@ impl Component for Kafka {
             let what = if count == 1 { "KRaft".to_owned() } else { format!("KRaft, {count} brokers") };
             step(&name, &format!("starting Apache Kafka {VERSION} ({what})"));
         }
-        let formatted = prepare(ctx.paths, count)?;
-        let (record, took) = start_node(ctx.paths, n, count, &log)?;
+        let ports = &ctx.endpoints.ports;
+        let formatted = prepare(ctx.paths, ports, count)?;
+        let (record, took) = start_node(ctx.paths, ports, n, count, &log)?;
         step(&name, &format!("ready on {} in {:.1}s (pid {})", record.address, took.as_secs_f64(), pid(&record)));
         // A new cluster has none of the topics the database's offsets, results and accounts refer to.
         if formatted && !ctx.endpoints.external_database && postgres::reset_database(ctx.paths)? {
@@ -84,11 +84,12 @@ impl Component for Kafka {
         let count = recorded_instances(state, "kafka").max(1);
         stop_nodes(&nodes);
         let t = Instant::now();
-        prepare(paths, count)?;
+        let ports = state.ports.clone();
+        prepare(paths, &ports, count)?;
         for n in 1..=count {
             let name = instance_name("kafka", n);
             let log = state.run_dir(paths)?.join(format!("{name}.log"));
-            let (record, _) = start_node(paths, n, count, &log)?;
+            let (record, _) = start_node(paths, &ports, n, count, &log)?;
             step(&name, &format!("restarted (pid {})", pid(&record)));
             state.put(record);
         }
@@ -130,7 +131,7 @@ pub fn start_again(paths: &Paths, state: &mut State, name: &str) -> anyhow::Resu
     let n = split_instance(name).1;
     let count = recorded_instances(state, "kafka").max(1);
     let log = state.run_dir(paths)?.join(format!("{name}.log"));
-    let (record, took) = start_node(paths, n, count, &log)?;
+    let (record, took) = start_node(paths, &state.ports.clone(), n, count, &log)?;
     step(name, &format!("started again, ready in {:.1}s (pid {})", took.as_secs_f64(), pid(&record)));
     state.put(record);
     state.save(&paths.state_file())?;
@@ -138,8 +139,8 @@ pub fn start_again(paths: &Paths, state: &mut State, name: &str) -> anyhow::Resu
 }
 
 /// The bootstrap list of a cluster of `count` nodes.
-pub fn bootstrap(count: u32) -> String {
-    (1..=count.max(1)).filter_map(|n| instance_address(ADDRESS, n, 2).ok()).collect::<Vec<_>>().join(",")
+pub fn bootstrap(ports: &Ports, count: u32) -> String {
+    (1..=count.max(1)).map(|n| node_addresses(ports, n).0).collect::<Vec<_>>().join(",")
 }
 
 /// Stops the given nodes in parallel: SIGTERM to all, SIGKILL to those still running after 30 s.
@@ -189,7 +190,9 @@ fn check_java() -> anyhow::Result<()> {
         .and_then(|m| m.parse::<u32>().ok())
         .context("cannot read the java version")?;
     if major < 17 {
-        bail!("java {major} found; Kafka {VERSION} needs Java 17 or newer");
+        bail!(
+            "java {major} found; Kafka {VERSION} needs Java 17 or newer: sudo apt-get install openjdk-17-jre-headless"
+        );
     }
     Ok(())
 }
@@ -240,8 +243,9 @@ pub fn ensure_jars(paths: &Paths) -> anyhow::Result<PathBuf> {
 }
 
 /// Node `n`'s client and controller addresses.
-fn node_addresses(n: u32) -> anyhow::Result<(String, String)> {
-    Ok((instance_address(ADDRESS, n, 2)?, instance_address(CONTROLLER, n, 2)?))
+fn node_addresses(ports: &Ports, n: u32) -> (String, String) {
+    let node = instance_name("kafka", n);
+    (ports.local(&node), ports.local(&controller_slot(&node)))
 }
 
 /// Node `n`'s storage: `.openbank/data/kafka` for the first, `kafka-<n>` for the others.
@@ -271,10 +275,9 @@ pub fn min_insync_replicas(count: u32) -> u32 {
 }
 
 /// Node `n`'s `server.properties` for a cluster of `count` combined broker+controller nodes.
-fn server_properties(paths: &Paths, n: u32, count: u32) -> anyhow::Result<String> {
-    let (address, controller) = node_addresses(n)?;
-    let voters =
-        (1..=count).map(|i| Ok(format!("{i}@{}", node_addresses(i)?.1))).collect::<anyhow::Result<Vec<_>>>()?.join(",");
+fn server_properties(paths: &Paths, ports: &Ports, n: u32, count: u32) -> anyhow::Result<String> {
+    let (address, controller) = node_addresses(ports, n);
+    let voters = (1..=count).map(|i| format!("{i}@{}", node_addresses(ports, i).1)).collect::<Vec<_>>().join(",");
     let isr = min_insync_replicas(count);
     Ok(format!(
         "# written by `cargo xtask up`: node {n} of {count} combined broker+controller nodes, loopback only\n\
@@ -303,12 +306,12 @@ fn server_properties(paths: &Paths, n: u32, count: u32) -> anyhow::Result<String
     ))
 }
 
-fn write_config(paths: &Paths, count: u32) -> anyhow::Result<PathBuf> {
+fn write_config(paths: &Paths, ports: &Ports, count: u32) -> anyhow::Result<PathBuf> {
     let dir = paths.home.join("kafka");
     std::fs::create_dir_all(&dir)?;
     for n in 1..=count {
         std::fs::create_dir_all(data_dir(paths, n))?;
-        std::fs::write(props_path(paths, n), server_properties(paths, n, count)?)?;
+        std::fs::write(props_path(paths, n), server_properties(paths, ports, n, count)?)?;
     }
     let log4j = dir.join("log4j2.properties");
     std::fs::write(
@@ -347,7 +350,7 @@ fn java(libs: &Path, log4j: &Path, count: u32) -> Command {
 /// Readies the storage of a `count`-node cluster: storage formatted for another number of nodes is deleted (the
 /// quorum's voters are part of it), configs are written, and every node without storage is formatted with the
 /// cluster's id. Returns whether the cluster is new (then it holds no topics).
-fn prepare(paths: &Paths, count: u32) -> anyhow::Result<bool> {
+fn prepare(paths: &Paths, ports: &Ports, count: u32) -> anyhow::Result<bool> {
     check_java()?;
     let libs = ensure_jars(paths)?;
     let first = data_dir(paths, 1).join("meta.properties");
@@ -356,10 +359,8 @@ fn prepare(paths: &Paths, count: u32) -> anyhow::Result<bool> {
         Err(_) => first.exists().then_some(1),
     };
     if let Some(old) = formatted_for.filter(|&old| old != count) {
-        let running: Vec<String> = (1..=MAX_BROKERS.max(old))
-            .filter_map(|n| node_addresses(n).ok().map(|(a, _)| a))
-            .filter(|a| proc::port_open(a))
-            .collect();
+        let running: Vec<String> =
+            (1..=MAX_BROKERS.max(old)).map(|n| node_addresses(ports, n).0).filter(|a| proc::port_open(a)).collect();
         if !running.is_empty() {
             bail!(
                 "kafka runs as {old} broker(s) (on {}); stop the stack with `cargo xtask down` before changing --brokers",
@@ -374,7 +375,7 @@ fn prepare(paths: &Paths, count: u32) -> anyhow::Result<bool> {
             }
         }
     }
-    let log4j = write_config(paths, count)?;
+    let log4j = write_config(paths, ports, count)?;
     let new_cluster = !first.exists();
     let cluster_id = match std::fs::read_to_string(&first) {
         Ok(text) => text
@@ -395,12 +396,15 @@ fn prepare(paths: &Paths, count: u32) -> anyhow::Result<bool> {
 
 /// Starts node `n` of a `count`-node cluster and waits until it serves; a node whose quorum cannot form yet (the
 /// nodes after it are still to be started) is only checked to be running. Returns its record and the wait.
-fn start_node(paths: &Paths, n: u32, count: u32, log: &Path) -> anyhow::Result<(Record, Duration)> {
-    let (address, controller) = node_addresses(n)?;
+fn start_node(paths: &Paths, ports: &Ports, n: u32, count: u32, log: &Path) -> anyhow::Result<(Record, Duration)> {
+    let (address, controller) = node_addresses(ports, n);
     for addr in [&address, &controller] {
         if proc::port_open(addr) {
+            let port = addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
             bail!(
-                "port {addr} is in use by a process xtask did not start; stop it, or use it with KAFKA_BROKERS={address}"
+                "port {addr} is in use by {}, which xtask did not start; stop it, run `cargo xtask up` again to pick \
+                 another port, or use that Kafka with KAFKA_BROKERS={address}",
+                crate::ports::holder(port)
             );
         }
     }
@@ -408,8 +412,7 @@ fn start_node(paths: &Paths, n: u32, count: u32, log: &Path) -> anyhow::Result<(
     let log4j = paths.home.join("kafka").join("log4j2.properties");
     let t = Instant::now();
     let pid = proc::spawn_detached(java(&libs, &log4j, count).arg("kafka.Kafka").arg(props_path(paths, n)), log)?;
-    let others_up =
-        (1..=count).filter(|&i| i != n).filter(|&i| node_addresses(i).is_ok_and(|(a, _)| proc::port_open(&a))).count();
+    let others_up = (1..=count).filter(|&i| i != n).filter(|&i| proc::port_open(&node_addresses(ports, i).0)).count();
     let others_up = u32::try_from(others_up).unwrap_or(0);
     let name = instance_name("kafka", n);
     if n == count || 2 * (others_up + 1) > count {
@@ -515,10 +518,11 @@ mod tests {
     #[test]
     fn cluster_nodes_have_their_own_ports_storage_and_quorum() {
         let paths = Paths::at(Path::new("/tmp/openbank-kafka-props"));
-        let single = server_properties(&paths, 1, 1).unwrap();
+        let ports = Ports::default();
+        let single = server_properties(&paths, &ports, 1, 1).unwrap();
         assert!(single.contains("controller.quorum.voters=1@localhost:9093\n"), "{single}");
         assert!(single.contains("min.insync.replicas=1\n") && single.contains("offsets.topic.replication.factor=1\n"));
-        let third = server_properties(&paths, 3, 3).unwrap();
+        let third = server_properties(&paths, &ports, 3, 3).unwrap();
         assert!(third.contains("node.id=3\n"));
         assert!(third.contains("controller.quorum.voters=1@localhost:9093,2@localhost:9095,3@localhost:9097\n"));
         assert!(third.contains("listeners=PLAINTEXT://localhost:9096,CONTROLLER://localhost:9097\n"));
@@ -526,9 +530,22 @@ mod tests {
             third.contains("min.insync.replicas=2\n") && third.contains("transaction.state.log.replication.factor=3\n")
         );
         assert!(third.contains(&format!("log.dirs={}\n", paths.data().join("kafka-3").display())));
-        assert_eq!(bootstrap(3), "localhost:9092,localhost:9094,localhost:9096");
-        assert_eq!(bootstrap(1), ADDRESS);
+        assert_eq!(bootstrap(&ports, 3), "localhost:9092,localhost:9094,localhost:9096");
+        assert_eq!(bootstrap(&ports, 1), "localhost:9092");
         assert_eq!((needle(1).as_str(), needle(2).as_str()), (NEEDLE, "server-2.properties"));
+    }
+
+    #[test]
+    fn picked_ports_reach_the_listeners_the_quorum_and_the_bootstrap_list() {
+        let paths = Paths::at(Path::new("/tmp/openbank-kafka-props"));
+        let mut ports = Ports::default();
+        ports.set("kafka", 9192);
+        ports.set("kafka-2-controller", 9195);
+        let first = server_properties(&paths, &ports, 1, 3).unwrap();
+        assert!(first.contains("listeners=PLAINTEXT://localhost:9192,CONTROLLER://localhost:9093\n"), "{first}");
+        assert!(first.contains("advertised.listeners=PLAINTEXT://localhost:9192\n"));
+        assert!(first.contains("controller.quorum.voters=1@localhost:9093,2@localhost:9195,3@localhost:9097\n"));
+        assert_eq!(bootstrap(&ports, 2), "localhost:9192,localhost:9094");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod fuzz;
 mod http;
 mod kafka;
 mod paths;
+mod ports;
 mod postgres;
 mod proc;
 mod service;
@@ -44,6 +45,9 @@ enum Cmd {
         /// graphql-endpoint instances (ports 8888, 8898, ...); default: as running, else 1
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4))]
         gateways: Option<u32>,
+        /// Fail when a default port is in use by another program (naming it) instead of picking a free port
+        #[arg(long)]
+        strict_ports: bool,
     },
     /// Stop what `up` started
     Down {
@@ -97,6 +101,10 @@ enum Cmd {
     },
     /// Check docker-compose.yml and the Dockerfile against the code (`docker-compose config`, no engine needed)
     Compose,
+    /// As root, with the stack up: the non-root step of `test` alone (an ordinary user's `up` with every default
+    /// port taken, `status`, a GraphQL round trip, `down`)
+    #[command(name = "test-non-root")]
+    TestNonRoot,
     /// Install what is missing, start the stack, run every test, stop what was started
     Test {
         /// Skip `cargo fmt --check` and `cargo clippy`
@@ -108,15 +116,24 @@ enum Cmd {
     },
 }
 
+/// One `ok` / `FAIL` line per check; exit code 0 only if all passed.
+fn print_checks(checks: &[(String, bool)]) -> i32 {
+    for (name, ok) in checks {
+        eprintln!("{} {name}", if *ok { "ok  " } else { "FAIL" });
+    }
+    i32::from(!checks.iter().all(|(_, ok)| *ok))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Up { release, brokers, handlers, gateways } => {
+        Cmd::Up { release, brokers, handlers, gateways, strict_ports } => {
             if brokers == Some(2) {
                 eprintln!("error: --brokers is 1 or 3 (a quorum of two nodes survives no failure)");
                 return ExitCode::FAILURE;
             }
-            cmd::up::up(&cmd::up::UpOptions { release, quiet_build: false, brokers, handlers, gateways }).map(|_| 0)
+            let opts = cmd::up::UpOptions { release, quiet_build: false, brokers, handlers, gateways, strict_ports };
+            cmd::up::up(&opts).map(|_| 0)
         }
         Cmd::Down { clean } => cmd::down::down(clean).map(|_| 0),
         Cmd::Status => cmd::status::status().map(|ok| if ok { 0 } else { 1 }),
@@ -125,16 +142,14 @@ fn main() -> ExitCode {
         Cmd::Audit { settle_secs } => cmd::audit::audit(settle_secs),
         Cmd::LoadTest { args } => cmd::load_test::load_test(&args),
         Cmd::Restart { component } => cmd::restart::restart(&component).map(|()| 0),
-        Cmd::Chaos { ci: true, .. } => cmd::chaos::ci_checks().map(|checks| {
-            for (name, ok) in &checks {
-                eprintln!("{} {name}", if *ok { "ok  " } else { "FAIL" });
-            }
-            i32::from(!checks.iter().all(|(_, ok)| *ok))
-        }),
+        Cmd::Chaos { ci: true, .. } => cmd::chaos::ci_checks().map(|checks| print_checks(&checks)),
         Cmd::Chaos { duration, seed, rate, heartbeat_rate, ci: false } => {
             cmd::chaos::chaos(&cmd::chaos::ChaosOptions { duration, seed, rate, heartbeat_rate })
         }
         Cmd::Compose => paths::Paths::new(false).map(|p| compose::report(&compose::checks(&p))),
+        Cmd::TestNonRoot => {
+            paths::Paths::new(false).and_then(|p| cmd::nonroot::run(&p)).map(|outcome| print_checks(&outcome.checks))
+        }
         Cmd::Test { no_lint, keep_up } => cmd::test::run(&cmd::test::TestOptions { lint: !no_lint, keep_up }),
     };
     match result {

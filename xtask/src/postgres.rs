@@ -1,8 +1,8 @@
-//! PostgreSQL for the dev stack: Debian's system cluster when running as root, else a private `initdb`
-//! cluster under `.openbank/data/postgres`. Both listen on localhost:5432 only.
+//! PostgreSQL for the dev stack: Debian's system cluster when running as root (on the port it is configured
+//! with), else a private `initdb` cluster under `.openbank/data/postgres` on the port `up` picked (5432 unless
+//! another program holds it). Both listen on localhost only.
 
 use anyhow::{Context, bail};
-use bank_core::ports::{POSTGRES as ADDRESS, POSTGRES_PORT as PORT};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,7 +32,7 @@ impl Component for Postgres {
 
     fn start(&self, ctx: &Ctx, _previous: Option<&Record>, log: PathBuf) -> anyhow::Result<Started> {
         let t = Instant::now();
-        let record = up(ctx.paths, &password(ctx.paths)?, &log)?;
+        let record = up(ctx.paths, &password(ctx.paths)?, &log, ctx.endpoints.ports.port("postgres"))?;
         let took = t.elapsed();
         let how = if record.managed { "" } else { " (already running)" };
         step("postgres", &format!("ready on {} in {:.1}s{how}", record.address, took.as_secs_f64()));
@@ -40,12 +40,16 @@ impl Component for Postgres {
     }
 
     fn probe(&self, record: &Record) -> bool {
-        if record.managed || record.pid.is_some() { ready() } else { proc::port_open(&record.address) }
+        if record.managed || record.pid.is_some() {
+            ready(port_of(&record.address))
+        } else {
+            proc::port_open(&record.address)
+        }
     }
 
     /// A cluster is stopped with `pg_ctl`, not by signalling its postmaster.
-    fn stop(&self, paths: &Paths, _record: &Record, clean: bool) -> anyhow::Result<Option<Stopped>> {
-        if !ready() {
+    fn stop(&self, paths: &Paths, record: &Record, clean: bool) -> anyhow::Result<Option<Stopped>> {
+        if !ready(port_of(&record.address)) {
             return Ok(None);
         }
         if clean {
@@ -63,7 +67,7 @@ impl Component for Postgres {
         // Record the new server pid (keeping whether `up` started it), so `status` and `down` still work.
         let was_managed = state.get("postgres").is_some_and(|c| c.managed);
         let log = state.run_dir(paths)?.join("postgres.log");
-        let mut c = up(paths, &password(paths)?, &log)?;
+        let mut c = up(paths, &password(paths)?, &log, state.ports.port("postgres"))?;
         c.managed |= was_managed;
         state.put(c);
         state.save(&paths.state_file())?;
@@ -71,6 +75,13 @@ impl Component for Postgres {
         Ok(())
     }
 }
+
+/// The port of a `host:port` address (5432 when it has none).
+fn port_of(address: &str) -> u16 {
+    address.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(DEFAULT_PORT)
+}
+
+const DEFAULT_PORT: u16 = 5432;
 
 /// `host:port` of a database URL (port 5432 when it names none).
 fn host_port(url: &str) -> Option<String> {
@@ -115,13 +126,56 @@ fn system_cluster_mode() -> bool {
     is_root() && Path::new("/usr/bin/pg_ctlcluster").exists()
 }
 
-pub fn ready() -> bool {
+/// As root, the port of Debian's cluster `up` uses (its own configuration, never moved): the newest version's
+/// cluster, created first when `create` and there is none (`pg_createcluster` gives it the first free port from
+/// 5432 on). `None` when `up` runs a private cluster instead.
+pub fn system_cluster_port(create: bool) -> anyhow::Result<Option<u16>> {
+    if !system_cluster_mode() {
+        return Ok(None);
+    }
+    let Some((version, _)) = server_bin() else { return Ok(None) };
+    let line = match system_cluster(&version)? {
+        Some(line) => line,
+        None if create => {
+            eprintln!("  creating PostgreSQL {version} cluster `main`");
+            run(Command::new("pg_createcluster").args([version.as_str(), "main"]), "pg_createcluster")?;
+            system_cluster(&version)?.context("pg_createcluster made no cluster")?
+        }
+        None => return Ok(Some(DEFAULT_PORT)),
+    };
+    Ok(Some(line.port))
+}
+
+/// A line of `pg_lsclusters`.
+struct Cluster {
+    name: String,
+    port: u16,
+    online: bool,
+    data: PathBuf,
+}
+
+/// The first cluster of `version`.
+fn system_cluster(version: &str) -> anyhow::Result<Option<Cluster>> {
+    let clusters = run(Command::new("pg_lsclusters").arg("-h"), "pg_lsclusters")?;
+    Ok(clusters.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.first() == Some(&version)).then(|| Cluster {
+            name: cols.get(1).copied().unwrap_or("main").to_owned(),
+            port: cols.get(2).and_then(|p| p.parse().ok()).unwrap_or(DEFAULT_PORT),
+            online: cols.get(3) == Some(&"online"),
+            data: PathBuf::from(cols.get(5).copied().unwrap_or("")),
+        })
+    }))
+}
+
+/// Whether the server on `port` accepts connections.
+pub fn ready(port: u16) -> bool {
     match server_bin() {
         Some((_, bin)) => Command::new(bin.join("pg_isready"))
-            .args(["-q", "-h", "localhost", "-p", PORT])
+            .args(["-q", "-h", "localhost", "-p", &port.to_string()])
             .status()
             .is_ok_and(|s| s.success()),
-        None => proc::port_open(ADDRESS),
+        None => proc::port_open(&format!("localhost:{port}")),
     }
 }
 
@@ -133,22 +187,24 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Starts (or reuses) the cluster and makes sure the checkout's role and database exist with `password`.
-fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Record> {
+/// What to say when the PostgreSQL server programs are missing.
+pub const MISSING: &str = "PostgreSQL's server programs (initdb, postgres, pg_ctl) are not installed; on Debian or \
+    Ubuntu: `sudo apt-get install postgresql` (`cargo xtask up` installs it by itself when run as root). Or use a \
+    PostgreSQL you already run: set DATABASE_URL (README, \"Run it on your own machine\")";
+
+/// Starts (or reuses) the cluster on `port` and makes sure the checkout's role and database exist with `password`.
+fn up(paths: &Paths, password: &str, log: &Path, port: u16) -> anyhow::Result<Record> {
     let name = database_name(paths);
-    let (version, bin) = server_bin().context(
-        "PostgreSQL server is not installed (no /usr/lib/postgresql/<version>/bin/postgres): run `cargo xtask test` \
-         once as root, or `apt-get install postgresql`",
-    )?;
+    let (version, bin) = server_bin().context(MISSING)?;
     let (data_dir, admin, managed) = if system_cluster_mode() {
-        let (data, managed) = start_system_cluster(&version)?;
-        (data, Admin::System, managed)
+        let (data, managed) = start_system_cluster(&version, port)?;
+        (data, Admin { how: How::System, port }, managed)
     } else {
         let data = paths.data().join("postgres");
-        let managed = start_private_cluster(&bin, &data, log)?;
-        (data.clone(), Admin::Private { bin, socket: data }, managed)
+        let managed = start_private_cluster(&bin, &data, log, port)?;
+        (data.clone(), Admin { how: How::Private { bin, socket: data }, port }, managed)
     };
-    proc::wait_until("postgres", Duration::from_secs(60), ready)?;
+    proc::wait_until("postgres", Duration::from_secs(60), || ready(port))?;
 
     // Role and database; the password goes through stdin so it never shows in a process list.
     let sql = format!(
@@ -166,54 +222,38 @@ fn up(paths: &Paths, password: &str, log: &Path) -> anyhow::Result<Record> {
         name: "postgres".into(),
         pid,
         needle: "postgres".into(),
-        address: ADDRESS.into(),
+        address: format!("localhost:{port}"),
         log: log.to_path_buf(),
         managed,
         started_at: now_secs(),
     })
 }
 
-/// Starts Debian's cluster of `version` (creating it if there is none) unless it runs; returns its data folder
-/// and whether this call started it.
-fn start_system_cluster(version: &str) -> anyhow::Result<(PathBuf, bool)> {
-    let mut managed = false;
-    let clusters = run(Command::new("pg_lsclusters").arg("-h"), "pg_lsclusters")?;
-    let line = clusters.lines().find(|l| l.split_whitespace().next() == Some(version));
-    let line = match line {
-        Some(l) => l.to_owned(),
-        None => {
-            eprintln!("  creating PostgreSQL {version} cluster `main`");
-            run(Command::new("pg_createcluster").args([version, "main"]), "pg_createcluster")?;
-            run(Command::new("pg_lsclusters").arg("-h"), "pg_lsclusters")?.lines().next().unwrap_or_default().to_owned()
-        }
-    };
-    let cols: Vec<&str> = line.split_whitespace().collect();
-    let (name, port, status, data) = (
-        cols.get(1).copied().unwrap_or("main"),
-        cols.get(2).copied().unwrap_or(""),
-        cols.get(3).copied().unwrap_or(""),
-        cols.get(5).copied().unwrap_or(""),
-    );
-    if port != PORT {
-        bail!(
-            "the PostgreSQL {version}/{name} cluster uses port {port}; the stack expects {PORT} (or set DATABASE_URL)"
-        );
+/// Starts Debian's cluster of `version` unless it runs (`up` planned its configured port, `port`); returns its
+/// data folder and whether this call started it.
+fn start_system_cluster(version: &str, port: u16) -> anyhow::Result<(PathBuf, bool)> {
+    let c = system_cluster(version)?.with_context(|| format!("no PostgreSQL {version} cluster (pg_lsclusters)"))?;
+    if c.port != port {
+        bail!("the PostgreSQL {version}/{} cluster moved to port {}; run `cargo xtask up` again", c.name, c.port);
     }
-    if status != "online" {
-        if proc::port_open(ADDRESS) {
+    let mut managed = false;
+    if !c.online {
+        if proc::port_open(&format!("localhost:{port}")) {
             bail!(
-                "port {PORT} is taken by a process that is not the {version}/{name} cluster; stop it or set DATABASE_URL"
+                "port {port}, the PostgreSQL {version}/{} cluster's, is in use by {}; stop it or set DATABASE_URL",
+                c.name,
+                crate::ports::holder(port)
             );
         }
-        run(Command::new("pg_ctlcluster").args([version, name, "start"]), "pg_ctlcluster start")?;
+        run(Command::new("pg_ctlcluster").args([version, &c.name, "start"]), "pg_ctlcluster start")?;
         managed = true;
     }
-    Ok((PathBuf::from(data), managed))
+    Ok((c.data, managed))
 }
 
 /// Starts the private cluster in `data` (running `initdb` first if needed) unless it runs; returns whether this
 /// call started it.
-fn start_private_cluster(bin: &Path, data: &Path, log: &Path) -> anyhow::Result<bool> {
+fn start_private_cluster(bin: &Path, data: &Path, log: &Path, port: u16) -> anyhow::Result<bool> {
     let mut managed = false;
     if !data.join("PG_VERSION").exists() {
         eprintln!("  initialising a private PostgreSQL cluster in {}", data.display());
@@ -225,12 +265,16 @@ fn start_private_cluster(bin: &Path, data: &Path, log: &Path) -> anyhow::Result<
             "initdb",
         )?;
     }
-    if !ready() {
-        if proc::port_open(ADDRESS) {
-            bail!("port {PORT} is taken by another process; stop it or set DATABASE_URL");
+    if !ready(port) {
+        if proc::port_open(&format!("localhost:{port}")) {
+            bail!(
+                "port {port} is in use by {}; stop it, run `cargo xtask up` again to pick another port, or set \
+                 DATABASE_URL",
+                crate::ports::holder(port)
+            );
         }
         let opts =
-            format!("-c listen_addresses=localhost -c port={PORT} -c unix_socket_directories={}", data.display());
+            format!("-c listen_addresses=localhost -c port={port} -c unix_socket_directories={}", data.display());
         run(
             Command::new(bin.join("pg_ctl")).arg("-D").arg(data).arg("-l").arg(log).args(["-o", &opts, "-w", "start"]),
             "pg_ctl start",
@@ -240,13 +284,18 @@ fn start_private_cluster(bin: &Path, data: &Path, log: &Path) -> anyhow::Result<
     Ok(managed)
 }
 
-pub fn database_url(paths: &Paths, password: &str) -> String {
+pub fn database_url(paths: &Paths, password: &str, port: u16) -> String {
     let name = database_name(paths);
-    format!("postgres://{name}:{password}@localhost:{PORT}/{name}")
+    format!("postgres://{name}:{password}@localhost:{port}/{name}")
 }
 
 /// How xtask reaches the cluster as its superuser.
-enum Admin {
+struct Admin {
+    how: How,
+    port: u16,
+}
+
+enum How {
     /// Debian's cluster: `psql` as the `postgres` OS user over the default socket.
     System,
     /// The private cluster: its own `psql` over the socket in its data folder.
@@ -255,27 +304,28 @@ enum Admin {
 
 impl Admin {
     fn current(paths: &Paths) -> anyhow::Result<Self> {
+        let port = State::load(&paths.state_file()).ports.port("postgres");
         if system_cluster_mode() {
-            return Ok(Self::System);
+            return Ok(Self { how: How::System, port });
         }
-        let (_, bin) = server_bin().context("PostgreSQL is not installed")?;
-        Ok(Self::Private { bin, socket: paths.data().join("postgres") })
+        let (_, bin) = server_bin().context(MISSING)?;
+        Ok(Self { how: How::Private { bin, socket: paths.data().join("postgres") }, port })
     }
 
     fn psql(&self) -> Command {
-        let mut c = match self {
-            Self::System => {
+        let mut c = match &self.how {
+            How::System => {
                 let mut c = Command::new("runuser");
                 c.args(["-u", "postgres", "--", "psql"]);
                 c
             }
-            Self::Private { bin, socket } => {
+            How::Private { bin, socket } => {
                 let mut c = Command::new(bin.join("psql"));
                 c.args(["-U", "postgres", "-h"]).arg(socket);
                 c
             }
         };
-        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", PORT, "-d", "postgres"]);
+        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", &self.port.to_string(), "-d", "postgres"]);
         c
     }
 
@@ -330,7 +380,7 @@ fn down(paths: &Paths) -> anyhow::Result<()> {
 
 /// Restarts the running cluster (fast shutdown: open connections are cut, as in a crash of the server).
 fn restart(paths: &Paths) -> anyhow::Result<()> {
-    let (version, bin) = server_bin().context("PostgreSQL is not installed")?;
+    let (version, bin) = server_bin().context(MISSING)?;
     if system_cluster_mode() {
         run(
             Command::new("pg_ctlcluster").args([version.as_str(), "main", "restart", "-m", "fast"]),

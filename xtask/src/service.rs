@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cmd::logs::tail;
-use crate::component::{Component, Ctx, Started, instance_address, instance_name, step};
+use crate::component::{Component, Ctx, Started, instance_name, step};
 use crate::env::Endpoints;
 use crate::state::{EXITED_OK, Record, now_secs};
 use crate::{http, proc};
@@ -15,8 +15,8 @@ use crate::{http, proc};
 /// How a service reports health.
 #[derive(Clone, Copy)]
 pub enum Probe {
-    /// `GET /ready` answers 200 on this address.
-    Http(&'static str),
+    /// `GET /ready` answers 200 on the instance's address (its port from `crate::ports`).
+    Http,
     /// Runs to completion; exit 0 is healthy.
     OneShot,
 }
@@ -39,7 +39,7 @@ impl Component for RustService {
     /// something before it (re)started.
     fn reusable(&self, record: &Record, ctx: &Ctx, anything_started: bool) -> bool {
         let rebuilt = binary_newer(&ctx.paths.bin(self.name), record.started_at);
-        self.healthy(record) && !rebuilt && (matches!(self.probe, Probe::Http(_)) || !anything_started)
+        self.healthy(record) && !rebuilt && (matches!(self.probe, Probe::Http) || !anything_started)
     }
 
     fn start(&self, ctx: &Ctx, previous: Option<&Record>, log: PathBuf) -> anyhow::Result<Started> {
@@ -53,13 +53,14 @@ impl Component for RustService {
         ctx.endpoints.apply(&mut cmd);
         let t = Instant::now();
         let record = match self.probe {
-            Probe::Http(addr) => {
-                let (name, addr) = (instance_name(self.name, ctx.instance), instance_address(addr, ctx.instance, 10)?);
-                if ctx.instance > 1 {
-                    let var =
-                        listen_var(self.name).with_context(|| format!("{} runs as one instance only", self.name))?;
-                    cmd.env(var, &addr);
+            Probe::Http => {
+                let name = instance_name(self.name, ctx.instance);
+                if ctx.instance > 1 && self.name == "schema-registry" {
+                    bail!("{} runs as one instance only", self.name);
                 }
+                let addr = ctx.endpoints.ports.listen(&name);
+                let var = listen_var(self.name).with_context(|| format!("{} has no listen variable", self.name))?;
+                cmd.env(var, &addr);
                 self.serve(&mut cmd, &name, &addr, log)?
             }
             Probe::OneShot => self.run_once(&mut cmd, &bin, log)?,
@@ -69,23 +70,21 @@ impl Component for RustService {
 
     fn probe(&self, record: &Record) -> bool {
         match self.probe {
-            // A further instance listens on its own address, recorded at its start.
-            Probe::Http(addr) => {
-                let addr = if record.address.is_empty() { addr } else { record.address.as_str() };
-                http::status(addr, "/ready") == Some(200)
-            }
+            // Each instance listens on its own address, recorded at its start.
+            Probe::Http => !record.address.is_empty() && http::status(&record.address, "/ready") == Some(200),
             Probe::OneShot => record.finished(),
         }
     }
 }
 
-/// The variable that moves a service's listen address, for its further instances.
+/// The variable that sets a service's listen address.
 pub fn listen_var(name: &str) -> Option<&'static str> {
     match name {
         "command-handler" => Some("COMMAND_HANDLER_LISTEN"),
         "graphql-endpoint" => Some("GRAPHQL_LISTEN"),
         "command-generator" => Some("COMMAND_GENERATOR_LISTEN"),
         "heartbeat" => Some("HEARTBEAT_LISTEN"),
+        "schema-registry" => Some("SCHEMA_REGISTRY_LISTEN"),
         _ => None,
     }
 }
@@ -93,8 +92,11 @@ pub fn listen_var(name: &str) -> Option<&'static str> {
 impl RustService {
     fn serve(&self, cmd: &mut Command, name: &str, addr: &str, log: PathBuf) -> anyhow::Result<Record> {
         if proc::port_open(addr) {
+            let port = addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
             bail!(
-                "port {addr} is in use by a process xtask did not start; stop it (or set the service's URL variable)"
+                "port {addr} is in use by {}, which xtask did not start; stop it, or run `cargo xtask up` again to \
+                 pick another port",
+                crate::ports::holder(port)
             );
         }
         let t = Instant::now();

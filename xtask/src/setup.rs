@@ -8,42 +8,91 @@ use crate::env::Endpoints;
 use crate::paths::Paths;
 use crate::postgres;
 
-/// Installs Debian packages the stack needs when they are missing (as root); otherwise says what to install.
+/// A Debian package something needs, and what for.
+pub struct Need {
+    pub package: &'static str,
+    pub what: String,
+}
+
+/// Installs the Debian packages the stack needs when they are missing (as root); otherwise fails saying, for each,
+/// what is missing and the command that installs it.
 pub fn ensure_packages(endpoints: &Endpoints) -> anyhow::Result<()> {
-    let mut missing = Vec::new();
+    let mut needs = Vec::new();
     if !endpoints.external_database && postgres::server_bin().is_none() {
-        missing.push("postgresql");
+        needs.push(Need {
+            package: "postgresql",
+            what: "initdb and the PostgreSQL server, for the bank's database (or set DATABASE_URL)".into(),
+        });
     }
     if !endpoints.external_kafka {
-        if Command::new("java").arg("-version").output().is_err() {
-            missing.push("openjdk-17-jre-headless");
+        let java = Command::new("java").arg("-version").output().ok().map(|o| {
+            let text = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+            text.lines().next().and_then(crate::cmd::doctor::java_major)
+        });
+        let what = match java {
+            None => Some("Java 17 or newer, for Apache Kafka (or set KAFKA_BROKERS)".to_owned()),
+            Some(Some(major)) if major < 17 => {
+                Some(format!("Java 17 or newer, for Apache Kafka (`java` is Java {major}; or set KAFKA_BROKERS)"))
+            }
+            Some(_) => None,
+        };
+        if let Some(what) = what {
+            needs.push(Need { package: "openjdk-17-jre-headless", what });
         }
         if Command::new("mvn").arg("-v").output().is_err() {
-            missing.push("maven");
+            needs.push(Need { package: "maven", what: "mvn, to fetch Kafka's jars from Maven Central".into() });
         }
     }
-    install(&missing)
+    install(&needs)
 }
 
 /// Installs Debian's `docker-compose` (for the compose check of `cargo xtask test`) when it is missing.
 pub fn ensure_compose() -> anyhow::Result<()> {
-    let missing = Command::new("docker-compose").arg("version").output().is_err();
-    install(if missing { &["docker-compose"] } else { &[] })
+    if Command::new("docker-compose").arg("version").output().is_ok() {
+        return Ok(());
+    }
+    install(&[Need { package: "docker-compose", what: "docker-compose, for the compose checks".into() }])
 }
 
-fn install(packages: &[&str]) -> anyhow::Result<()> {
-    if packages.is_empty() {
+/// What a non-root user is told when `needs` are missing.
+pub fn missing_message(needs: &[Need]) -> String {
+    let lines: Vec<String> =
+        needs.iter().map(|n| format!("  - {}: sudo apt-get install {}", n.what, n.package)).collect();
+    let mut all: Vec<&str> = needs.iter().map(|n| n.package).collect();
+    all.dedup();
+    format!(
+        "missing:\n{}\non Debian or Ubuntu, all at once: `sudo apt-get install {}` (run as root, `cargo xtask up` \
+         installs them itself); `cargo xtask doctor` lists what is there",
+        lines.join("\n"),
+        all.join(" ")
+    )
+}
+
+/// Installs `needs` with apt as root, or fails with [`missing_message`].
+pub fn install(needs: &[Need]) -> anyhow::Result<()> {
+    apt(needs, false)
+}
+
+/// [`install`], with the packages' recommended packages too (Chromium's fonts, say).
+pub fn install_with_recommends(needs: &[Need]) -> anyhow::Result<()> {
+    apt(needs, true)
+}
+
+fn apt(needs: &[Need], recommends: bool) -> anyhow::Result<()> {
+    if needs.is_empty() {
         return Ok(());
     }
     if !postgres::is_root() {
-        bail!("missing packages: {}; install them (sudo apt-get install {})", packages.join(", "), packages.join(" "));
+        bail!("{}", missing_message(needs));
     }
+    let packages: Vec<&str> = needs.iter().map(|n| n.package).collect();
     step("apt", &format!("installing {}", packages.join(" ")));
     let ok = Command::new("apt-get").args(["update", "-q"]).status().is_ok_and(|s| s.success())
         && Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(packages)
+            .args(["install", "-y", "-q"])
+            .args((!recommends).then_some("--no-install-recommends"))
+            .args(&packages)
             .status()
             .is_ok_and(|s| s.success());
     if !ok {
@@ -73,4 +122,22 @@ pub fn build(paths: &Paths, release: bool, quiet: bool) -> anyhow::Result<()> {
         bail!("building the services failed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_is_named_with_what_it_is_for_and_the_command_that_installs_it() {
+        let needs = [
+            Need { package: "postgresql", what: "initdb and the PostgreSQL server".into() },
+            Need { package: "openjdk-17-jre-headless", what: "Java 17 or newer (`java` is Java 11)".into() },
+        ];
+        let m = missing_message(&needs);
+        assert!(m.contains("  - initdb and the PostgreSQL server: sudo apt-get install postgresql\n"), "{m}");
+        assert!(m.contains("Java 11): sudo apt-get install openjdk-17-jre-headless"), "{m}");
+        assert!(m.contains("`sudo apt-get install postgresql openjdk-17-jre-headless`"), "{m}");
+        assert!(m.contains("as root, `cargo xtask up` installs them itself"), "{m}");
+    }
 }

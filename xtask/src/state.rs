@@ -1,4 +1,5 @@
-//! `.openbank/state.json`: what `up` started (pids, ports, logs). `down`, `status` and the load test read it.
+//! `.openbank/state.json`: what `up` started (pids, addresses, logs) and the ports it picked. `down`, `status`, the
+//! load test and the tests read it.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -34,6 +35,10 @@ impl Record {
 pub struct State {
     pub run_id: String,
     pub components: Vec<Record>,
+    /// The port of every slot `up` placed (kept across `down`, so a stack that had to move keeps its ports;
+    /// `down --clean` forgets them).
+    #[serde(default)]
+    pub ports: crate::ports::Ports,
 }
 
 impl State {

@@ -1,8 +1,9 @@
 // Browser tests: Debian's Chromium driven by playwright-core against the running stack.
 //
-//   OPENBANK_UI_URL      the web UI (default http://localhost:8888, the gateway serving frontend/dist).
+//   OPENBANK_UI_URL      the web UI (default: the gateway, which serves frontend/dist).
 //                        When it does not serve the built UI, the tests serve dist/ with `vite preview`
-//                        proxied to OPENBANK_GATEWAY_URL (default http://localhost:8888).
+//                        proxied to OPENBANK_GATEWAY_URL (default GRAPHQL_URL, as in `.openbank/env`, else
+//                        http://localhost:8888).
 //   SCREENSHOT_DIR       where each page is saved at 1280 px and 375 px (default test-results/).
 //   CHROMIUM             the browser (default /usr/bin/chromium).
 //   EMPLOYEE_PASSWORD    or the file ../.openbank/employee-password.
@@ -17,7 +18,7 @@ import { chromium } from 'playwright-core';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
 const screenshots = resolve(root, process.env.SCREENSHOT_DIR ?? 'test-results');
-const gateway = process.env.OPENBANK_GATEWAY_URL ?? 'http://localhost:8888';
+const gateway = process.env.OPENBANK_GATEWAY_URL ?? process.env.GRAPHQL_URL ?? 'http://localhost:8888';
 const TIMEOUT = 20_000;
 
 let base = process.env.OPENBANK_UI_URL ?? gateway;

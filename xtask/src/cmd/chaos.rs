@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bank_core::ports;
-
 use crate::cmd::status::status_quiet;
 use crate::component::{self, instance_name};
 use crate::env::Endpoints;
@@ -190,7 +188,7 @@ fn inject(fault: &Fault, paths: &Paths, endpoints: &Endpoints, release: bool, rn
         }
         Fault::Poison(kind) => {
             let mut cmd = load_tester(paths, endpoints);
-            cmd.args(["chaos", "poison", "--kind", kind, "--endpoint", ports::GRAPHQL_URL]);
+            cmd.args(["chaos", "poison", "--kind", kind, "--endpoint", &endpoints.graphql_url()]);
             let (ok, line) = run_step(cmd);
             if !ok {
                 bail!("{fault}: {line}");
@@ -234,14 +232,14 @@ pub fn chaos(opts: &ChaosOptions) -> anyhow::Result<i32> {
     let mut timeline = Timeline { start: Instant::now(), lines: Vec::new() };
 
     // The heartbeat's load, restored afterwards.
-    let previous = http::call(ports::HEARTBEAT_LISTEN, "GET", "/rate", None).map(|(_, b)| b).unwrap_or_default();
+    let heartbeat = endpoints.address("heartbeat");
+    let previous = http::call(&heartbeat, "GET", "/rate", None).map(|(_, b)| b).unwrap_or_default();
     let rate = format!(r#"{{"beats_per_second": {}}}"#, opts.heartbeat_rate);
-    let set = http::call(ports::HEARTBEAT_LISTEN, "PUT", "/rate", Some(&rate)).map(|(s, _)| s);
+    let set = http::call(&heartbeat, "PUT", "/rate", Some(&rate)).map(|(s, _)| s);
     timeline.log(&format!("heartbeat at {}/s (PUT /rate answered {set:?})", opts.heartbeat_rate));
 
     let gateways: Vec<String> = (1..=shape.gateways)
-        .filter_map(|n| component::instance_address(ports::GRAPHQL_LISTEN, n, 10).ok())
-        .map(|a| format!("http://{a}"))
+        .map(|n| format!("http://{}", endpoints.address(&component::instance_name("graphql-endpoint", n))))
         .collect();
     let mut drive = load_tester(&paths, &endpoints);
     drive
@@ -274,7 +272,7 @@ pub fn chaos(opts: &ChaosOptions) -> anyhow::Result<i32> {
     }
     let (drive_ok, drive_line) = finish_drive(child, load_start, opts.duration, &mut timeline);
     let restore = if previous.contains("beats_per_second") { previous } else { r#"{"beats_per_second": 10}"#.into() };
-    http::call(ports::HEARTBEAT_LISTEN, "PUT", "/rate", Some(&restore));
+    http::call(&heartbeat, "PUT", "/rate", Some(&restore));
     timeline.log("heartbeat rate restored");
 
     // Anything a failed restart left down comes back before the checks.
@@ -413,18 +411,19 @@ pub fn deadlock_retries(metrics: &str) -> f64 {
 /// may retry a batch for a deadlock, and the audit and the exactly-once check must pass.
 fn two_handlers() -> anyhow::Result<bool> {
     let paths = Paths::new(false)?;
-    let endpoints = Endpoints::resolve(&paths)?;
     crate::cmd::up::start_instance(false, "command-handler-2")?;
-    let handlers =
-        [ports::COMMAND_HANDLER_LISTEN.to_owned(), component::instance_address(ports::COMMAND_HANDLER_LISTEN, 2, 10)?];
+    // The second instance's port was placed by `start_instance`: read the addresses after it.
+    let endpoints = Endpoints::resolve(&paths)?;
+    let handlers = [endpoints.address("command-handler"), endpoints.address("command-handler-2")];
+    let heartbeat = endpoints.address("heartbeat");
     let read = |addr: &str, f: &dyn Fn(&str) -> f64| http::call(addr, "GET", "/metrics", None).map(|(_, b)| f(&b));
     let count_handled = |b: &str| http::metric_sum(b, "handler_commands_total");
     let before: Vec<(f64, f64)> = handlers
         .iter()
         .map(|a| (read(a, &deadlock_retries).unwrap_or(0.0), read(a, &count_handled).unwrap_or(0.0)))
         .collect();
-    let previous = http::call(ports::HEARTBEAT_LISTEN, "GET", "/rate", None).map(|(_, b)| b).unwrap_or_default();
-    http::call(ports::HEARTBEAT_LISTEN, "PUT", "/rate", Some(r#"{"beats_per_second": 300}"#));
+    let previous = http::call(&heartbeat, "GET", "/rate", None).map(|(_, b)| b).unwrap_or_default();
+    http::call(&heartbeat, "PUT", "/rate", Some(r#"{"beats_per_second": 300}"#));
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs());
     let transfers = results_dir(&paths.root, seed).join("two-handlers.json");
     let mut drive = load_tester(&paths, &endpoints);
@@ -432,7 +431,7 @@ fn two_handlers() -> anyhow::Result<bool> {
     drive.arg("--out").arg(&transfers);
     let (drive_ok, drive_line) = run_step(drive);
     let restore = if previous.contains("beats_per_second") { previous } else { r#"{"beats_per_second": 10}"#.into() };
-    http::call(ports::HEARTBEAT_LISTEN, "PUT", "/rate", Some(&restore));
+    http::call(&heartbeat, "PUT", "/rate", Some(&restore));
     eprintln!("two handlers: {drive_line}");
     let audit_ok = crate::cmd::audit::audit(120)? == 0;
     let mut verify = load_tester(&paths, &endpoints);

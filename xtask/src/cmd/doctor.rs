@@ -1,13 +1,11 @@
 //! `cargo xtask doctor`: what is installed and what is missing, which of the stack's ports are free or taken and
 //! by what, and what `up` would do about each. Exit 0 only if `up` can succeed; reads and changes nothing.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::collections::HashSet;
 use std::process::Command;
 
-use bank_core::ports;
-
 use crate::paths::Paths;
+use crate::ports;
 use crate::postgres;
 use crate::state::State;
 
@@ -25,7 +23,7 @@ pub fn doctor() -> anyhow::Result<i32> {
     let root = postgres::is_root();
     let external = External::from_env();
     let mut findings = tools(root, &external);
-    findings.extend(ports_in_use(&state, root, &external));
+    findings.extend(ports_in_use(&state));
     findings.push(kafka_jars(&paths, &external));
     println!("{:<22} {:<8} FOUND / WHAT `up` WOULD DO", "CHECK", "");
     for f in &findings {
@@ -49,13 +47,12 @@ pub fn doctor() -> anyhow::Result<i32> {
 pub struct External {
     pub kafka: bool,
     pub database: bool,
-    pub registry: bool,
 }
 
 impl External {
     fn from_env() -> Self {
         let set = |v: &str| std::env::var(v).is_ok_and(|s| !s.trim().is_empty());
-        Self { kafka: set("KAFKA_BROKERS"), database: set("DATABASE_URL"), registry: set("SCHEMA_REGISTRY_URL") }
+        Self { kafka: set("KAFKA_BROKERS"), database: set("DATABASE_URL") }
     }
 }
 
@@ -163,151 +160,57 @@ fn kafka_jars(paths: &Paths, external: &External) -> Finding {
     Finding { what: "kafka jars".into(), found, blocks_up: false }
 }
 
-/// The stack's default ports, each with the component that listens on it.
-fn stack_ports(external: &External) -> Vec<(&'static str, u16)> {
-    let port = |addr: &str| addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).unwrap_or(0);
-    let mut out = Vec::new();
-    if !external.database {
-        out.push(("postgres", port(ports::POSTGRES)));
-    }
-    if !external.kafka {
-        out.push(("kafka", port(ports::KAFKA_BROKERS)));
-        out.push(("kafka controller", port(ports::KAFKA_CONTROLLER)));
-    }
-    if !external.registry {
-        out.push(("schema-registry", port(ports::SCHEMA_REGISTRY_LISTEN)));
-    }
-    out.extend([
-        ("heartbeat", port(ports::HEARTBEAT_LISTEN)),
-        ("command-generator", port(ports::COMMAND_GENERATOR_LISTEN)),
-        ("command-handler", port(ports::COMMAND_HANDLER_LISTEN)),
-        ("graphql-endpoint", port(ports::GRAPHQL_LISTEN)),
-    ]);
-    out
-}
-
-fn ports_in_use(state: &State, root: bool, external: &External) -> Vec<Finding> {
-    let listening = listening_sockets();
-    let owners = socket_owners(&listening.values().flatten().copied().collect());
+/// The port of every component `up` would run, and what holds it: free, a process of this stack (kept), Debian's
+/// cluster as root (used), or another program (then `up` moves the component to the port shown).
+fn ports_in_use(state: &State) -> Vec<Finding> {
+    let (placed, moves) = match crate::cmd::up::preview_ports() {
+        Ok(plan) => plan,
+        Err(e) => return vec![Finding { what: "ports".into(), found: format!("{e:#}"), blocks_up: true }],
+    };
     let ours: HashSet<u32> = state.components.iter().filter_map(|r| r.pid).collect();
-    stack_ports(external)
-        .into_iter()
-        .map(|(component, port)| {
+    placed
+        .iter()
+        .map(|(slot, port)| {
             let what = format!("port {port}");
-            let Some(inodes) = listening.get(&port) else {
-                return Finding { what, found: format!("free (for {component})"), blocks_up: false };
-            };
-            let holder = inodes.iter().find_map(|i| owners.get(i)).copied();
-            let (name, pid) = match holder {
-                Some(pid) => (process_name(pid), Some(pid)),
-                None => ("a process of another user".to_owned(), None),
-            };
-            let by = pid.map_or_else(|| name.clone(), |p| format!("{name} (pid {p})"));
-            if pid.is_some_and(|p| ours.contains(&p) || parent_in(p, &ours)) {
-                return Finding { what, found: format!("{component}, started by `up`: kept"), blocks_up: false };
+            if let Some(m) = moves.iter().find(|m| m.slot == slot) {
+                return Finding {
+                    what: format!("port {}", m.from),
+                    found: format!(
+                        "in use by {}, which `up` did not start: `up` puts {slot} on {} (with --strict-ports it stops)",
+                        m.holder, m.to
+                    ),
+                    blocks_up: false,
+                };
             }
-            if component == "postgres" && root && name.starts_with("postgres") {
+            let default = ports::default_port(slot).unwrap_or(port);
+            if ports::is_free(port) {
+                let found = if port == default {
+                    format!("free (for {slot})")
+                } else {
+                    format!("free (for {slot}, recorded when its default {default} was taken)")
+                };
+                return Finding { what, found, blocks_up: false };
+            }
+            let pid = ports::holder_pid(port);
+            if pid.is_some_and(|p| ours.contains(&p) || ports::parent_in(p, &ours)) {
+                return Finding { what, found: format!("{slot}, started by `up`: kept"), blocks_up: false };
+            }
+            let by = ports::holder(port);
+            if slot == "postgres" && postgres::is_root() {
                 return Finding {
                     what,
                     found: format!("the system PostgreSQL cluster ({by}): `up` uses it as root"),
                     blocks_up: false,
                 };
             }
-            Finding {
-                what,
-                found: format!(
-                    "in use by {by}, which `up` did not start: {component} cannot listen there; stop it, or point \
-                     the stack elsewhere (see README)"
-                ),
-                blocks_up: true,
-            }
+            Finding { what, found: format!("{slot}: in use by {by}"), blocks_up: false }
         })
         .collect()
-}
-
-/// Whether `pid`'s parent is one of `pids` (a PostgreSQL or Kafka child of a process `up` started).
-fn parent_in(pid: u32, pids: &HashSet<u32>) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| parent_of_stat(&s))
-        .is_some_and(|ppid| pids.contains(&ppid))
-}
-
-/// The parent pid in a `/proc/<pid>/stat` line (after the command name, which may hold spaces and parentheses).
-pub fn parent_of_stat(stat: &str) -> Option<u32> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn process_name(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| "?".into(), |s| s.trim().to_owned())
-}
-
-/// Listening TCP sockets (IPv4 and IPv6): port → socket inodes.
-fn listening_sockets() -> HashMap<u16, Vec<u64>> {
-    let mut out: HashMap<u16, Vec<u64>> = HashMap::new();
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        for (port, inode) in parse_listening(&text) {
-            out.entry(port).or_default().push(inode);
-        }
-    }
-    out
-}
-
-/// The (port, inode) of every LISTEN line (state `0A`) of a `/proc/net/tcp` or `tcp6` table.
-pub fn parse_listening(table: &str) -> Vec<(u16, u64)> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local = fields.get(1)?;
-            if *fields.get(3)? != "0A" {
-                return None;
-            }
-            let port = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
-            let inode = fields.get(9)?.parse().ok()?;
-            Some((port, inode))
-        })
-        .collect()
-}
-
-/// Which process holds each of `inodes` (only processes whose descriptors this user may read).
-fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, u32> {
-    let mut out = HashMap::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else { return out };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(fds) = std::fs::read_dir(Path::new("/proc").join(pid.to_string()).join("fd")) else { continue };
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
-            let target = target.to_string_lossy();
-            if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']'))
-                && let Ok(inode) = inode.parse::<u64>()
-                && inodes.contains(&inode)
-            {
-                out.entry(inode).or_insert(pid);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listening_lines_give_their_port_and_inode_and_other_states_are_skipped() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   106        0 40147 1 0
-   1: 0100007F:22B8 0100007F:C35A 01 00000000:00000000 00:00000000 00000000     0        0 51234 1 0
-   2: 00000000000000000000000001000000:22B8 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 777 1 0
-garbage line";
-        assert_eq!(parse_listening(table), vec![(5432, 40147), (8888, 777)]);
-        assert!(parse_listening("").is_empty());
-    }
 
     #[test]
     fn colour_sequences_are_dropped() {
@@ -321,13 +224,6 @@ garbage line";
         assert_eq!(java_major(r#"openjdk version "21" 2023-09-19"#), Some(21));
         assert_eq!(java_major(r#"java version "1.8.0_392""#), Some(8));
         assert_eq!(java_major("no version here"), None);
-    }
-
-    #[test]
-    fn the_parent_pid_survives_spaces_and_parentheses_in_the_name() {
-        assert_eq!(parent_of_stat("1234 (java) S 99 1234 1234 0 -1"), Some(99));
-        assert_eq!(parent_of_stat("77 (a (weird) name) R 5 77 77"), Some(5));
-        assert_eq!(parent_of_stat("truncated"), None);
     }
 
     #[test]

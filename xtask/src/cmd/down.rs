@@ -29,6 +29,10 @@ pub fn down(clean: bool) -> anyhow::Result<Vec<(String, Stopped)>> {
     }
     state.components.clear();
     state.run_id.clear(); // the next `up` logs into a new run folder
+    if clean {
+        // A clean start places every component on its default port again.
+        state.ports = Default::default();
+    }
     state.save(&paths.state_file())?;
     if clean {
         for dir in [paths.data(), paths.logs()] {

@@ -1,4 +1,4 @@
-//! One module per `cargo xtask` subcommand.
+//! One module per `cargo xtask` subcommand (and `nonroot`, a step of `test`).
 
 pub mod audit;
 pub mod chaos;
@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod down;
 pub mod load_test;
 pub mod logs;
+pub mod nonroot;
 pub mod restart;
 pub mod status;
 pub mod test;

@@ -6,8 +6,6 @@ use anyhow::Context;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bank_core::ports;
-
 use crate::cmd::down::{down, leftover_processes};
 use crate::cmd::status::{status, status_quiet};
 use crate::cmd::up::{UpOptions, up};
@@ -88,6 +86,8 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
 
     let was_up = status_quiet();
     let ups = up_twice(&paths, was_up, &mut checks)?;
+    // Where `up` placed everything (a port another program holds moves).
+    let endpoints = Endpoints::resolve(&paths)?;
 
     banner("cargo xtask status");
     checks.push(("`status` reports every component healthy".into(), status()?));
@@ -102,10 +102,10 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
     ));
 
     banner("pipeline under load, then `cargo xtask audit`");
-    checks.push(("the running pipeline handles load and `audit` passes".into(), pipeline_check(&paths)?));
+    checks.push(("the running pipeline handles load and `audit` passes".into(), pipeline_check(&paths, &endpoints)?));
 
     banner("frontend: ESLint, tsc, Vitest and browser tests against the running stack");
-    let frontend = match crate::frontend::test(&paths) {
+    let frontend = match crate::frontend::test(&paths, &endpoints.graphql_url()) {
         Ok((frontend_checks, counts)) => {
             checks.extend(frontend_checks);
             counts
@@ -133,6 +133,26 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
     });
     checks.push(("fuzz targets run without a finding".into(), fuzz.ok()));
 
+    banner("the native path as an unprivileged user, every default port taken by the stack above");
+    let mut nonroot_ups = None;
+    if crate::postgres::is_root() {
+        match crate::cmd::nonroot::run(&paths) {
+            Ok(outcome) => {
+                checks.extend(outcome.checks);
+                nonroot_ups = outcome.cold_up.zip(outcome.warm_up);
+            }
+            Err(e) => {
+                eprintln!("FAIL non-root: {e:#}");
+                checks.push(("the non-root test ran".into(), false));
+            }
+        }
+    } else if ci() {
+        eprintln!("FAIL non-root: CI runs `cargo xtask test` as root, which the test needs to create its user");
+        checks.push(("the non-root test ran".into(), false));
+    } else {
+        eprintln!("skipped: creating the test's user needs root (and this run already is the non-root path)");
+    }
+
     if !endpoints.external_database {
         let dropped = crate::postgres::drop_test_databases(&paths)?;
         eprintln!("dropped {dropped} test databases");
@@ -147,10 +167,18 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
         eprintln!("{} {name}", if *ok { "ok  " } else { "FAIL" });
     }
     eprintln!(
-        "timings: cold up {:.1}s (kafka start {}), warm up {:.1}s, whole run {:.0}s",
+        "timings: cold up {:.1}s (kafka start {}), warm up {:.1}s, {}, whole run {:.0}s",
         ups.cold.as_secs_f64(),
         ups.kafka_start.map_or_else(|| "reused".into(), |d| format!("{:.1}s", d.as_secs_f64())),
         ups.warm.as_secs_f64(),
+        nonroot_ups.map_or_else(
+            || "no non-root up".to_owned(),
+            |(cold, warm)| format!(
+                "non-root up {:.1}s (first, with its build), {:.1}s (after down)",
+                cold.as_secs_f64(),
+                warm.as_secs_f64()
+            )
+        ),
         started.elapsed().as_secs_f64()
     );
     let ok = tests_ok
@@ -222,11 +250,16 @@ fn cargo_test(paths: &Paths, endpoints: &Endpoints) -> anyhow::Result<(bool, Cou
     endpoints.apply(&mut cmd);
     // Resilience tests restart Kafka and PostgreSQL through this binary.
     cmd.env("OPENBANK_XTASK", std::env::current_exe()?);
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+    if ci() {
         cmd.env("CI", "true");
     }
     let (tests_ok, output) = proc::run_teeing(&mut cmd)?;
     Ok((tests_ok, parse_counts(&output)))
+}
+
+/// Whether this is a CI run (`CI=true`): missing infrastructure fails a test instead of skipping it.
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 /// `down`: every service stops within 2 s of SIGTERM, and no process or port is left behind.
@@ -244,7 +277,8 @@ fn down_check(paths: &Paths, checks: &mut Checks) -> anyhow::Result<()> {
     }
     checks.push(("every service stops within 2 s of SIGTERM".into(), slow.is_empty()));
     let left = leftover_processes(&before);
-    let ports_free = stack_addresses().iter().all(|a| !proc::port_open(a));
+    // Every port `up` placed, but PostgreSQL's: as root the system cluster may have run before `up`.
+    let ports_free = before.ports.iter().filter(|(slot, _)| *slot != "postgres").all(|(_, p)| crate::ports::is_free(p));
     if !left.is_empty() {
         eprintln!("left behind: {}", left.join(", "));
     }
@@ -253,21 +287,21 @@ fn down_check(paths: &Paths, checks: &mut Checks) -> anyhow::Result<()> {
 }
 
 /// Raises the heartbeat rate for a while, checks the handler handled commands, then audits the stack.
-fn pipeline_check(paths: &Paths) -> anyhow::Result<bool> {
-    const HEARTBEAT: &str = ports::HEARTBEAT_LISTEN;
-    const HANDLER: &str = ports::COMMAND_HANDLER_LISTEN;
+fn pipeline_check(paths: &Paths, endpoints: &Endpoints) -> anyhow::Result<bool> {
+    let heartbeat = endpoints.address("heartbeat");
+    let handler = endpoints.address("command-handler");
     let handled = || {
-        http::call(HANDLER, "GET", "/metrics", None)
+        http::call(&handler, "GET", "/metrics", None)
             .map(|(_, body)| http::metric_sum(&body, "handler_commands_total"))
             .unwrap_or(0.0)
     };
     let before = handled();
-    let previous = http::call(HEARTBEAT, "GET", "/rate", None).map(|(_, b)| b).unwrap_or_default();
-    let (status, _) = http::call(HEARTBEAT, "PUT", "/rate", Some(r#"{"beats_per_second": 500}"#))
+    let previous = http::call(&heartbeat, "GET", "/rate", None).map(|(_, b)| b).unwrap_or_default();
+    let (status, _) = http::call(&heartbeat, "PUT", "/rate", Some(r#"{"beats_per_second": 500}"#))
         .context("heartbeat admin endpoint unreachable")?;
     eprintln!("heartbeat rate 500/s for 20 s (PUT /rate answered {status})");
     let started = std::time::Instant::now();
-    let gateway = gateway_check();
+    let gateway = gateway_check(&endpoints.address("graphql-endpoint"));
     match &gateway {
         Ok(line) => eprintln!("ok   gateway under load: {line}"),
         Err(e) => eprintln!("FAIL gateway under load: {e:#}"),
@@ -289,7 +323,7 @@ fn pipeline_check(paths: &Paths) -> anyhow::Result<bool> {
         std::thread::sleep(Duration::from_millis(500));
     }
     let restore = if previous.contains("beats_per_second") { previous } else { r#"{"beats_per_second": 10}"#.into() };
-    http::call(HEARTBEAT, "PUT", "/rate", Some(&restore));
+    http::call(&heartbeat, "PUT", "/rate", Some(&restore));
     // The handler drains what the heartbeat sent: give it (at most) the same 2 s as ever, but stop waiting as soon
     // as the count is reached.
     proc::wait_quietly(Duration::from_secs(2), || handled() - before >= MIN_HANDLED);
@@ -315,19 +349,6 @@ fn pipeline_check(paths: &Paths) -> anyhow::Result<bool> {
     Ok(status == 200 && after - before >= MIN_HANDLED && audit && gateway.is_ok() && memory_ok)
 }
 
-/// Every address the stack listens on, for the "ports are free after down" check.
-fn stack_addresses() -> Vec<&'static str> {
-    vec![
-        ports::KAFKA_BROKERS,
-        ports::KAFKA_CONTROLLER,
-        ports::SCHEMA_REGISTRY_LISTEN,
-        ports::HEARTBEAT_LISTEN,
-        ports::COMMAND_HANDLER_LISTEN,
-        ports::GRAPHQL_LISTEN,
-        ports::COMMAND_GENERATOR_LISTEN,
-    ]
-}
-
 /// Commands the handler must handle while the heartbeat runs at 500/s for 20 s.
 const MIN_HANDLED: f64 = 5_000.0;
 
@@ -336,13 +357,12 @@ const MEMORY_LIMIT_MIB: u64 = 64;
 
 /// A user's round trip through the running gateway while the pipeline is loaded: register, deposit, pay the
 /// company, and read the balance back. Returns the latencies.
-fn gateway_check() -> anyhow::Result<String> {
-    const GATEWAY: &str = ports::GRAPHQL_LISTEN;
+pub fn gateway_check(gateway: &str) -> anyhow::Result<String> {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let name = format!("ci-{}-{nanos}", std::process::id());
     let call = |token: Option<&str>, query: &str| -> anyhow::Result<(serde_json::Value, Duration)> {
         let t = std::time::Instant::now();
-        let r = http::graphql(GATEWAY, token, query).context("the gateway did not answer")?;
+        let r = http::graphql(gateway, token, query).context("the gateway did not answer")?;
         anyhow::ensure!(r.get("errors").is_none(), "{query} failed: {r}");
         Ok((r["data"].clone(), t.elapsed()))
     };

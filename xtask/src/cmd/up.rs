@@ -1,7 +1,9 @@
 //! `cargo xtask up`: build, then start (or reuse) every component in order, each waited for by its health check,
 //! never a fixed sleep. The synchronizer runs again whenever something before it (re)started. `--brokers 3` runs
 //! a three-node Kafka cluster, `--handlers N` and `--gateways N` further instances of those services (each on its
-//! own port, in the same consumer group); without them `up` keeps the counts the stack runs with.
+//! own port, in the same consumer group); without them `up` keeps the counts the stack runs with. Before starting
+//! anything it places every component on a port (`crate::ports`): its default, or, when a program `up` did not
+//! start holds that, a free one it names in its output and records for every tool (`--strict-ports`: fail instead).
 
 use anyhow::Context;
 use std::time::{Duration, Instant};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::component::{self, Ctx, Layer, step};
 use crate::env::Endpoints;
 use crate::paths::Paths;
+use crate::ports::{self, Ports, Want, controller_slot};
 use crate::proc;
 use crate::setup;
 use crate::state::{Record, State, now_secs};
@@ -23,6 +26,8 @@ pub struct UpOptions {
     pub handlers: Option<u32>,
     /// graphql-endpoint instances; `None`: as many as run now, else 1.
     pub gateways: Option<u32>,
+    /// Fail when a default port is taken instead of picking another.
+    pub strict_ports: bool,
 }
 
 impl UpOptions {
@@ -59,8 +64,18 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
     let mut state = State::load(&paths.state_file());
     let mut report = UpReport::default();
     let brokers = opts.instances(&state, "kafka");
+
+    let wants = port_wants(opts, &state, &endpoints, true)?;
+    let (placed, moves) = ports::plan(&wants, &state.ports, opts.strict_ports, &ports::is_free, &ports::holder)?;
+    for m in &moves {
+        step(&m.slot, &format!("port {} is in use by {}, which `up` did not start; using {}", m.from, m.holder, m.to));
+    }
+    state.ports = placed;
+    state.save(&paths.state_file())?;
+    // The addresses every service, tool and test gets follow the ports just placed.
+    endpoints = Endpoints::resolve(&paths)?;
     if !endpoints.external_kafka {
-        endpoints.kafka_brokers = crate::kafka::bootstrap(brokers);
+        endpoints.kafka_brokers = crate::kafka::bootstrap(&endpoints.ports, brokers);
     }
 
     for c in component::ALL {
@@ -106,6 +121,49 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
     Ok(report)
 }
 
+/// The port slots this `up` needs: every instance of every component it runs itself (not the infrastructure the
+/// environment points elsewhere), each fixed where it must not move: a process of this stack that is running there
+/// (kept, or restarted in place), or, as root, Debian's PostgreSQL cluster on its configured port.
+/// `create`: as root, create Debian's cluster if there is none (a preview does not).
+fn port_wants(opts: &UpOptions, state: &State, endpoints: &Endpoints, create: bool) -> anyhow::Result<Vec<Want>> {
+    let running =
+        |name: &str| state.get(name).is_some_and(|r| r.managed && r.pid.is_some_and(|pid| proc::alive(pid, &r.needle)));
+    let recorded_or_running =
+        |slot: &str, instance: &str| -> Option<u16> { running(instance).then(|| state.ports.port(slot)) };
+    let mut wants = Vec::new();
+    for c in component::ALL {
+        if c.external(endpoints).is_some() || c.name() == "synchronizer" {
+            continue;
+        }
+        if c.name() == "postgres" {
+            let fixed = match crate::postgres::system_cluster_port(create)? {
+                Some(port) => Some(port),
+                None => recorded_or_running("postgres", "postgres"),
+            };
+            wants.push(Want { slot: "postgres".into(), fixed });
+            continue;
+        }
+        for n in 1..=opts.instances(state, c.name()) {
+            let name = component::instance_name(c.name(), n);
+            wants.push(Want { slot: name.clone(), fixed: recorded_or_running(&name, &name) });
+            if c.layer() == Layer::Broker {
+                let slot = controller_slot(&name);
+                wants.push(Want { fixed: recorded_or_running(&slot, &name), slot });
+            }
+        }
+    }
+    Ok(wants)
+}
+
+/// What `doctor` shows: the ports a plain `up` would use now, and the moves it would make.
+pub fn preview_ports() -> anyhow::Result<(Ports, Vec<ports::Move>)> {
+    let paths = Paths::new(false)?;
+    let state = State::load(&paths.state_file());
+    let endpoints = Endpoints::resolve(&paths)?;
+    let wants = port_wants(&UpOptions::default(), &state, &endpoints, false)?;
+    ports::plan(&wants, &state.ports, false, &ports::is_free, &ports::holder)
+}
+
 /// Stops the instances of `name` beyond the first `keep` and forgets them.
 pub fn scale_down(paths: &Paths, state: &mut State, name: &str, keep: u32) -> anyhow::Result<()> {
     let extra: Vec<Record> = state
@@ -131,9 +189,21 @@ pub fn scale_down(paths: &Paths, state: &mut State, name: &str, keep: u32) -> an
 /// it: what the chaos run and the tests use after killing one.
 pub fn start_instance(release: bool, name: &str) -> anyhow::Result<()> {
     let paths = Paths::new(release)?;
-    let endpoints = Endpoints::resolve(&paths)?;
     let mut state = State::load(&paths.state_file());
     let c = component::find(name).with_context(|| format!("no component `{name}`"))?;
+    // An instance the stack did not run yet gets its port now, clear of every port already placed.
+    if state.ports.recorded(name).is_none() {
+        let mut wants: Vec<Want> =
+            state.ports.iter().map(|(slot, port)| Want { slot: slot.to_owned(), fixed: Some(port) }).collect();
+        wants.push(Want { slot: name.to_owned(), fixed: None });
+        let (placed, moves) = ports::plan(&wants, &state.ports, false, &ports::is_free, &ports::holder)?;
+        for m in &moves {
+            step(&m.slot, &format!("port {} is in use by {}; using {}", m.from, m.holder, m.to));
+        }
+        state.ports = placed;
+        state.save(&paths.state_file())?;
+    }
+    let endpoints = Endpoints::resolve(&paths)?;
     let (base, instance) = component::split_instance(name);
     let instances = component::recorded_instances(&state, base).max(instance);
     let ctx = Ctx { paths: &paths, endpoints: &endpoints, instance, instances };
