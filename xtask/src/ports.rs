@@ -124,8 +124,8 @@ impl std::fmt::Display for Move {
 const SEARCH: u16 = 200;
 
 /// The ports for `wants`: fixed ones as they are; else the recorded port, else the default, whichever is free
-/// first; else (unless `strict`) the next free port above the default that is no other slot's default. `free`
-/// says whether nothing listens on a port, `holder` names what does.
+/// first; else the next free port above the default that is no other slot's default. `strict`: the default or an
+/// error naming what holds it. `free` says whether nothing listens on a port, `holder` names what does.
 pub fn plan(
     wants: &[Want],
     recorded: &Ports,
@@ -145,7 +145,8 @@ pub fn plan(
     let mut moves = Vec::new();
     for w in wants.iter().filter(|w| w.fixed.is_none()) {
         let default = default_port(&w.slot).with_context(|| format!("no default port for `{}`", w.slot))?;
-        let mut candidates = recorded.recorded(&w.slot).into_iter().chain([default]);
+        // `--strict-ports` means the defaults, as they are.
+        let mut candidates = recorded.recorded(&w.slot).filter(|_| !strict).into_iter().chain([default]);
         if let Some(p) = candidates.find(|p| !used.contains(p) && free(*p)) {
             out.set(&w.slot, p);
             used.insert(p);
@@ -364,6 +365,10 @@ mod tests {
         let e = run(&[want("postgres")], &Ports::default(), true, &[5432]).unwrap_err().to_string();
         assert!(e.contains("port 5432 is in use by holder-of-5432") && e.contains("--strict-ports"), "{e}");
         assert!(run(&[want("postgres")], &Ports::default(), true, &[]).is_ok());
+        // A port picked earlier does not count: strict means the default.
+        let mut recorded = Ports::default();
+        recorded.set("postgres", 5433);
+        assert!(run(&[want("postgres")], &recorded, true, &[5432]).is_err());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The native path as an ordinary user, in `cargo xtask test` (which CI runs as root): an unprivileged user runs
 //! `cargo xtask up` in a copy of the checkout while the root stack (Debian's PostgreSQL cluster on 5432, Kafka on
 //! 9092, every service on its default port) is running, so every component must move to a port of its own. Then
-//! `status`, a GraphQL round trip against the ports it picked, `down`, a warm `up` and `down` again; nothing of the
-//! user's may be left running.
+//! `status`, a GraphQL round trip against the ports it picked, `down`, `up --strict-ports` (must fail, naming the
+//! port), a warm `up` and `down` again; nothing of the user's may be left running.
 //!
 //! The user gets its own copies of what root has: the Rust toolchain (root's home is private), the crates the
 //! lock file names (so the build needs no network), Kafka's jars, and the built web UI. Its target dir and caches
@@ -71,11 +71,17 @@ pub fn run(paths: &Paths) -> anyhow::Result<Outcome> {
     ));
 
     let (down_ok, _) = env.xtask(&["down"])?;
+    let (strict_ok, strict_out) = env.xtask(&["up", "--strict-ports"])?;
+    let named = strict_out.contains("port 5432 is in use by") && strict_out.contains("--strict-ports");
+    checks
+        .push(("non-root `up --strict-ports` fails, naming the taken port and its holder".into(), !strict_ok && named));
     let t = Instant::now();
     let (warm_ok, _) = env.xtask(&["up"])?;
     let warm_up = t.elapsed();
     checks.push((format!("non-root `up` again after `down` (warm, {:.0}s)", warm_up.as_secs_f64()), warm_ok));
     let (down_again, _) = env.xtask(&["down"])?;
+    // A stopped process is gone once its parent (init, for the detached services) has reaped it.
+    proc::wait_quietly(Duration::from_secs(10), || env.processes_left().is_empty());
     let left = env.processes_left();
     if !left.is_empty() {
         eprintln!("FAIL left running as {USER}: {}", left.join("; "));
@@ -213,7 +219,7 @@ impl Env {
         crate::state::State::load(&self.checkout.join(".openbank").join("state.json")).ports
     }
 
-    /// The user's processes still running (`runuser`'s own are gone by now).
+    /// The user's processes still running (`runuser`'s own are gone by now; zombies do not count).
     fn processes_left(&self) -> Vec<String> {
         let uid = Command::new("id")
             .args(["-u", USER])
@@ -225,8 +231,10 @@ impl Env {
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
             let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-            let owner = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().next());
-            if owner == Some(uid.as_str()) {
+            let field = |name: &str| {
+                status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next())
+            };
+            if field("Uid:") == Some(uid.as_str()) && field("State:") != Some("Z") {
                 left.push(format!("{} (pid {pid})", ports::process_name(pid)));
             }
         }
