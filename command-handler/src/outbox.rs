@@ -52,8 +52,12 @@ impl Publisher {
         Ok(total)
     }
 
-    /// Publishes the rows each committed batch sends, until the channel closes (the handler stopped).
+    /// Publishes the rows each committed batch sends, until the channel closes (the handler stopped). Deleting
+    /// what Kafka acknowledged is left to a task of its own, so the next rows go out without waiting for the
+    /// database; it finishes its deletes before this returns.
     pub async fn run(self, mut rx: mpsc::Receiver<Vec<OutboxRow>>, shutdown: CancellationToken) {
+        let (published, to_delete) = mpsc::channel::<Vec<i64>>(DELETE_QUEUE);
+        let deleter = tokio::spawn(deleter(self.pool.clone(), to_delete, shutdown.clone()));
         let mut last_sweep = tokio::time::Instant::now();
         loop {
             let first = tokio::select! {
@@ -65,7 +69,11 @@ impl Publisher {
                 rows.extend(more);
             }
             if !rows.is_empty() {
-                self.publish(rows, &shutdown).await;
+                let done = self.send_all(rows, &shutdown).await;
+                // A full queue (the database far behind) holds publishing back: the outbox stays bounded.
+                if published.send(done).await.is_err() {
+                    tracing::warn!("outbox deleter stopped; published events stay in the outbox and are sent again");
+                }
             }
             if last_sweep.elapsed() >= SWEEP_EVERY && rx.is_empty() {
                 last_sweep = tokio::time::Instant::now();
@@ -79,12 +87,22 @@ impl Publisher {
                 }
             }
         }
+        drop(published);
+        let _ = deleter.await;
     }
 
     /// Sends `rows` in order, retrying failures until Kafka acknowledged each, then deletes them. Returns how
     /// many Kafka acknowledged (each counted once in `handler_events_published_total`). A shutdown stops the
     /// retries; rows not acknowledged stay in the outbox for the next run.
     pub async fn publish(&self, rows: Vec<OutboxRow>, shutdown: &CancellationToken) -> u64 {
+        let done = self.send_all(rows, shutdown).await;
+        delete(&self.pool, &done, shutdown).await;
+        done.len() as u64
+    }
+
+    /// Sends `rows` in order, retrying failures until Kafka acknowledged each (or shutdown); returns the sequence
+    /// numbers of the acknowledged rows.
+    async fn send_all(&self, rows: Vec<OutboxRow>, shutdown: &CancellationToken) -> Vec<i64> {
         let mut todo = rows;
         let mut done: Vec<i64> = Vec::with_capacity(todo.len());
         let mut backoff = Backoff::new(Duration::from_millis(100));
@@ -123,19 +141,7 @@ impl Publisher {
                 }
             }
         }
-        // Deleting is bookkeeping: if it fails the rows are published once more later, which consumers tolerate.
-        let mut attempts = 0;
-        while let Err(e) =
-            sqlx::query("DELETE FROM bank.outbox WHERE seq = ANY($1)").bind(&done).execute(&self.pool).await
-        {
-            attempts += 1;
-            if attempts >= 20 || shutdown.is_cancelled() {
-                tracing::warn!(error = %e, "could not delete published events from the outbox; they will be sent again");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        done.len() as u64
+        done
     }
 
     /// Hands one row to the producer, waiting while its local queue is full. Any other error is returned.
@@ -162,6 +168,36 @@ impl Publisher {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+}
+
+/// Deletes of published rows waiting for the database, in batches (one per publishing round).
+const DELETE_QUEUE: usize = 64;
+
+/// Deletes published rows as their sequence numbers arrive, a round's worth (or all that queued up) at a time,
+/// until the channel closes.
+async fn deleter(pool: PgPool, mut rx: mpsc::Receiver<Vec<i64>>, shutdown: CancellationToken) {
+    while let Some(mut seqs) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            seqs.extend(more);
+        }
+        delete(&pool, &seqs, &shutdown).await;
+    }
+}
+
+/// Deleting is bookkeeping: if it fails the rows are published once more later, which consumers tolerate.
+async fn delete(pool: &PgPool, seqs: &[i64], shutdown: &CancellationToken) {
+    if seqs.is_empty() {
+        return;
+    }
+    let mut attempts = 0;
+    while let Err(e) = sqlx::query("DELETE FROM bank.outbox WHERE seq = ANY($1)").bind(seqs).execute(pool).await {
+        attempts += 1;
+        if attempts >= 20 || shutdown.is_cancelled() {
+            tracing::warn!(error = %e, "could not delete published events from the outbox; they will be sent again");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -57,7 +57,7 @@ async fn round_trips(brokers: &str, topic: &str) -> anyhow::Result<(f64, f64)> {
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("load-test-calibration-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", "100")
         .set("fetch.min.bytes", "1")
         .create()?;
     let mut tpl = TopicPartitionList::new();
