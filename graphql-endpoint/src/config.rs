@@ -88,7 +88,7 @@ pub struct Config {
 
     /// HTTP GraphQL requests in progress at once on this instance; beyond it a request is refused at once with
     /// HTTP 503 and code OVERLOADED (clients retry with their idempotency key) instead of queueing
-    #[arg(long, env = "GRAPHQL_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "GRAPHQL_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
     /// How often a websocket operation re-reads its session, in seconds (logouts are also announced at once)

@@ -81,11 +81,12 @@ fn inputs(frontend: &Path, schema: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// A fingerprint of the files' names and contents (a change of toolchain only costs one rebuild).
-fn fingerprint(files: &[PathBuf]) -> String {
+/// A fingerprint of the files' names (relative to `base`, so a copy of the checkout elsewhere matches) and
+/// contents (a change of toolchain only costs one rebuild).
+fn fingerprint(base: &Path, files: &[PathBuf]) -> String {
     let mut h = std::hash::DefaultHasher::new();
     for f in files {
-        f.hash(&mut h);
+        f.strip_prefix(base).unwrap_or(f).hash(&mut h);
         std::fs::read(f).unwrap_or_default().hash(&mut h);
     }
     format!("{:016x}", h.finish())
@@ -111,8 +112,8 @@ pub fn build(paths: &Paths) -> anyhow::Result<()> {
     let schema = paths.root.join("graphql-endpoint").join("schema.graphql");
     let stamp = paths.home.join("frontend.hash");
     let lock_stamp = paths.home.join("frontend-lock.hash");
-    let now = fingerprint(&inputs(&frontend, &schema));
-    let lock = fingerprint(&[frontend.join("package-lock.json")]);
+    let now = fingerprint(&paths.root, &inputs(&frontend, &schema));
+    let lock = fingerprint(&paths.root, &[frontend.join("package-lock.json")]);
     let built = frontend.join("dist").join("index.html").exists();
     if built && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == now) {
         step("frontend", "up to date (frontend/dist)");
@@ -278,16 +279,23 @@ mod tests {
         let schema = base.join("schema.graphql");
         std::fs::write(&schema, "type Query").unwrap();
         let files = inputs(&base, &schema);
-        let first = fingerprint(&files);
-        assert_eq!(first, fingerprint(&inputs(&base, &schema)));
+        let first = fingerprint(&base, &files);
+        assert_eq!(first, fingerprint(&base, &inputs(&base, &schema)));
         // Generated files do not count; sources and the schema do.
         std::fs::write(base.join("src/gql/graphql.ts"), "regenerated").unwrap();
-        assert_eq!(first, fingerprint(&inputs(&base, &schema)));
+        assert_eq!(first, fingerprint(&base, &inputs(&base, &schema)));
         std::fs::write(base.join("src/main.tsx"), "b").unwrap();
-        let second = fingerprint(&inputs(&base, &schema));
+        let second = fingerprint(&base, &inputs(&base, &schema));
         assert_ne!(first, second);
         std::fs::write(&schema, "type Query2").unwrap();
-        assert_ne!(second, fingerprint(&inputs(&base, &schema)));
+        assert_ne!(second, fingerprint(&base, &inputs(&base, &schema)));
+        // A copy of the checkout elsewhere has the same fingerprint.
+        let copy = base.with_extension("copy");
+        let _ = std::fs::remove_dir_all(&copy);
+        assert!(Command::new("cp").arg("-a").arg(&base).arg(&copy).status().unwrap().success());
+        let (here, there) = (inputs(&base, &schema), inputs(&copy, &copy.join("schema.graphql")));
+        assert_eq!(fingerprint(&base, &here), fingerprint(&copy, &there));
+        std::fs::remove_dir_all(&copy).unwrap();
         std::fs::remove_dir_all(&base).unwrap();
     }
 }
