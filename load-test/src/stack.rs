@@ -16,7 +16,7 @@ pub fn root() -> PathBuf {
 }
 
 /// The gateway when neither the environment nor `.openbank/env` names one.
-pub const DEFAULT_GRAPHQL_URL: &str = "http://localhost:8888";
+pub const DEFAULT_GRAPHQL_URL: &str = bank_core::ports::GRAPHQL_URL;
 
 /// A setting: the process environment first, then `.openbank/env`, then `default`.
 pub fn setting(root: &Path, key: &str, default: &str) -> String {

@@ -400,7 +400,7 @@ fn start_node(paths: &Paths, ports: &Ports, n: u32, count: u32, log: &Path) -> a
     let (address, controller) = node_addresses(ports, n);
     for addr in [&address, &controller] {
         if proc::port_open(addr) {
-            let port = addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+            let port = crate::ports::port_of(addr).unwrap_or(0);
             bail!(
                 "port {addr} is in use by {}, which xtask did not start; stop it, run `cargo xtask up` again to pick \
                  another port, or use that Kafka with KAFKA_BROKERS={address}",

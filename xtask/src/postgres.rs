@@ -78,10 +78,13 @@ impl Component for Postgres {
 
 /// The port of a `host:port` address (5432 when it has none).
 fn port_of(address: &str) -> u16 {
-    address.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(DEFAULT_PORT)
+    crate::ports::port_of(address).unwrap_or_else(default_port)
 }
 
-const DEFAULT_PORT: u16 = 5432;
+/// 5432, from the one ports table.
+fn default_port() -> u16 {
+    crate::ports::default_port("postgres").unwrap_or_default()
+}
 
 /// `host:port` of a database URL (port 5432 when it names none).
 fn host_port(url: &str) -> Option<String> {
@@ -141,9 +144,22 @@ pub fn system_cluster_port(create: bool) -> anyhow::Result<Option<u16>> {
             run(Command::new("pg_createcluster").args([version.as_str(), "main"]), "pg_createcluster")?;
             system_cluster(&version)?.context("pg_createcluster made no cluster")?
         }
-        None => return Ok(Some(DEFAULT_PORT)),
+        None => return Ok(Some(default_port())),
     };
     Ok(Some(line.port))
+}
+
+/// The port of the private cluster under `.openbank/data/postgres` while its server runs (from `postmaster.pid`:
+/// pid on the first line, port on the fourth).
+pub fn private_cluster_port(paths: &Paths) -> Option<u16> {
+    let text = std::fs::read_to_string(paths.data().join("postgres").join("postmaster.pid")).ok()?;
+    let (pid, port) = postmaster_pid_and_port(&text)?;
+    proc::alive(pid, "postgres").then_some(port)
+}
+
+fn postmaster_pid_and_port(text: &str) -> Option<(u32, u16)> {
+    let lines: Vec<&str> = text.lines().collect();
+    Some((lines.first()?.trim().parse().ok()?, lines.get(3)?.trim().parse().ok()?))
 }
 
 /// A line of `pg_lsclusters`.
@@ -161,7 +177,7 @@ fn system_cluster(version: &str) -> anyhow::Result<Option<Cluster>> {
         let cols: Vec<&str> = l.split_whitespace().collect();
         (cols.first() == Some(&version)).then(|| Cluster {
             name: cols.get(1).copied().unwrap_or("main").to_owned(),
-            port: cols.get(2).and_then(|p| p.parse().ok()).unwrap_or(DEFAULT_PORT),
+            port: cols.get(2).and_then(|p| p.parse().ok()).unwrap_or_else(default_port),
             online: cols.get(3) == Some(&"online"),
             data: PathBuf::from(cols.get(5).copied().unwrap_or("")),
         })
@@ -435,6 +451,14 @@ mod tests {
     fn host_port_of_database_urls() {
         assert_eq!(host_port("postgres://u:p@db:6543/x").as_deref(), Some("db:6543"));
         assert_eq!(host_port("postgres://u@db/x").as_deref(), Some("db:5432"));
+    }
+
+    #[test]
+    fn postmaster_pid_names_the_server_and_its_port() {
+        let text = "81234\n/home/u/open-bank/.openbank/data/postgres\n1764540000\n5433\n/home/u/x\nlocalhost\n";
+        assert_eq!(postmaster_pid_and_port(text), Some((81234, 5433)));
+        assert_eq!(postmaster_pid_and_port("81234\n/x\n"), None);
+        assert_eq!(postmaster_pid_and_port("no\n/x\n1\n5433\n"), None);
     }
 
     #[test]

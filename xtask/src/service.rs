@@ -92,7 +92,7 @@ pub fn listen_var(name: &str) -> Option<&'static str> {
 impl RustService {
     fn serve(&self, cmd: &mut Command, name: &str, addr: &str, log: PathBuf) -> anyhow::Result<Record> {
         if proc::port_open(addr) {
-            let port = addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+            let port = crate::ports::port_of(addr).unwrap_or(0);
             bail!(
                 "port {addr} is in use by {}, which xtask did not start; stop it, or run `cargo xtask up` again to \
                  pick another port",

@@ -196,14 +196,15 @@ fn ports_in_use(state: &State) -> Vec<Finding> {
                 return Finding { what, found: format!("{slot}, started by `up`: kept"), blocks_up: false };
             }
             let by = ports::holder(port);
-            if slot == "postgres" && postgres::is_root() {
+            if slot == "postgres" && postgres::is_root() && by.starts_with("postgres") {
                 return Finding {
                     what,
                     found: format!("the system PostgreSQL cluster ({by}): `up` uses it as root"),
                     blocks_up: false,
                 };
             }
-            Finding { what, found: format!("{slot}: in use by {by}"), blocks_up: false }
+            // A port that cannot move (Debian's cluster's, as root) held by something else.
+            Finding { what, found: format!("{slot} must listen here, but {by} holds it: stop that"), blocks_up: true }
         })
         .collect()
 }

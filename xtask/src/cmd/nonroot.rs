@@ -5,8 +5,9 @@
 //! port), a warm `up` and `down` again; nothing of the user's may be left running.
 //!
 //! The user gets its own copies of what root has: the Rust toolchain (root's home is private), the crates the
-//! lock file names (so the build needs no network), Kafka's jars, and the built web UI. Its target dir and caches
-//! stay in its home between runs, so only a first run on a machine compiles the workspace.
+//! lock file names (so the build needs no network), Kafka's jars, and the checkout's tracked files with the built
+//! web UI; the user unpacks each itself, so root never writes into the user's home. Its target dir and caches stay
+//! in its home between runs, so only a first run on a machine compiles the workspace.
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -33,8 +34,16 @@ pub fn run(paths: &Paths) -> anyhow::Result<Outcome> {
     }
     let home = ensure_user()?;
     let env = Env::prepare(paths, &home)?;
-    let mut checks = Vec::new();
+    let outcome = steps(&env);
+    if outcome.is_err() {
+        // Whatever failed, the user's stack does not outlive the test.
+        let _ = env.xtask(&["down"]);
+    }
+    outcome
+}
 
+fn steps(env: &Env) -> anyhow::Result<Outcome> {
+    let mut checks = Vec::new();
     let t = Instant::now();
     let (ok, out) = env.xtask(&["up"])?;
     let cold_up = t.elapsed();
@@ -51,23 +60,43 @@ pub fn run(paths: &Paths) -> anyhow::Result<Outcome> {
         .iter()
         .all(|slot| picked.port(slot) != default_port(slot).unwrap_or(0));
     let said = out.contains("is in use by");
-    if !(moved && said) {
-        eprintln!("FAIL non-root: ports {picked:?}; `up` said that ports were in use: {said}");
+    // Every tool and test reads the addresses from `.openbank/env`: it must name the picked ports.
+    let file = env.settings();
+    let written = file.get("KAFKA_BROKERS").map(String::as_str) == Some(picked.local("kafka").as_str())
+        && file.get("SCHEMA_REGISTRY_URL").map(String::as_str) == Some(picked.url("schema-registry").as_str())
+        && file.get("GRAPHQL_URL").map(String::as_str) == Some(picked.url("graphql-endpoint").as_str())
+        && file.get("DATABASE_URL").is_some_and(|u| u.contains(&format!("@localhost:{}/", picked.port("postgres"))));
+    if !(moved && said && written) {
+        eprintln!("FAIL non-root: ports {picked:?}; `up` said so: {said}; .openbank/env names them: {written}");
     }
-    checks.push(("non-root `up` moves every component off a taken port and says so".into(), moved && said));
+    checks.push((
+        "non-root `up` moves every component off a taken port, says so and writes the ports to .openbank/env".into(),
+        moved && said && written,
+    ));
 
     let (status_ok, _) = env.xtask(&["status"])?;
     checks.push(("non-root `status` reports every component healthy".into(), status_ok));
 
-    let gateway = format!("127.0.0.1:{}", picked.port("graphql-endpoint"));
+    // The round trip must go through the user's own pipeline: its command-handler counts the commands.
+    let handler = picked.listen("command-handler");
+    let handled = || {
+        crate::http::call(&handler, "GET", "/metrics", None)
+            .map_or(0.0, |(_, body)| crate::http::metric_sum(&body, "handler_commands_total"))
+    };
+    let before = handled();
+    let gateway = picked.listen("graphql-endpoint");
     let round_trip = crate::cmd::test::gateway_check(&gateway);
+    let own_handler = handled() - before >= 3.0;
     match &round_trip {
         Ok(line) => eprintln!("ok   non-root GraphQL round trip on {gateway}: {line}"),
         Err(e) => eprintln!("FAIL non-root GraphQL round trip on {gateway}: {e:#}"),
     }
+    if !own_handler {
+        eprintln!("FAIL the user's command-handler on {handler} did not handle the round trip's commands");
+    }
     checks.push((
-        format!("GraphQL round trip against the port the non-root `up` picked ({gateway})"),
-        round_trip.is_ok(),
+        format!("GraphQL round trip through the non-root stack's picked ports (gateway {gateway})"),
+        round_trip.is_ok() && own_handler,
     ));
 
     let (down_ok, _) = env.xtask(&["down"])?;
@@ -131,22 +160,33 @@ struct Env {
 }
 
 impl Env {
+    /// Gives the user what it needs. Everything in its home is written by the user itself (root only reads and
+    /// packs): a link the user left there cannot make root write elsewhere.
     fn prepare(paths: &Paths, home: &Path) -> anyhow::Result<Self> {
         let cache = home.join(".cache").join("open-bank");
-        std::fs::create_dir_all(&cache)?;
+        as_user(Command::new("mkdir").arg("-p").arg(&cache).arg(home.join(".cargo").join("registry")))?;
 
         // The toolchain the checkout pins (root's rustup home is private to root).
         let sysroot = output(Command::new("rustc").current_dir(&paths.root).args(["--print", "sysroot"]))?;
         let sysroot = PathBuf::from(sysroot.trim());
+        if !sysroot.join("bin").join("cargo").exists() {
+            bail!(
+                "the non-root test copies the toolchain `rustc` runs from, but {} has no bin/cargo",
+                sysroot.display()
+            );
+        }
         let version = output(Command::new("rustc").current_dir(&paths.root).arg("--version"))?;
+        let version = version.trim();
         let toolchain = cache.join("toolchain");
-        let stamp = toolchain.join(".version");
-        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(version.trim()) {
-            eprintln!("copying the Rust toolchain ({}) for {USER}", version.trim());
-            let _ = std::fs::remove_dir_all(&toolchain);
-            std::fs::create_dir_all(&toolchain)?;
-            copy_tree(&sysroot, &toolchain, &["./share/doc"])?;
-            std::fs::write(&stamp, version.trim())?;
+        if std::fs::read_to_string(toolchain.join(".version")).ok().as_deref() != Some(version) {
+            eprintln!("copying the Rust toolchain ({version}) for {USER}");
+            as_user(Command::new("rm").arg("-rf").arg(&toolchain))?;
+            copy_as_user(&sysroot, &toolchain, &["./share/doc"])?;
+            as_user(
+                Command::new("sh")
+                    .args(["-c", "printf %s \"$1\" > \"$2\"", "sh", version])
+                    .arg(toolchain.join(".version")),
+            )?;
         }
 
         // The crates (registry index and downloads), so the build runs offline.
@@ -154,44 +194,36 @@ impl Env {
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
             .context("no CARGO_HOME or HOME")?;
-        let registry = home.join(".cargo").join("registry");
         for part in ["index", "cache"] {
             let from = cargo_home.join("registry").join(part);
             if from.is_dir() {
-                std::fs::create_dir_all(registry.join(part))?;
-                copy_tree(&from, &registry.join(part), &[])?;
+                copy_as_user(&from, &home.join(".cargo").join("registry").join(part), &[])?;
             }
         }
 
-        // Kafka's jars (else Maven fetches them into the user's cache: the same, only slower).
+        // Kafka's jars, once (else Maven fetches them into the user's cache: the same, only slower).
         let jars = crate::kafka::libs(paths);
-        if jars.join(".complete").exists() {
-            let to = cache.join(jars.parent().and_then(Path::file_name).context("kafka cache folder")?);
-            std::fs::create_dir_all(&to)?;
-            copy_tree(jars.parent().context("kafka cache folder")?, &to, &[])?;
+        let folder = jars.parent().context("kafka cache folder")?;
+        let to = cache.join(folder.file_name().context("kafka cache folder")?);
+        if jars.join(".complete").exists() && !to.join("libs").join(".complete").exists() {
+            copy_as_user(folder, &to, &[])?;
         }
 
-        // A fresh copy of the checkout, with the built web UI and its stamps (the user needs no npm).
+        // A fresh copy of the checkout: its tracked files and the built web UI with its stamps (the user needs no
+        // npm). Not `.git` or an ignored `.env`: nothing but the source goes to the other user.
         let checkout = home.join("open-bank");
-        if checkout.exists() {
-            std::fs::remove_dir_all(&checkout).with_context(|| format!("cannot delete {}", checkout.display()))?;
+        as_user(Command::new("rm").arg("-rf").arg(&checkout))?;
+        let tracked = output(Command::new("git").current_dir(&paths.root).args(["ls-files", "-z"]))?;
+        let mut files: Vec<String> = tracked.split('\0').filter(|f| !f.is_empty()).map(str::to_owned).collect();
+        if paths.root.join("frontend/dist").is_dir() {
+            files.push("frontend/dist".into());
         }
-        std::fs::create_dir_all(checkout.join(".openbank"))?;
-        copy_tree(
-            &paths.root,
-            &checkout,
-            &["./.openbank", "./results", "./target", "./fuzz/target", "./fuzz/corpus", "./fuzz/artifacts"],
-        )?;
         for stamp in ["frontend.hash", "frontend-lock.hash"] {
-            let from = paths.home.join(stamp);
-            if from.exists() {
-                std::fs::copy(&from, checkout.join(".openbank").join(stamp))?;
+            if paths.home.join(stamp).exists() {
+                files.push(format!(".openbank/{stamp}"));
             }
         }
-        let ok = Command::new("chown").arg("-R").arg(format!("{USER}:")).arg(home).status()?.success();
-        if !ok {
-            bail!("chown -R {USER} {} failed", home.display());
-        }
+        copy_list_as_user(&paths.root, &checkout, &files)?;
         Ok(Self { home: home.to_path_buf(), checkout, toolchain_bin: toolchain.join("bin") })
     }
 
@@ -212,6 +244,13 @@ impl Env {
             .arg(&self.checkout)
             .args(args);
         proc::run_teeing(&mut cmd)
+    }
+
+    /// The settings the user's `up` wrote to its `.openbank/env`.
+    fn settings(&self) -> std::collections::BTreeMap<String, String> {
+        bank_core::stack_env::parse(
+            &std::fs::read_to_string(self.checkout.join(".openbank").join("env")).unwrap_or_default(),
+        )
     }
 
     /// The ports the user's stack recorded.
@@ -250,20 +289,53 @@ fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Copies the tree `from` into `to` (with tar: modes kept, symlinks as links), leaving out `exclude` (paths
-/// relative to `from`, spelled `./x`).
-fn copy_tree(from: &Path, to: &Path, exclude: &[&str]) -> anyhow::Result<()> {
+/// Runs `cmd` as the user; fails unless it succeeds.
+fn as_user(cmd: &mut Command) -> anyhow::Result<()> {
+    let mut wrapped = Command::new("runuser");
+    wrapped.args(["-u", USER, "--"]).arg(cmd.get_program()).args(cmd.get_args());
+    if !wrapped.status().with_context(|| format!("runuser {cmd:?}"))?.success() {
+        bail!("{cmd:?} as {USER} failed");
+    }
+    Ok(())
+}
+
+/// Packs the tree `from` (as root, with tar: modes kept, links as links, leaving out `exclude`, spelled `./x`)
+/// and unpacks it into `to` as the user.
+fn copy_as_user(from: &Path, to: &Path, exclude: &[&str]) -> anyhow::Result<()> {
     let mut pack = Command::new("tar");
     pack.arg("-C").arg(from);
     for e in exclude {
         pack.arg(format!("--exclude={e}"));
     }
-    let mut pack = pack.args(["-cf", "-", "."]).stdout(std::process::Stdio::piped()).spawn().context("tar")?;
+    pack.args(["-cf", "-", "."]);
+    unpack_as_user(pack, from, to)
+}
+
+/// The same for the listed paths under `from` (files or folders).
+fn copy_list_as_user(from: &Path, to: &Path, paths: &[String]) -> anyhow::Result<()> {
+    let list = std::env::temp_dir().join(format!("openbank-nonroot-{}.list", std::process::id()));
+    std::fs::write(&list, paths.join("\0"))?;
+    let mut pack = Command::new("tar");
+    pack.arg("-C").arg(from).args(["--null", "-T"]).arg(&list).args(["-cf", "-"]);
+    let result = unpack_as_user(pack, from, to);
+    let _ = std::fs::remove_file(&list);
+    result
+}
+
+fn unpack_as_user(mut pack: Command, from: &Path, to: &Path) -> anyhow::Result<()> {
+    as_user(Command::new("mkdir").arg("-p").arg(to))?;
+    let mut pack = pack.stdout(std::process::Stdio::piped()).spawn().context("tar")?;
     let stdout = pack.stdout.take().context("tar output")?;
-    let unpacked = Command::new("tar").arg("-C").arg(to).args(["-xf", "-"]).stdin(stdout).status()?.success();
+    let unpacked = Command::new("runuser")
+        .args(["-u", USER, "--", "tar", "--no-same-owner", "-C"])
+        .arg(to)
+        .args(["-xf", "-"])
+        .stdin(stdout)
+        .status()?
+        .success();
     let packed = pack.wait()?.success();
     if !(packed && unpacked) {
-        bail!("copying {} to {} failed", from.display(), to.display());
+        bail!("copying {} to {} as {USER} failed", from.display(), to.display());
     }
     Ok(())
 }

@@ -65,12 +65,18 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
     let mut report = UpReport::default();
     let brokers = opts.instances(&state, "kafka");
 
-    let wants = port_wants(opts, &state, &endpoints, true)?;
+    let wants = port_wants(&paths, opts, &state, &endpoints, true)?;
     let (placed, moves) = ports::plan(&wants, &state.ports, opts.strict_ports, &ports::is_free, &ports::holder)?;
     for m in &moves {
         step(&m.slot, &format!("port {} is in use by {}, which `up` did not start; using {}", m.from, m.holder, m.to));
     }
-    state.ports = placed;
+    // A running service that would keep addresses that just moved is started again with the new ones.
+    let moved_since = placed.iter().any(|(slot, port)| state.ports.recorded(slot).is_some_and(|p| p != port));
+    // Slots this `up` does not run (a Kafka node beyond `--brokers`, a stopped instance) keep their record:
+    // `prepare` still finds the old nodes where they listen.
+    for (slot, port) in placed.iter() {
+        state.ports.set(slot, port);
+    }
     state.save(&paths.state_file())?;
     // The addresses every service, tool and test gets follow the ports just placed.
     endpoints = Endpoints::resolve(&paths)?;
@@ -94,7 +100,8 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
             let ctx = Ctx { paths: &paths, endpoints: &endpoints, instance, instances };
             let name = component::instance_name(c.name(), instance);
             let current = state.get(&name).cloned();
-            if !topology_changed && current.as_ref().is_some_and(|r| c.reusable(r, &ctx, !report.started.is_empty())) {
+            let restart = topology_changed || (moved_since && c.layer() == Layer::Service);
+            if !restart && current.as_ref().is_some_and(|r| c.reusable(r, &ctx, !report.started.is_empty())) {
                 report.reused.push(name);
                 continue;
             }
@@ -125,30 +132,49 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
 /// environment points elsewhere), each fixed where it must not move: a process of this stack that is running there
 /// (kept, or restarted in place), or, as root, Debian's PostgreSQL cluster on its configured port.
 /// `create`: as root, create Debian's cluster if there is none (a preview does not).
-fn port_wants(opts: &UpOptions, state: &State, endpoints: &Endpoints, create: bool) -> anyhow::Result<Vec<Want>> {
+fn port_wants(
+    paths: &Paths,
+    opts: &UpOptions,
+    state: &State,
+    endpoints: &Endpoints,
+    create: bool,
+) -> anyhow::Result<Vec<Want>> {
     let running =
         |name: &str| state.get(name).is_some_and(|r| r.managed && r.pid.is_some_and(|pid| proc::alive(pid, &r.needle)));
     let recorded_or_running =
         |slot: &str, instance: &str| -> Option<u16> { running(instance).then(|| state.ports.port(slot)) };
+    // While any Kafka node runs, every node keeps its ports: the running ones know the others' controller
+    // addresses (`controller.quorum.voters`). A taken one then fails its start, naming the holder.
+    let kafka_running =
+        state.components.iter().any(|r| component::split_instance(&r.name).0 == "kafka" && running(&r.name));
     let mut wants = Vec::new();
     for c in component::ALL {
         if c.external(endpoints).is_some() || c.name() == "synchronizer" {
             continue;
         }
         if c.name() == "postgres" {
+            // Debian's cluster as root; else the private cluster, running (with or without a record of it: an
+            // `up` that failed after starting it left none) on the port its postmaster.pid names.
             let fixed = match crate::postgres::system_cluster_port(create)? {
                 Some(port) => Some(port),
-                None => recorded_or_running("postgres", "postgres"),
+                None => crate::postgres::private_cluster_port(paths),
             };
             wants.push(Want { slot: "postgres".into(), fixed });
             continue;
         }
         for n in 1..=opts.instances(state, c.name()) {
             let name = component::instance_name(c.name(), n);
-            wants.push(Want { slot: name.clone(), fixed: recorded_or_running(&name, &name) });
+            let keep = |slot: &str| {
+                if c.layer() == Layer::Broker && kafka_running {
+                    Some(state.ports.port(slot))
+                } else {
+                    recorded_or_running(slot, &name)
+                }
+            };
+            wants.push(Want { slot: name.clone(), fixed: keep(&name) });
             if c.layer() == Layer::Broker {
                 let slot = controller_slot(&name);
-                wants.push(Want { fixed: recorded_or_running(&slot, &name), slot });
+                wants.push(Want { fixed: keep(&slot), slot });
             }
         }
     }
@@ -160,7 +186,7 @@ pub fn preview_ports() -> anyhow::Result<(Ports, Vec<ports::Move>)> {
     let paths = Paths::new(false)?;
     let state = State::load(&paths.state_file());
     let endpoints = Endpoints::resolve(&paths)?;
-    let wants = port_wants(&UpOptions::default(), &state, &endpoints, false)?;
+    let wants = port_wants(&paths, &UpOptions::default(), &state, &endpoints, false)?;
     ports::plan(&wants, &state.ports, false, &ports::is_free, &ports::holder)
 }
 
