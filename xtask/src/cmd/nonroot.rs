@@ -32,6 +32,13 @@ pub fn run(paths: &Paths) -> anyhow::Result<Outcome> {
     if !postgres::is_root() {
         bail!("the non-root test creates a user and runs as it, so `cargo xtask test` must run as root for it");
     }
+    // One run at a time on a machine (two checkouts' tests would share the user, its home and its processes).
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("openbank-non-root-test.lock"))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).context("lock for the non-root test")?;
     let home = ensure_user()?;
     let env = Env::prepare(paths, &home)?;
     let outcome = steps(&env);
