@@ -348,14 +348,43 @@ impl Gateway {
             ));
         }
         metrics::counter!("gateway_transfers_sent_total").increment(1);
+        let deadline = Instant::now() + self.settings.result_timeout;
         let answered = tokio::time::timeout(self.settings.result_timeout, waiting).await;
         self.results.forget(row.id);
         match answered {
             Ok(Ok(n)) => {
-                Ok(TransferRow { status: n.status.unwrap_or(TransferStatus::Pending), reason: n.reason, ..row })
+                let status = n.status.unwrap_or(TransferStatus::Pending);
+                if status == TransferStatus::Confirmed {
+                    self.await_own_balance(row.id, key, deadline).await;
+                }
+                Ok(TransferRow { status, reason: n.reason, ..row })
             }
             // No notice (timeout, or the listener reconnected meanwhile): the stored status is the truth.
             _ => Ok(store::transfer(&self.pool, user.id, row.id).await?.unwrap_or(row)),
+        }
+    }
+
+    /// Read your own writes: a confirmed transfer is answered once the user's own account (`iban`) shows it, within
+    /// the same time budget. Its result and its balance changes come on different topics, so the projection can
+    /// store the result a batch before the balance (seen as a balance read right after the answer still showing
+    /// the old amount). Almost always the balance is already there and this is one indexed read.
+    async fn await_own_balance(&self, id: Uuid, iban: &str, deadline: Instant) {
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match store::balance_projected(&self.pool, id, iban).await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot check the projection of a confirmed transfer");
+                    return;
+                }
+            }
+            if Instant::now() + pause >= deadline {
+                return;
+            }
+            metrics::counter!("gateway_answer_projection_waits_total").increment(1);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
 }

@@ -66,6 +66,15 @@ pub async fn transfer(pool: &PgPool, user_id: i64, id: Uuid) -> sqlx::Result<Opt
         .await
 }
 
+/// Whether the projection applied transfer `id` to the balance of `iban` (its line in that account's history).
+pub async fn balance_projected(pool: &PgPool, id: Uuid, iban: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM gateway.transactions WHERE transfer_id = $1 AND iban = $2)")
+        .bind(id)
+        .bind(iban)
+        .fetch_one(pool)
+        .await
+}
+
 /// Records a result the gateway learnt first hand (the projection may have recorded it already).
 pub async fn resolve_transfer(pool: &PgPool, id: Uuid, confirmed: bool, reason: Option<&str>) -> sqlx::Result<()> {
     sqlx::query(
