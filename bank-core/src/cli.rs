@@ -178,7 +178,8 @@ pub fn probe(url: &str, timeout: Duration) -> anyhow::Result<()> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")?;
+    // One write (`write!` on the stream would send each piece of the format as a segment of its own).
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").as_bytes())?;
     // The status line is all that matters: read at most 1 KiB.
     let mut head = Vec::with_capacity(1024);
     stream.take(1024).read_to_end(&mut head)?;
@@ -285,8 +286,17 @@ mod tests {
         let server = std::thread::spawn(move || {
             for answer in ["HTTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 503 Service Unavailable\r\n\r\n"] {
                 let (mut s, _) = listener.accept().unwrap();
+                // The whole request first: closing a socket with unread bytes resets the connection (the probe then
+                // sees "connection reset" instead of the answer).
+                let mut request = Vec::new();
                 let mut buf = [0u8; 256];
-                let _ = s.read(&mut buf).unwrap();
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
                 s.write_all(answer.as_bytes()).unwrap();
             }
         });
