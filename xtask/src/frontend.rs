@@ -148,7 +148,7 @@ pub struct Counts {
 /// Vitest's `Tests  12 passed | 1 failed (13)` line (colours stripped).
 fn parse_vitest(output: &str) -> Counts {
     let mut c = Counts::default();
-    for line in output.lines().map(strip_ansi) {
+    for line in output.lines().map(crate::proc::strip_ansi) {
         let Some(rest) = line.trim().strip_prefix("Tests") else { continue };
         for part in rest.split(['|', '(']) {
             let mut words = part.split_whitespace();
@@ -167,7 +167,7 @@ fn parse_vitest(output: &str) -> Counts {
 /// node's test runner: `# pass 9` and `# fail 0`.
 fn parse_node_test(output: &str) -> Counts {
     let mut c = Counts::default();
-    for line in output.lines().map(strip_ansi) {
+    for line in output.lines().map(crate::proc::strip_ansi) {
         let line = line.trim();
         if let Some(n) = line.strip_prefix("# pass ") {
             c.passed += n.trim().parse().unwrap_or(0);
@@ -176,26 +176,6 @@ fn parse_node_test(output: &str) -> Counts {
         }
     }
     c
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(ch) = chars.next() {
-        if ch == '\u{1b}' {
-            // CSI: ESC [ ... final byte in @..~
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(ch);
-        }
-    }
-    out
 }
 
 /// Runs a command in `frontend/`, its output passed through and returned.

@@ -150,6 +150,26 @@ pub fn run_teeing(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
     Ok((child.wait()?.success(), output))
 }
 
+/// `line` without terminal colour sequences (CSI: `ESC [` … a final byte in `@`..=`~`).
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

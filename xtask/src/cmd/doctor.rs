@@ -62,24 +62,9 @@ fn version_of(program: &str, args: &[&str]) -> Option<String> {
     Some(plain(text.lines().next().unwrap_or("")).trim().to_owned())
 }
 
-/// `line` without terminal colour sequences (`ESC [ … letter`) or other control characters.
+/// `line` without terminal colour sequences or other control characters.
 pub fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-        } else if !c.is_control() {
-            out.push(c);
-        }
-    }
-    out
+    crate::proc::strip_ansi(line).chars().filter(|c| !c.is_control()).collect()
 }
 
 /// The major version in `java -version`'s first line (`openjdk version "17.0.9" …`, or `"1.8.0_392"` for 8).
