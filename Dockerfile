@@ -1,8 +1,8 @@
-# syntax=docker/dockerfile:1
 # Open Bank: one multi-stage build, one runtime target per binary (`docker build --target graphql-endpoint .`).
 # The Rust workspace compiles once (stage `builder`) and every service image copies just its own binary, so a
 # service's image holds nothing of the others; the dependency layer is cached with cargo-chef, so editing the
-# bank's code rebuilds only the workspace crates. docker-compose.yml builds every target.
+# bank's code rebuilds only the workspace crates. docker-compose.yml builds every target. No `# syntax=` line: it
+# would make BuildKit pull a frontend image, and the file builds with the classic builder too.
 
 # Must name the toolchain of rust-toolchain.toml (`cargo xtask test` checks it).
 ARG RUST_VERSION=1.95.0
@@ -33,9 +33,10 @@ RUN cargo chef cook --release --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked --bins \
         -p schema-registry -p synchronizer -p heartbeat -p command-generator -p command-handler \
-        -p graphql-endpoint -p load-test \
+        -p graphql-endpoint -p load-test -p bank-audit \
     && mkdir /out \
-    && for b in schema-registry synchronizer heartbeat command-generator command-handler graphql-endpoint load-test; do \
+    && for b in schema-registry synchronizer heartbeat command-generator command-handler graphql-endpoint load-test \
+                bank-audit; do \
            cp "target/release/$b" /out/ && strip "/out/$b"; \
        done
 
@@ -55,6 +56,13 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/
     && chown openbank:openbank /results
 WORKDIR /app
 USER 10001:10001
+
+# ---- the one-shot that makes the compose stack's secrets in its volume (docker/secrets.sh); root, to hand the files
+# to the services' user
+FROM runtime AS secrets
+USER root
+COPY docker/secrets.sh /usr/local/bin/secrets
+ENTRYPOINT ["secrets"]
 
 # ---- what the services (not the load tester) share: JSON logs
 FROM runtime AS service
@@ -93,7 +101,9 @@ ENV FRONTEND_DIR=/app/frontend \
 EXPOSE 8888
 ENTRYPOINT ["graphql-endpoint"]
 
+# The load tester, and the audit of the bank's invariants (`docker compose --profile load-test run --rm
+# --entrypoint bank-audit load-test`).
 FROM runtime AS load-test
-COPY --from=builder /out/load-test /usr/local/bin/
+COPY --from=builder /out/load-test /out/bank-audit /usr/local/bin/
 ENV RESULTS_DIR=/results
 ENTRYPOINT ["load-test"]

@@ -24,7 +24,10 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args: Args = bank_core::cli::parse(|a: &Args| {
+        bank_core::cli::check_common(&a.common)?;
+        bank_core::cli::check_database(&a.database)
+    });
     let pool = bank_core::db::connect(&args.database.database_url, 2)
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL); is the stack up? (`cargo xtask up`)")?;

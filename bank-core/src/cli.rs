@@ -7,6 +7,10 @@
 //! - `--print-config-vars`: the environment variables the settings read, one a line (the compose check in xtask
 //!   compares them with `docker-compose.yml`).
 //!
+//! Every setting read from a variable `VAR` can also come from a file: `VAR_FILE=/path` (Docker's secrets
+//! convention, as the official postgres image has it), used when `VAR` itself is not set. docker-compose.yml hands
+//! the generated secrets to the services that way, so they never sit in an environment variable of the compose file.
+//!
 //! Services call [`parse`] instead of `Config::parse()`.
 
 use anyhow::{Context, bail, ensure};
@@ -49,7 +53,13 @@ pub fn with_ops(command: Command) -> Command {
 /// The settings from the command line and the environment, validated by `validate`. Handles the three flags
 /// above (each exits the process) and exits with clap's message on a parse error.
 pub fn parse<C: CommandFactory + FromArgMatches>(validate: impl FnOnce(&C) -> anyhow::Result<()>) -> C {
-    let mut command = with_ops(C::command());
+    let mut command = match from_files(with_ops(C::command()), &|var| std::env::var_os(var)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: invalid configuration: {e:#}", C::command().get_name());
+            std::process::exit(1)
+        }
+    };
     let matches = command.clone().get_matches();
     let name = command.get_name().to_owned();
     if let Some(url) = matches.get_one::<String>("probe") {
@@ -83,6 +93,39 @@ pub fn parse<C: CommandFactory + FromArgMatches>(validate: impl FnOnce(&C) -> an
             std::process::exit(1)
         }
     }
+}
+
+/// `command` with each setting whose variable `VAR` is unset but `VAR_FILE` names a file defaulting to that file's
+/// contents (one trailing newline dropped). The value is hidden from `--help`; an unreadable file is an error that
+/// names the variable and the file, never the contents.
+pub fn from_files(
+    command: Command,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> anyhow::Result<Command> {
+    let mut values: Vec<(clap::Id, &'static str)> = Vec::new();
+    for arg in command.get_arguments() {
+        let Some(var) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else { continue };
+        if env(&var).is_some() {
+            continue;
+        }
+        let Some(path) = env(&format!("{var}_FILE")) else { continue };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{var}_FILE: cannot read {}", std::path::Path::new(&path).display()))?;
+        let text = text.strip_suffix('\n').map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+        // Read once at start, kept for the life of the process: clap's defaults are `'static`.
+        values.push((arg.get_id().clone(), Box::leak(text.to_owned().into_boxed_str())));
+    }
+    let mut command = command;
+    for (id, value) in values {
+        command = command.mut_arg(id, |a| a.default_value(value).hide_default_value(true));
+    }
+    let subcommands: Vec<String> = command.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    for name in subcommands {
+        let Some(sub) = command.find_subcommand(&name).cloned() else { continue };
+        let sub = from_files(sub, env)?;
+        command = command.mut_subcommand(&name, |_| sub);
+    }
+    Ok(command)
 }
 
 /// Every environment variable `command` (and its subcommands) reads, sorted, without duplicates.
@@ -269,6 +312,35 @@ mod tests {
         assert!(check_database(&db("postgres://u:p@postgres:99999/d")).is_err());
         let e = check_database(&db("postgres://bank:s3cret/with-slash@postgres:5432/d")).unwrap_err();
         assert!(!format!("{e:#}").contains("s3cret"), "the password never shows in the error: {e:#}");
+    }
+
+    #[test]
+    fn a_setting_comes_from_its_file_unless_the_variable_is_set() {
+        let dir = std::env::temp_dir().join(format!("bank-core-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("brokers");
+        std::fs::write(&file, "kafka-1:9092\n").unwrap();
+        let path = file.clone().into_os_string();
+        let with = |vars: Vec<(&'static str, std::ffi::OsString)>| {
+            let env = move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+            from_files(with_ops(Demo::command()), &env)
+        };
+        let m = with(vec![("KAFKA_BROKERS_FILE", path.clone())]).unwrap().try_get_matches_from(["demo"]).unwrap();
+        assert_eq!(Demo::from_arg_matches(&m).unwrap().common.kafka_brokers, "kafka-1:9092");
+        // The variable wins over the file (clap then reads it itself: here it is not in the process environment,
+        // so the built-in default shows that the file was not used).
+        let m = with(vec![("KAFKA_BROKERS", "x:1".into()), ("KAFKA_BROKERS_FILE", path)]).unwrap();
+        let d = Demo::from_arg_matches(&m.try_get_matches_from(["demo"]).unwrap()).unwrap();
+        assert_eq!(d.common.kafka_brokers, crate::ports::KAFKA_BROKERS);
+        // A subcommand's settings too.
+        std::fs::write(&file, "7").unwrap();
+        let env = |k: &str| (k == "TOOL_RATE_FILE").then(|| file.clone().into_os_string());
+        let m = from_files(with_ops(Tool::command()), &env).unwrap().try_get_matches_from(["tool", "run"]).unwrap();
+        assert!(matches!(Tool::from_arg_matches(&m).unwrap().cmd, Some(Sub::Run { rate: 7 })));
+        let missing = |k: &str| (k == "TOOL_RATE_FILE").then(|| dir.join("absent").into_os_string());
+        let e = from_files(with_ops(Tool::command()), &missing).unwrap_err();
+        assert!(format!("{e:#}").contains("TOOL_RATE_FILE"), "{e:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

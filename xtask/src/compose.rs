@@ -1,15 +1,17 @@
-//! The docker compose setup checked against the code, with no Docker engine: `docker-compose config -q` (Debian's
-//! `docker-compose`) for the default, `cluster` and `load-test` profiles, then cross-checks of
-//! `docker-compose.yml` and the `Dockerfile` against the workspace:
+//! What a real run of the compose stack (`cargo xtask compose-up`) cannot show, checked fast against the code:
+//! `docker compose config` (Compose v2) of the main file and of the cluster overlay, then
 //!
 //! - every service of the stack (xtask's components, and the load tester) is a compose service;
 //! - every build target is a stage of the Dockerfile, and the Dockerfile's Rust is rust-toolchain.toml's;
-//! - every environment variable compose sets for a service is one its binary reads (`--print-config-vars`);
+//! - every environment variable compose sets for a service (`VAR` or `VAR_FILE`) is one its binary reads
+//!   (`--print-config-vars`): a misspelt variable is silently ignored by a running service;
 //! - every port (listen settings, `host:port` references, probes, published ports) is the one in
 //!   `bank_core::ports`, and only the web UI is published beyond 127.0.0.1;
-//! - the Kafka image is the version xtask runs, and the cluster profile has three voters, replication 3 and
-//!   `min.insync.replicas` 2;
-//! - each service's environment, compose host names mapped to 127.0.0.1, passes its binary's `--check-config`.
+//! - the Kafka image is the version xtask runs, and the cluster overlay has three voters, replication 3 and
+//!   `min.insync.replicas` 2, every client bootstrapping from all three;
+//! - no secret is written into the compose files: the services read the generated ones from files.
+//!
+//! Whether each service's settings are valid, the images build, and the stack starts is the real run's to prove.
 
 use anyhow::{Context, bail};
 use bank_core::ports;
@@ -24,10 +26,14 @@ use crate::paths::Paths;
 /// The compose file and the Dockerfile, at the workspace root.
 pub const COMPOSE_FILE: &str = "docker-compose.yml";
 pub const DOCKERFILE: &str = "Dockerfile";
+/// The cluster overlay.
+pub const CLUSTER_FILE: &str = "docker-compose.cluster.yml";
 /// A service of the stack that xtask does not start but compose runs (in its profile).
 const LOAD_TEST: &str = "load-test";
-/// The cluster block of `.env.example`, uncommented for the `cluster` check.
-const CLUSTER_KEYS: [&str; 5] = ["COMPOSE_PROFILES", "KAFKA_NODES", "KAFKA_MIN_ISR", "KAFKA_VOTERS", "KAFKA_BOOTSTRAP"];
+/// The one-shot that makes the secrets: a script stage of the Dockerfile, not a binary of the workspace.
+pub const SECRETS: &str = "secrets";
+/// The variables that carry a secret: compose may only name their files (`<VAR>_FILE`), never set them.
+const SECRET_VARS: [&str; 4] = ["DATABASE_URL", "COMPANY_ACCOUNT_TOKEN", "EMPLOYEE_PASSWORD", "POSTGRES_PASSWORD"];
 
 /// A compose service, as far as the checks look.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -216,6 +222,12 @@ pub fn check_targets(services: &Services, dockerfile: &str) -> Vec<String> {
             continue;
         }
         let stage = stage_text(dockerfile, t);
+        if t == SECRETS {
+            if !stage.contains("COPY docker/secrets.sh ") {
+                problems.push(format!("{DOCKERFILE} stage `{SECRETS}` does not copy docker/secrets.sh"));
+            }
+            continue;
+        }
         if !stage.contains(&format!("/out/{t} ")) || !stage.contains(&format!("ENTRYPOINT [\"{t}\"]")) {
             problems.push(format!("{DOCKERFILE} stage `{t}` does not copy and run the `{t}` binary"));
         }
@@ -270,12 +282,20 @@ pub fn dockerfile_env(dockerfile: &str, stage: &str) -> BTreeSet<String> {
 pub fn check_env(services: &Services, dockerfile: &str, vars: &BTreeMap<String, Vec<String>>) -> Vec<String> {
     let mut problems = Vec::new();
     for (name, s) in services {
-        let Some(target) = &s.target else { continue };
+        for key in s.environment.keys().filter(|k| SECRET_VARS.contains(&k.as_str())) {
+            // The `secrets` one-shot takes a .env's override (`${VAR:-}`); nothing else gets a secret in clear.
+            if name != SECRETS {
+                problems.push(format!("service `{name}` gets the secret {key} in its environment: use {key}_FILE"));
+            }
+        }
+        let Some(target) = s.target.as_ref().filter(|t| *t != SECRETS) else { continue };
         let Some(known) = vars.get(target) else {
             problems.push(format!("service `{name}`: no variables known for binary `{target}`"));
             continue;
         };
-        for key in s.environment.keys().filter(|k| !known.contains(k)) {
+        // `VAR_FILE` is read wherever `VAR` is (bank_core::cli).
+        let reads = |k: &String| known.contains(k) || k.strip_suffix("_FILE").is_some_and(|v| known.iter().any(|x| x == v));
+        for key in s.environment.keys().filter(|k| !reads(k)) {
             problems.push(format!("service `{name}` sets {key}, which `{target}` does not read"));
         }
         for key in dockerfile_env(dockerfile, target).into_iter().filter(|k| !known.contains(k)) {
@@ -410,76 +430,6 @@ pub fn check_cluster(services: &Services) -> Vec<String> {
     problems
 }
 
-/// `value` with every compose service host name in `host:port` replaced by 127.0.0.1 (what `--check-config`
-/// sees on this machine).
-pub fn map_hosts(value: &str, names: &[&String]) -> String {
-    let host_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
-    let mut out = String::with_capacity(value.len());
-    let mut skip_until = 0;
-    let mut prev: Option<char> = None;
-    for (i, c) in value.char_indices() {
-        if i >= skip_until {
-            let rest = value.get(i..).unwrap_or_default();
-            // The longest name that starts here as a whole host and is followed by `:<digit>`.
-            let hit = names
-                .iter()
-                .filter(|_| !prev.is_some_and(host_char))
-                .filter(|n| {
-                    rest.strip_prefix(n.as_str())
-                        .and_then(|r| r.strip_prefix(':'))
-                        .is_some_and(|r| r.starts_with(|d: char| d.is_ascii_digit()))
-                })
-                .max_by_key(|n| n.len());
-            match hit {
-                Some(n) => {
-                    out.push_str("127.0.0.1");
-                    skip_until = i + n.len();
-                }
-                None => out.push(c),
-            }
-        }
-        prev = Some(c);
-    }
-    out
-}
-
-/// The environment `--check-config` gets for each of our services: compose's, host names mapped to loopback.
-pub fn check_config_envs(services: &Services) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
-    let names: Vec<&String> = services.keys().collect();
-    services
-        .iter()
-        .filter_map(|(name, s)| {
-            let target = s.target.clone()?;
-            let env = s.environment.iter().map(|(k, v)| (k.clone(), map_hosts(v, &names))).collect();
-            Some((name.clone(), (target, env)))
-        })
-        .collect()
-}
-
-/// A throwaway `.env` made from `.env.example`: its `KEY=VALUE` lines with every `<generated>` replaced by a
-/// random value, and (for `cluster`) the cluster block uncommented.
-pub fn throwaway_env(example: &str, cluster: bool) -> String {
-    let mut n = 0u32;
-    let mut out = String::new();
-    for line in example.lines() {
-        let line = line.trim();
-        let uncommented = line
-            .strip_prefix("# ")
-            .filter(|l| cluster && CLUSTER_KEYS.iter().any(|k| l.strip_prefix(k).is_some_and(|r| r.starts_with('='))));
-        let Some(entry) = uncommented.or_else(|| (!line.starts_with('#') && line.contains('=')).then_some(line)) else {
-            continue;
-        };
-        let mut entry = entry.to_owned();
-        while entry.contains("<generated>") {
-            n += 1;
-            entry = entry.replacen("<generated>", &format!("check{n}{:08x}", std::process::id()), 1);
-        }
-        out.push_str(&entry);
-        out.push('\n');
-    }
-    out
-}
-
 /// Runs every compose check; each named check passed or failed, for `cargo xtask test`'s summary.
 pub fn checks(paths: &Paths) -> Vec<(String, bool)> {
     let mut out = Vec::new();
@@ -504,11 +454,11 @@ pub fn checks(paths: &Paths) -> Vec<(String, bool)> {
     let (resolved, dockerfile, toolchain) = match prepared {
         Ok(p) => p,
         Err(e) => {
-            record("`docker-compose config -q` for the default, cluster and load-test profiles", Err(e));
+            record("`docker compose config` of the main file (load-test profile) and the cluster overlay", Err(e));
             return out;
         }
     };
-    record("`docker-compose config -q` for the default, cluster and load-test profiles", Ok(Vec::new()));
+    record("`docker compose config` of the main file (load-test profile) and the cluster overlay", Ok(Vec::new()));
     let Resolved { all, cluster } = resolved;
     record("every workspace service is a compose service", Ok(check_services(&all, &workspace_services())));
     record(
@@ -524,7 +474,6 @@ pub fn checks(paths: &Paths) -> Vec<(String, bool)> {
         &format!("Kafka is apache/kafka:{}; cluster: 3 voters, replication 3, min ISR 2", crate::kafka::VERSION),
         Ok([check_kafka(&all, crate::kafka::VERSION), check_cluster(&cluster)].concat()),
     );
-    record("each service's compose environment passes its `--check-config`", run_check_config(paths, &all));
     out
 }
 
@@ -541,60 +490,49 @@ struct Resolved {
     cluster: Services,
 }
 
-/// Installs `docker-compose` if needed, validates the three profiles and returns the resolved models, the
-/// Dockerfile and rust-toolchain.toml.
+/// Compose v2 (built if needed), the resolved models of the main file (with the load-test profile) and of the
+/// cluster overlay, with no `.env`; the Dockerfile and rust-toolchain.toml.
 fn prepare(paths: &Paths) -> anyhow::Result<(Resolved, String, String)> {
-    crate::setup::ensure_compose()?;
+    crate::cmd::compose_up::ensure_compose_v2(paths)?;
     let read = |f: &str| std::fs::read_to_string(paths.root.join(f)).with_context(|| format!("cannot read {f}"));
-    let example = read(".env.example")?;
-    let tmp = std::env::temp_dir().join(format!("openbank-compose-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
-    let result = (|| {
-        let plain = tmp.join("plain.env");
-        let cluster = tmp.join("cluster.env");
-        std::fs::write(&plain, throwaway_env(&example, false))?;
-        std::fs::write(&cluster, throwaway_env(&example, true))?;
-        let file = paths.root.join(COMPOSE_FILE);
-        compose(&file, &plain, &[], true)?;
-        compose(&file, &cluster, &["cluster"], true)?;
-        compose(&file, &plain, &["load-test"], true)?;
-        let all = parse(&compose(&file, &plain, &["load-test"], false)?)?;
-        let cluster = parse(&compose(&file, &cluster, &["cluster"], false)?)?;
-        anyhow::Ok(Resolved { all, cluster })
-    })();
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok((result?, read(DOCKERFILE)?, read("rust-toolchain.toml")?))
+    let all = parse(&config(&paths.root, &[COMPOSE_FILE], &["load-test"])?)?;
+    let cluster = parse(&config(&paths.root, &[COMPOSE_FILE, CLUSTER_FILE], &["load-test"])?)?;
+    Ok((Resolved { all, cluster }, read(DOCKERFILE)?, read("rust-toolchain.toml")?))
 }
 
-/// `docker-compose config` of `file` (`-q`: validate only), with `env_file` as `.env` and `profiles` active.
-fn compose(file: &Path, env_file: &Path, profiles: &[&str], quiet: bool) -> anyhow::Result<String> {
-    let root = file.parent().context("the compose file has no folder")?;
-    let mut cmd = Command::new("docker-compose");
+/// `docker compose config` of `files` in `root` with `profiles` active and no `.env` (an empty env file).
+pub fn config(root: &Path, files: &[&str], profiles: &[&str]) -> anyhow::Result<String> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let empty = std::env::temp_dir().join(format!("openbank-compose-empty-{}-{n}.env", std::process::id()));
+    std::fs::write(&empty, "")?;
+    let mut cmd = Command::new("docker");
     cmd.current_dir(root)
-        .args(["--project-name", "openbank-check", "--project-directory"])
+        .args(["compose", "--project-name", "openbank-check", "--project-directory"])
         .arg(root)
-        .arg("--file")
-        .arg(file)
         .arg("--env-file")
-        .arg(env_file)
-        .env_remove("COMPOSE_PROFILES");
+        .arg(&empty)
+        .env_remove("COMPOSE_PROFILES")
+        .env_remove("COMPOSE_FILE");
+    for f in files {
+        cmd.arg("-f").arg(f);
+    }
     for p in profiles {
         cmd.args(["--profile", p]);
     }
-    cmd.arg("config");
-    if quiet {
-        cmd.arg("-q");
-    }
-    let out = cmd.stderr(Stdio::piped()).output().context("cannot run docker-compose")?;
+    let out = cmd.arg("config").stderr(Stdio::piped()).output().context("cannot run docker compose");
+    let _ = std::fs::remove_file(&empty);
+    let out = out?;
     if !out.status.success() {
-        bail!("docker-compose config (profiles {profiles:?}) failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!("docker compose config {files:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The compose services' binaries (built if needed).
 fn build_binaries(paths: &Paths, services: &Services) -> anyhow::Result<BTreeSet<String>> {
-    let targets: BTreeSet<String> = services.values().filter_map(|s| s.target.clone()).collect();
+    let targets: BTreeSet<String> =
+        services.values().filter_map(|s| s.target.clone()).filter(|t| t != SECRETS).collect();
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&paths.root).args(["build", "--quiet", "--bins"]);
     for t in &targets {
@@ -620,39 +558,6 @@ fn config_vars(paths: &Paths, services: &Services) -> anyhow::Result<BTreeMap<St
         vars.insert(target, String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect());
     }
     Ok(vars)
-}
-
-/// `<binary> --check-config` with each service's mapped environment (and nothing else of this machine's), which
-/// must pass; and once with a broken broker list, which must fail.
-fn run_check_config(paths: &Paths, services: &Services) -> anyhow::Result<Vec<String>> {
-    build_binaries(paths, services)?;
-    let run = |target: &str, env: &BTreeMap<String, String>| -> anyhow::Result<(bool, String)> {
-        let out = Command::new(paths.bin(target))
-            .arg("--check-config")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env)
-            .output()
-            .with_context(|| format!("cannot run {target}"))?;
-        Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).trim().to_owned()))
-    };
-    let mut problems = Vec::new();
-    let envs = check_config_envs(services);
-    for (name, (target, env)) in &envs {
-        let (ok, said) = run(target, env)?;
-        if !ok {
-            problems
-                .push(format!("service `{name}`: `{target} --check-config` rejects its compose environment: {said}"));
-        }
-    }
-    if let Some((_, (target, env))) = envs.iter().find(|(_, (_, env))| env.contains_key("KAFKA_BROKERS")) {
-        let mut broken = env.clone();
-        broken.insert("KAFKA_BROKERS".into(), "kafka-without-port".into());
-        if run(target, &broken)?.0 {
-            problems.push(format!("`{target} --check-config` accepts KAFKA_BROKERS without a port"));
-        }
-    }
-    Ok(problems)
 }
 
 #[cfg(test)]
@@ -687,10 +592,11 @@ mod tests {
         assert_eq!(check_toolchain(&dockerfile(), &toolchain), Vec::<String>::new());
         assert_eq!(check_ports(&s), Vec::<String>::new());
         assert_eq!(check_kafka(&s, crate::kafka::VERSION), Vec::<String>::new());
-        // Merge keys are applied: the nodes share the Kafka settings.
-        assert_eq!(s["kafka-3"].image, s["kafka"].image);
-        assert_eq!(s["kafka-3"].environment["KAFKA_NODE_ID"], "3");
+        // Merge keys are applied: the services share their settings.
+        assert_eq!(s["heartbeat"].environment["KAFKA_BROKERS"], "kafka:9092");
+        assert_eq!(s["kafka"].environment["KAFKA_NODE_ID"], "1");
         assert_eq!(s["load-test"].profiles, ["load-test"]);
+        assert_eq!(s[SECRETS].target.as_deref(), Some(SECRETS));
     }
 
     #[test]
@@ -746,6 +652,20 @@ mod tests {
         assert_eq!(check_env(&s, &d, &vars(&["LOG_FORMAT"])), Vec::<String>::new());
         // The load tester reads no LOG_FORMAT: the Dockerfile sets it for the services only.
         assert_eq!(check_env(&s, &d, &vars(&[])).len(), 6, "{:?}", check_env(&s, &d, &vars(&[])));
+        // A secret's file is read where the secret is; a secret itself in a service's environment is refused.
+        // The binaries list `DATABASE_URL`, not `DATABASE_URL_FILE`: the file form is read wherever the variable is.
+        let mut real = vars(&["LOG_FORMAT"]);
+        for list in real.values_mut() {
+            for x in list.iter_mut() {
+                if let Some(var) = x.strip_suffix("_FILE") {
+                    *x = var.to_owned();
+                }
+            }
+        }
+        assert_eq!(check_env(&s, &d, &real), Vec::<String>::new());
+        let clear = drifted("DATABASE_URL_FILE: /run/openbank/database_url", "DATABASE_URL: postgres://x:y@postgres/z");
+        let problems = check_env(&clear, &d, &vars(&["LOG_FORMAT", "DATABASE_URL"]));
+        assert!(problems.iter().any(|p| p.contains("gets the secret DATABASE_URL")), "{problems:?}");
         let s = drifted("HEARTBEAT_RATE: 10", "HEARTBEAT_RATE: 10\n      HEARTBEAT_SPEED: 10");
         let problems = check_env(&s, &d, &vars(&["LOG_FORMAT"]));
         assert_eq!(problems, ["service `heartbeat` sets HEARTBEAT_SPEED, which `heartbeat` does not read"]);
@@ -763,7 +683,6 @@ mod tests {
             ("HEARTBEAT_LISTEN: 0.0.0.0:17888", "HEARTBEAT_LISTEN: 0.0.0.0:17889", "HEARTBEAT_LISTEN"),
             ("GRAPHQL_LISTEN: 0.0.0.0:8888", "GRAPHQL_LISTEN: 127.0.0.1:8888", "GRAPHQL_LISTEN"),
             ("http://schema-registry:8081", "http://schema-registry:8082", "schema-registry:8082"),
-            ("@postgres:5432/", "@postgres:5433/", "postgres:5433"),
             ("1@kafka:9093", "1@kafka:9094", "kafka:9094"),
             ("http://127.0.0.1:9103/ready", "http://127.0.0.1:9102/ready", "healthcheck"),
             ("\"127.0.0.1:17888:17888\"", "\"17888:17888\"", "every interface"),
@@ -778,95 +697,70 @@ mod tests {
     #[test]
     fn another_kafka_version_fails() {
         let s = drifted("apache/kafka:4.1.1", "apache/kafka:3.9.0");
-        assert_eq!(check_kafka(&s, "4.1.1").len(), 3, "the three nodes share the image");
+        assert_eq!(check_kafka(&s, "4.1.1").len(), 1);
         let mut none = committed();
         none.retain(|_, s| !s.image.as_deref().unwrap_or_default().contains("kafka"));
         assert_eq!(check_kafka(&none, "4.1.1"), ["no apache/kafka service"]);
     }
 
-    #[test]
-    fn the_cluster_check_wants_three_voters_and_min_isr_two() {
-        let cluster = |text: &str| {
-            let t = text
-                .replace("${KAFKA_VOTERS:-1@kafka:9093}", "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093")
-                .replace("${KAFKA_NODES:-1}", "3")
-                .replace("${KAFKA_MIN_ISR:-1}", "2")
-                .replace("${KAFKA_BOOTSTRAP:-kafka:9092}", "kafka:9092,kafka-2:9092,kafka-3:9092");
-            parse(&t).unwrap()
-        };
-        let text = std::fs::read_to_string(root().join(COMPOSE_FILE)).unwrap();
-        assert_eq!(check_cluster(&cluster(&text)), Vec::<String>::new());
-        assert!(!check_cluster(&committed()).is_empty(), "the default is one node");
-        let two_voters = cluster(&text.replace("${KAFKA_VOTERS:-1@kafka:9093}", "1@kafka:9093,2@kafka-2:9093"));
-        assert!(check_cluster(&two_voters).iter().any(|p| p.contains("voters")));
-        let one_bootstrap = cluster(&text.replacen("${KAFKA_BOOTSTRAP:-kafka:9092}", "kafka:9092", 1));
-        assert!(check_cluster(&one_bootstrap).iter().any(|p| p.contains("KAFKA_BROKERS=kafka:9092 ")));
-        let isr = cluster(&text.replace("${KAFKA_MIN_ISR:-1}", "1"));
-        assert!(check_cluster(&isr).iter().any(|p| p.contains("KAFKA_MIN_INSYNC_REPLICAS")));
-    }
-
-    #[test]
-    fn host_names_map_to_loopback() {
-        let s = committed();
-        let names: Vec<&String> = s.keys().collect();
-        assert_eq!(map_hosts("kafka:9092", &names), "127.0.0.1:9092");
-        assert_eq!(map_hosts("kafka-2:9092,kafka:9092", &names), "127.0.0.1:9092,127.0.0.1:9092");
-        assert_eq!(map_hosts("http://schema-registry:8081", &names), "http://127.0.0.1:8081");
-        assert_eq!(
-            map_hosts("postgres://openbank:pw@postgres:5432/openbank", &names),
-            "postgres://openbank:pw@127.0.0.1:5432/openbank"
-        );
-        assert_eq!(map_hosts("0.0.0.0:8888", &names), "0.0.0.0:8888");
-        assert_eq!(map_hosts("/results", &names), "/results");
-        let envs = check_config_envs(&s);
-        assert_eq!(envs["graphql-endpoint"].1["PIPELINE_HANDLER_METRICS_URL"], "http://127.0.0.1:9103/metrics");
-        assert!(!envs.contains_key("postgres"), "only our binaries are checked");
-    }
-
-    #[test]
-    fn the_throwaway_env_fills_placeholders_and_uncomments_the_cluster() {
-        let example = std::fs::read_to_string(root().join(".env.example")).unwrap();
-        let plain = throwaway_env(&example, false);
-        assert!(plain.contains("POSTGRES_PASSWORD=check") && !plain.contains("<generated>"));
-        assert!(!plain.contains("KAFKA_NODES"));
-        let cluster = throwaway_env(&example, true);
-        for k in CLUSTER_KEYS {
-            assert!(cluster.lines().any(|l| l.starts_with(&format!("{k}="))), "{k} missing from the cluster .env");
-        }
-    }
-
-    /// `docker-compose` is installed by `cargo xtask test` before the tests run; elsewhere it may be missing.
-    fn have_docker_compose() -> bool {
-        let have = Command::new("docker-compose").arg("version").output().is_ok_and(|o| o.status.success());
+    /// Compose v2 is installed by `cargo xtask test` before the tests run; elsewhere it may be missing.
+    fn have_compose_v2() -> bool {
+        let have = Command::new("docker")
+            .args(["compose", "version", "--short"])
+            .output()
+            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim_start_matches('v').starts_with('2'));
         let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(have || !ci, "docker-compose is missing under CI=true");
+        assert!(have || !ci, "Compose v2 (`docker compose`) is missing under CI=true");
         if !have {
-            eprintln!("docker-compose is not installed: skipped (`cargo xtask test` installs it)");
+            eprintln!("docker compose (v2) is not installed: skipped (`cargo xtask test` installs it)");
         }
         have
     }
 
     #[test]
-    fn docker_compose_validates_the_committed_file_and_rejects_a_broken_one() {
-        if !have_docker_compose() {
+    fn the_cluster_overlay_has_three_voters_min_isr_two_and_every_client_on_all_three() {
+        if !have_compose_v2() {
             return;
         }
+        let cluster = parse(&config(&root(), &[COMPOSE_FILE, CLUSTER_FILE], &["load-test"]).unwrap()).unwrap();
+        assert_eq!(check_cluster(&cluster), Vec::<String>::new());
+        assert_eq!(check_ports(&cluster), Vec::<String>::new());
+        assert_eq!(check_kafka(&cluster, crate::kafka::VERSION), Vec::<String>::new());
+        let single = parse(&config(&root(), &[COMPOSE_FILE], &["load-test"]).unwrap()).unwrap();
+        assert!(!check_cluster(&single).is_empty(), "the main file is one node");
+        // Drift in the overlay is found.
+        let dir = std::env::temp_dir().join(format!("openbank-compose-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(root().join(COMPOSE_FILE), dir.join(COMPOSE_FILE)).unwrap();
+        let overlay = std::fs::read_to_string(root().join(CLUSTER_FILE)).unwrap();
+        for (from, to, what) in [
+            (",3@kafka-3:9093", "", "voters"),
+            ("KAFKA_MIN_INSYNC_REPLICAS: 2", "KAFKA_MIN_INSYNC_REPLICAS: 1", "KAFKA_MIN_INSYNC_REPLICAS"),
+            ("KAFKA_BROKERS: kafka:9092,kafka-2:9092,kafka-3:9092", "KAFKA_BROKERS: kafka:9092", "KAFKA_BROKERS=kafka:9092 "),
+        ] {
+            assert!(overlay.contains(from), "{from} is not in {CLUSTER_FILE}");
+            std::fs::write(dir.join(CLUSTER_FILE), overlay.replacen(from, to, 1)).unwrap();
+            let drifted = parse(&config(&dir, &[COMPOSE_FILE, CLUSTER_FILE], &[]).unwrap()).unwrap();
+            let problems = check_cluster(&drifted);
+            assert!(problems.iter().any(|p| p.contains(what)), "{from} -> {to}: {problems:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn compose_starts_with_no_env_and_rejects_a_broken_file() {
+        if !have_compose_v2() {
+            return;
+        }
+        // No .env: nothing is required (the secrets are generated at first start).
+        let resolved = parse(&config(&root(), &[COMPOSE_FILE], &[]).unwrap()).unwrap();
+        assert!(resolved.contains_key(SECRETS) && !resolved.contains_key(LOAD_TEST), "{:?}", resolved.keys());
+        // A misspelt key is not a compose file.
         let dir = std::env::temp_dir().join(format!("openbank-compose-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let example = std::fs::read_to_string(root().join(".env.example")).unwrap();
-        let env = dir.join("plain.env");
-        std::fs::write(&env, throwaway_env(&example, false)).unwrap();
-        compose(&root().join(COMPOSE_FILE), &env, &["load-test"], true).unwrap();
-        // Without the secrets of .env, compose refuses to start.
-        let empty = dir.join("empty.env");
-        std::fs::write(&empty, "").unwrap();
-        let e = compose(&root().join(COMPOSE_FILE), &empty, &[], true).unwrap_err();
-        assert!(format!("{e:#}").contains("POSTGRES_PASSWORD"), "{e:#}");
-        // A misspelt key is not a compose file.
         let text = std::fs::read_to_string(root().join(COMPOSE_FILE)).unwrap();
-        let broken = dir.join(COMPOSE_FILE);
-        std::fs::write(&broken, text.replacen("healthcheck:", "healthchek:", 1)).unwrap();
-        assert!(compose(&broken, &env, &[], true).is_err());
+        std::fs::write(dir.join(COMPOSE_FILE), text.replacen("healthcheck:", "healthchek:", 1)).unwrap();
+        assert!(config(&dir, &[COMPOSE_FILE], &[]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

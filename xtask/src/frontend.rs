@@ -214,21 +214,35 @@ pub fn test(paths: &Paths, gateway: &str) -> anyhow::Result<(Vec<(String, bool)>
     counts.failed += unit.failed + u32::from(!ok && unit.failed == 0);
 
     eprintln!("\n==> frontend: browser tests (Chromium, against the running stack)");
-    let screenshots = paths.logs().join("frontend-screenshots");
+    let password = std::fs::read_to_string(paths.home.join("employee-password")).ok();
+    let browser = browser_tests(paths, gateway, password.as_deref(), &paths.logs().join("frontend-screenshots"))?;
+    counts.passed += browser.passed;
+    counts.failed += browser.failed;
+    Ok((checks, counts))
+}
+
+/// The browser tests alone (Chromium against the web UI the gateway at `gateway` serves), with the employee's
+/// password when known; screenshots go to `screenshots`.
+pub fn browser_tests(
+    paths: &Paths,
+    gateway: &str,
+    employee_password: Option<&str>,
+    screenshots: &Path,
+) -> anyhow::Result<Counts> {
+    let frontend = dir(paths);
     let mut env = vec![
         ("SCREENSHOT_DIR", screenshots.display().to_string()),
         ("OPENBANK_UI_URL", gateway.to_owned()),
         ("OPENBANK_GATEWAY_URL", gateway.to_owned()),
     ];
-    if let Ok(password) = std::fs::read_to_string(paths.home.join("employee-password")) {
+    if let Some(password) = employee_password {
         env.push(("EMPLOYEE_PASSWORD", password.trim().to_string()));
     }
     let (ok, out) = run_captured(&frontend, "node", &["--test", "tests/browser/"], &env)?;
-    let browser = parse_node_test(&out);
-    counts.passed += browser.passed;
-    counts.failed += browser.failed + u32::from(!ok && browser.failed == 0);
+    let mut counts = parse_node_test(&out);
+    counts.failed += u32::from(!ok && counts.failed == 0);
     eprintln!("screenshots: {}", screenshots.display());
-    Ok((checks, counts))
+    Ok(counts)
 }
 
 #[cfg(test)]

@@ -99,8 +99,12 @@ enum Cmd {
         #[arg(long)]
         ci: bool,
     },
-    /// Check docker-compose.yml and the Dockerfile against the code (`docker-compose config`, no engine needed)
+    /// Check docker-compose.yml and the Dockerfile against the code (what a real run cannot show)
     Compose,
+    /// The whole bank in containers for real: build, `docker compose up` with no .env, a round trip, the web UI in
+    /// Chromium, the load-test profile, the audit, the cluster with a broker stopped, `down -v`
+    #[command(name = "compose-up")]
+    ComposeUp,
     /// As root, with the stack up: the non-root step of `test` alone (an ordinary user's `up` with every default
     /// port taken, `status`, a GraphQL round trip, `down`)
     #[command(name = "test-non-root")]
@@ -147,6 +151,9 @@ fn main() -> ExitCode {
             cmd::chaos::chaos(&cmd::chaos::ChaosOptions { duration, seed, rate, heartbeat_rate })
         }
         Cmd::Compose => paths::Paths::new(false).map(|p| compose::report(&compose::checks(&p))),
+        Cmd::ComposeUp => paths::Paths::new(false)
+            .and_then(|p| cmd::compose_up::run(&p))
+            .map(|outcome| print_checks(&outcome.checks)),
         Cmd::TestNonRoot => {
             paths::Paths::new(false).and_then(|p| cmd::nonroot::run(&p)).map(|outcome| print_checks(&outcome.checks))
         }

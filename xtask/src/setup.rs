@@ -46,14 +46,6 @@ pub fn ensure_packages(endpoints: &Endpoints) -> anyhow::Result<()> {
     install(&needs)
 }
 
-/// Installs Debian's `docker-compose` (for the compose check of `cargo xtask test`) when it is missing.
-pub fn ensure_compose() -> anyhow::Result<()> {
-    if Command::new("docker-compose").arg("version").output().is_ok() {
-        return Ok(());
-    }
-    install(&[Need { package: "docker-compose", what: "docker-compose, for the compose checks".into() }])
-}
-
 /// What a non-root user is told when `needs` are missing.
 pub fn missing_message(needs: &[Need]) -> String {
     let lines: Vec<String> =

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod chaos;
+pub mod compose_up;
 pub mod doctor;
 pub mod down;
 pub mod load_test;

@@ -1,0 +1,77 @@
+#!/bin/bash
+# The compose stack's secrets, made on its first start: the one-shot `secrets` service of docker-compose.yml runs
+# this before anything else. Each secret is a file in the `secrets` volume (/run/openbank), owned by the services'
+# user (uid 10001) and readable by it alone; the services read them through `<VAR>_FILE` and PostgreSQL through
+# POSTGRES_PASSWORD_FILE, so no secret is in an image, in docker-compose.yml, in git or in an environment variable.
+#
+# - A secret that is set in the environment (from a .env beside docker-compose.yml) is written as given.
+# - Otherwise one made on an earlier start is kept, and a missing one is generated (24 random bytes, base64url).
+# - DATABASE_URL is derived from the PostgreSQL password every time.
+# - The employee password is printed when it is generated, once; later `docker compose run --rm secrets
+#   employee-password` prints it again.
+#
+# The PostgreSQL password takes effect on the volume's first start only (PostgreSQL keeps the one it was initialised
+# with): change it in .env before the first `up`, or `docker compose down -v` first.
+set -euo pipefail
+dir=/run/openbank
+umask 077
+
+case "${1:-init}" in
+  employee-password)
+    cat "$dir/employee_password" 2>/dev/null || { echo "no employee password yet: run docker compose up first" >&2; exit 1; }
+    exit 0 ;;
+  init) ;;
+  *) echo "usage: secrets [init | employee-password]" >&2; exit 2 ;;
+esac
+
+generate() { head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
+
+# Percent-encoding for the password inside the database URL.
+urlencode() {
+  local LC_ALL=C s="$1" out="" c h i
+  for ((i = 0; i < ${#s}; i++)); do
+    c="${s:i:1}"
+    case "$c" in
+      [a-zA-Z0-9._~-]) out+="$c" ;;
+      *) printf -v h '%%%02X' "'$c"; out+="$h" ;;
+    esac
+  done
+  printf '%s' "$out"
+}
+
+write() {
+  local name="$1" value="$2"
+  printf '%s\n' "$value" > "$dir/.$name.new"
+  chown 10001:10001 "$dir/.$name.new"
+  chmod 0400 "$dir/.$name.new"
+  mv -f "$dir/.$name.new" "$dir/$name"
+}
+
+made=()
+# secret FILE VARIABLE: the variable's value, the kept file, or a new one.
+secret() {
+  local file="$1" var="$2"
+  if [ -n "${!var:-}" ]; then
+    write "$file" "${!var}"
+  elif [ ! -s "$dir/$file" ]; then
+    write "$file" "$(generate)"
+    made+=("$file")
+  fi
+}
+
+mkdir -p "$dir"
+chmod 0755 "$dir"
+secret postgres_password POSTGRES_PASSWORD
+secret company_account_token COMPANY_ACCOUNT_TOKEN
+secret employee_password EMPLOYEE_PASSWORD
+write database_url "postgres://openbank:$(urlencode "$(cat "$dir/postgres_password")")@${POSTGRES_HOST:-postgres}:5432/openbank"
+
+if [ "${#made[@]}" -gt 0 ]; then
+  echo "secrets: generated ${made[*]} (kept in the volume \`secrets\`; a .env beside docker-compose.yml overrides them)"
+else
+  echo "secrets: kept the ones of an earlier start"
+fi
+if [[ " ${made[*]} " == *" employee_password "* ]]; then
+  echo "secrets: web UI employee login: user \`employee\`, password $(cat "$dir/employee_password")"
+  echo "secrets: (shown once; print it again with: docker compose run --rm secrets employee-password)"
+fi
