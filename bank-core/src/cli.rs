@@ -98,10 +98,7 @@ pub fn parse<C: CommandFactory + FromArgMatches>(validate: impl FnOnce(&C) -> an
 /// `command` with each setting whose variable `VAR` is unset but `VAR_FILE` names a file defaulting to that file's
 /// contents (one trailing newline dropped). The value is hidden from `--help`; an unreadable file is an error that
 /// names the variable and the file, never the contents.
-pub fn from_files(
-    command: Command,
-    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
-) -> anyhow::Result<Command> {
+pub fn from_files(command: Command, env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> anyhow::Result<Command> {
     let mut values: Vec<(clap::Id, &'static str)> = Vec::new();
     for arg in command.get_arguments() {
         let Some(var) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else { continue };

@@ -294,7 +294,8 @@ pub fn check_env(services: &Services, dockerfile: &str, vars: &BTreeMap<String, 
             continue;
         };
         // `VAR_FILE` is read wherever `VAR` is (bank_core::cli).
-        let reads = |k: &String| known.contains(k) || k.strip_suffix("_FILE").is_some_and(|v| known.iter().any(|x| x == v));
+        let reads =
+            |k: &String| known.contains(k) || k.strip_suffix("_FILE").is_some_and(|v| known.iter().any(|x| x == v));
         for key in s.environment.keys().filter(|k| !reads(k)) {
             problems.push(format!("service `{name}` sets {key}, which `{target}` does not read"));
         }
@@ -705,10 +706,9 @@ mod tests {
 
     /// Compose v2 is installed by `cargo xtask test` before the tests run; elsewhere it may be missing.
     fn have_compose_v2() -> bool {
-        let have = Command::new("docker")
-            .args(["compose", "version", "--short"])
-            .output()
-            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim_start_matches('v').starts_with('2'));
+        let have = Command::new("docker").args(["compose", "version", "--short"]).output().is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).trim_start_matches('v').starts_with('2')
+        });
         let ci = std::env::var("CI").is_ok_and(|v| v == "true");
         assert!(have || !ci, "Compose v2 (`docker compose`) is missing under CI=true");
         if !have {
@@ -736,7 +736,11 @@ mod tests {
         for (from, to, what) in [
             (",3@kafka-3:9093", "", "voters"),
             ("KAFKA_MIN_INSYNC_REPLICAS: 2", "KAFKA_MIN_INSYNC_REPLICAS: 1", "KAFKA_MIN_INSYNC_REPLICAS"),
-            ("KAFKA_BROKERS: kafka:9092,kafka-2:9092,kafka-3:9092", "KAFKA_BROKERS: kafka:9092", "KAFKA_BROKERS=kafka:9092 "),
+            (
+                "KAFKA_BROKERS: kafka:9092,kafka-2:9092,kafka-3:9092",
+                "KAFKA_BROKERS: kafka:9092",
+                "KAFKA_BROKERS=kafka:9092 ",
+            ),
         ] {
             assert!(overlay.contains(from), "{from} is not in {CLUSTER_FILE}");
             std::fs::write(dir.join(CLUSTER_FILE), overlay.replacen(from, to, 1)).unwrap();

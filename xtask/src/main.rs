@@ -151,9 +151,9 @@ fn main() -> ExitCode {
             cmd::chaos::chaos(&cmd::chaos::ChaosOptions { duration, seed, rate, heartbeat_rate })
         }
         Cmd::Compose => paths::Paths::new(false).map(|p| compose::report(&compose::checks(&p))),
-        Cmd::ComposeUp => paths::Paths::new(false)
-            .and_then(|p| cmd::compose_up::run(&p))
-            .map(|outcome| print_checks(&outcome.checks)),
+        Cmd::ComposeUp => {
+            paths::Paths::new(false).and_then(|p| cmd::compose_up::run(&p)).map(|outcome| print_checks(&outcome.checks))
+        }
         Cmd::TestNonRoot => {
             paths::Paths::new(false).and_then(|p| cmd::nonroot::run(&p)).map(|outcome| print_checks(&outcome.checks))
         }

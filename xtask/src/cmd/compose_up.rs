@@ -71,7 +71,9 @@ pub fn run(paths: &Paths) -> anyhow::Result<Outcome> {
     if !left.is_empty() {
         eprintln!("FAIL left behind: {}", left.join(", "));
     }
-    outcome.checks.push(("`docker compose down -v` leaves no container, network or volume".into(), down && left.is_empty()));
+    outcome
+        .checks
+        .push(("`docker compose down -v` leaves no container, network or volume".into(), down && left.is_empty()));
     if let Err(e) = result {
         eprintln!("FAIL compose: {e:#}");
         outcome.checks.push((format!("compose run: {e:#}"), false));
@@ -143,7 +145,12 @@ impl Run {
         let out = self.compose(args, overlays).stdin(Stdio::null()).output().context("cannot run docker compose")?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
-            bail!("docker compose {} failed: {}{}", args.join(" "), text.trim(), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "docker compose {} failed: {}{}",
+                args.join(" "),
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(text)
     }
@@ -179,7 +186,8 @@ impl Run {
         let logs = self.output(&["logs", "--no-color", "secrets"], &[]).unwrap_or_default();
         let password = self.output(&["run", "--rm", "-T", "secrets", "employee-password"], &[])?.trim().to_owned();
         let shown = logs.matches(&password).count();
-        check(outcome, 
+        check(
+            outcome,
             "the generated employee password is shown once at first start and by `run --rm secrets employee-password`",
             password.len() >= 24 && shown == 1,
         );
@@ -189,7 +197,11 @@ impl Run {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        check(outcome, "no secret in an image's or a container's configuration", !inspected.is_empty() && !inspected.contains(&password));
+        check(
+            outcome,
+            "no secret in an image's or a container's configuration",
+            !inspected.is_empty() && !inspected.contains(&password),
+        );
 
         banner("a GraphQL round trip through :8888");
         let round_trip = crate::cmd::test::gateway_check(GATEWAY);
@@ -206,8 +218,21 @@ impl Run {
         let before = load_test_runs();
         let loaded = self
             .compose(
-                &["--profile", "load-test", "run", "--rm", "-T", "load-test", "run", "--rates", "50,100", "--step-secs", "10",
-                  "--users", "50"],
+                &[
+                    "--profile",
+                    "load-test",
+                    "run",
+                    "--rm",
+                    "-T",
+                    "load-test",
+                    "run",
+                    "--rates",
+                    "50,100",
+                    "--step-secs",
+                    "10",
+                    "--users",
+                    "50",
+                ],
                 &[],
             )
             .stdin(Stdio::null())
@@ -223,9 +248,14 @@ impl Run {
         let paths = Paths::new(false)?;
         crate::frontend::build(&paths)?;
         crate::frontend::ensure_chromium()?;
-        let counts = crate::frontend::browser_tests(&paths, &format!("http://{GATEWAY}"), Some(&password), &screenshots)?;
+        let counts =
+            crate::frontend::browser_tests(&paths, &format!("http://{GATEWAY}"), Some(&password), &screenshots)?;
         eprintln!("  browser tests: {} passed, {} failed", counts.passed, counts.failed);
-        check(outcome, "the browser tests pass against the compose stack's web UI", counts.passed > 0 && counts.failed == 0);
+        check(
+            outcome,
+            "the browser tests pass against the compose stack's web UI",
+            counts.passed > 0 && counts.failed == 0,
+        );
 
         banner("bank-audit in the load-test image");
         check(outcome, "`bank-audit` passes against the compose stack", self.audit(&[]));
@@ -242,7 +272,11 @@ impl Run {
         }
         let held = self.cluster_fault(cluster);
         self.save_logs("cluster");
-        check(outcome, "a broker stopped and started while transfers flow: every confirmed transfer stored once", held.is_ok());
+        check(
+            outcome,
+            "a broker stopped and started while transfers flow: every confirmed transfer stored once",
+            held.is_ok(),
+        );
         if let Err(e) = held {
             eprintln!("  {e:#}");
         }
@@ -256,12 +290,15 @@ impl Run {
         let deadline = Instant::now() + HEALTHY_TIMEOUT;
         let mut last = String::new();
         loop {
-            let text = self.output(&["ps", "-a", "--format", "{{.Service}} {{.State}} {{.Health}} {{.ExitCode}}"], overlays)?;
+            let text =
+                self.output(&["ps", "-a", "--format", "{{.Service}} {{.State}} {{.Health}} {{.ExitCode}}"], overlays)?;
             let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
             let one_shot = |s: &str| matches!(s, "secrets" | "synchronizer");
             let failed: Vec<String> = rows
                 .iter()
-                .filter(|r| r.len() >= 2 && (r[1] == "exited" || r[1] == "dead") && !(one_shot(r[0]) && r.last() == Some(&"0")))
+                .filter(|r| {
+                    r.len() >= 2 && (r[1] == "exited" || r[1] == "dead") && !(one_shot(r[0]) && r.last() == Some(&"0"))
+                })
                 .map(|r| r.join(" "))
                 .collect();
             if !failed.is_empty() {
@@ -308,8 +345,20 @@ impl Run {
             c.stdin(Stdio::null());
             c
         };
-        let mut drive = lt(&["chaos", "drive", "--duration", "40", "--rate", "20", "--users", "16", "--endpoints",
-                             "http://graphql-endpoint:8888", "--out", out])
+        let mut drive = lt(&[
+            "chaos",
+            "drive",
+            "--duration",
+            "40",
+            "--rate",
+            "20",
+            "--users",
+            "16",
+            "--endpoints",
+            "http://graphql-endpoint:8888",
+            "--out",
+            out,
+        ])
         .spawn()
         .context("cannot start the load tester")?;
         std::thread::sleep(Duration::from_secs(10));
@@ -345,7 +394,8 @@ impl Run {
             ("network", vec!["network", "ls", "-q", "--filter", &label]),
             ("volume", vec!["volume", "ls", "-q", "--filter", &label]),
         ] {
-            let out = Command::new("docker").args(&args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            let out =
+                Command::new("docker").args(&args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
             for id in out.unwrap_or_default().lines().filter(|l| !l.trim().is_empty()) {
                 left.push(format!("{what} {id}"));
             }
@@ -363,7 +413,8 @@ impl Drop for Run {
 /// The override that gives every built service host networking for its build (the only way out of a container
 /// on a machine whose registries are reached through its own name resolution); nothing else.
 pub fn build_override_yaml(compose_file: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(compose_file).with_context(|| format!("cannot read {}", compose_file.display()))?;
+    let text =
+        std::fs::read_to_string(compose_file).with_context(|| format!("cannot read {}", compose_file.display()))?;
     let services = crate::compose::parse(&text)?;
     let mut out = String::from("# Written by `cargo xtask compose-up` for its run only.\nservices:\n");
     for (name, s) in &services {
@@ -382,7 +433,12 @@ fn docker_gid() -> String {
 
 /// `docker info` answers; as root, installs `docker.io` and starts `dockerd` when it does not.
 fn ensure_engine(paths: &Paths) -> anyhow::Result<()> {
-    let answers = || Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output().is_ok_and(|o| o.status.success());
+    let answers = || {
+        Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
     if answers() {
         return Ok(());
     }
@@ -390,7 +446,10 @@ fn ensure_engine(paths: &Paths) -> anyhow::Result<()> {
         bail!("no Docker engine answers (`docker info`); start dockerd, or run as root and xtask starts it");
     }
     if Command::new("dockerd").arg("--version").output().is_err() {
-        setup::install(&[setup::Need { package: "docker.io", what: "the Docker engine, for `cargo xtask compose-up`".into() }])?;
+        setup::install(&[setup::Need {
+            package: "docker.io",
+            what: "the Docker engine, for `cargo xtask compose-up`".into(),
+        }])?;
     }
     let log = paths.logs().join("dockerd.log");
     std::fs::create_dir_all(paths.logs())?;
@@ -431,7 +490,11 @@ pub fn ensure_compose_v2(paths: &Paths) -> anyhow::Result<()> {
     let src = paths.cache.join(format!("compose-{COMPOSE_VERSION}"));
     let _ = std::fs::remove_dir_all(&src);
     std::fs::create_dir_all(&paths.cache)?;
-    anyhow::ensure!(Command::new("cp").arg("-r").arg(&module).arg(&src).status()?.success(), "cannot copy {}", module.display());
+    anyhow::ensure!(
+        Command::new("cp").arg("-r").arg(&module).arg(&src).status()?.success(),
+        "cannot copy {}",
+        module.display()
+    );
     Command::new("chmod").args(["-R", "u+w"]).arg(&src).status()?;
     let built = Command::new("go")
         .current_dir(&src)
@@ -455,7 +518,11 @@ fn standins(paths: &Paths) -> anyhow::Result<()> {
     let toolchain = std::fs::read_to_string(paths.root.join("rust-toolchain.toml"))?;
     let rust = toolchain
         .lines()
-        .find_map(|l| l.trim().strip_prefix("channel").map(|v| v.trim_start_matches([' ', '=']).trim().trim_matches('"').to_owned()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("channel")
+                .map(|v| v.trim_start_matches([' ', '=']).trim().trim_matches('"').to_owned())
+        })
         .context("no channel in rust-toolchain.toml")?;
     let ok = Command::new("bash")
         .arg(paths.root.join("xtask/standins/build.sh"))
