@@ -37,6 +37,42 @@ async fn metrics_handler(State(p): State<Probes>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], p.metrics.render())
 }
 
+/// Refuses (421, `FOREIGN_HOST`) a request whose `Host` names a domain: only IP literals, `localhost` and
+/// single-label names (a compose service's, `heartbeat:17888`) are this machine's or its network's. A web page that
+/// rebinds its own domain to 127.0.0.1 makes the browser send that domain as `Host`, so this stops it from calling
+/// loopback admin endpoints (`PUT /rate`, registry deletes) from a victim's browser. No `Host` (HTTP/1.0) passes.
+pub async fn local_hosts_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let host = request.headers().get(axum::http::header::HOST).map(|h| h.to_str().unwrap_or("\u{fffd}").to_owned());
+    match host {
+        Some(h) if !is_local_host(&h) => (
+            StatusCode::MISDIRECTED_REQUEST,
+            "FOREIGN_HOST: this endpoint answers only to an IP address, localhost or a single-label host name\n",
+        )
+            .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// `host[:port]` is an IP literal, `localhost` or a name without a dot.
+pub fn is_local_host(host_port: &str) -> bool {
+    let host = match host_port.strip_prefix('[') {
+        Some(rest) => return rest.split(']').next().is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            host_port.rsplit_once(':').map_or(host_port, |(h, p)| if p.parse::<u16>().is_ok() { h } else { host_port })
+        }
+    };
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && (host.eq_ignore_ascii_case("localhost")
+            || (!host.contains('.') && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')))
+}
+
 /// A readiness check that always passes (for services without dependencies).
 pub fn always_ready() -> ReadyCheck {
     Arc::new(|| Box::pin(async { Ok(()) }))
@@ -59,6 +95,37 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         } => {
             tracing::warn!("connections still open after the shutdown grace period; closing them");
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_host_names_pass() {
+        for ok in [
+            "127.0.0.1:17888",
+            "localhost:8081",
+            "LOCALHOST",
+            "[::1]:8081",
+            "heartbeat:17888",
+            "schema-registry",
+            "10.0.0.7",
+        ] {
+            assert!(is_local_host(ok), "{ok}");
+        }
+        for foreign in [
+            "evil.example:17888",
+            "evil.example",
+            "127.0.0.1.nip.io:17888",
+            "localhost.evil.example",
+            "[zz]:1",
+            "",
+            "a b",
+        ] {
+            assert!(!is_local_host(foreign), "{foreign}");
         }
     }
 }

@@ -222,13 +222,13 @@ impl Gateway {
 
     /// Sends the creation command and waits (bounded) for its result to be projected.
     async fn open_account(&self, creation_id: Uuid) -> anyhow::Result<()> {
-        let waiting = self.results.expect(creation_id);
+        let mut waiting = self.results.expect(creation_id);
         if let Err(e) = self.send_creation(creation_id).await {
-            self.results.forget(creation_id);
+            self.results.forget(&waiting);
             return Err(e);
         }
-        let _ = tokio::time::timeout(self.settings.result_timeout, waiting).await;
-        self.results.forget(creation_id);
+        let _ = tokio::time::timeout(self.settings.result_timeout, &mut waiting.result).await;
+        self.results.forget(&waiting);
         Ok(())
     }
 
@@ -329,7 +329,7 @@ impl Gateway {
                 return Ok(row);
             }
         }
-        let waiting = self.results.expect(row.id);
+        let mut waiting = self.results.expect(row.id);
         // The debited account keys the command: the sender, or the receiver of a cash deposit.
         let key = if from == bank_core::CASH { to } else { from };
         let command = ConfirmMoneyTransfer {
@@ -341,7 +341,7 @@ impl Gateway {
             description: description.to_owned(),
         };
         if let Err(e) = self.send(&self.settings.topics.confirm_money_transfer, key.as_bytes(), &command).await {
-            self.results.forget(row.id);
+            self.results.forget(&waiting);
             tracing::warn!(error = %e, "cannot send a transfer");
             return Err(GatewayError::Unavailable(
                 "the bank cannot be reached right now; send again with the same idempotencyKey",
@@ -349,8 +349,8 @@ impl Gateway {
         }
         metrics::counter!("gateway_transfers_sent_total").increment(1);
         let deadline = Instant::now() + self.settings.result_timeout;
-        let answered = tokio::time::timeout(self.settings.result_timeout, waiting).await;
-        self.results.forget(row.id);
+        let answered = tokio::time::timeout(self.settings.result_timeout, &mut waiting.result).await;
+        self.results.forget(&waiting);
         match answered {
             Ok(Ok(n)) => {
                 let status = n.status.unwrap_or(TransferStatus::Pending);

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use sqlx::postgres::{PgListener, PgPool};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
@@ -82,8 +82,18 @@ pub struct Results {
     pub transfers: Fanout<i64, Notice>,
     /// Users whose sessions changed (logout, password or role change), on any instance
     pub sessions: broadcast::Sender<i64>,
-    waiters: Mutex<HashMap<Uuid, oneshot::Sender<Notice>>>,
+    /// Requests waiting for a command's result: several may wait for one id (the same idempotency key sent twice
+    /// at once), each under its own number so that one giving up does not take the other's place.
+    waiters: Mutex<HashMap<Uuid, Vec<(u64, oneshot::Sender<Notice>)>>>,
+    next_waiter: AtomicU64,
     listening: AtomicBool,
+}
+
+/// One request's wait for a result: [`Results::forget`] it when done.
+pub struct Waiter {
+    id: Uuid,
+    n: u64,
+    pub result: oneshot::Receiver<Notice>,
 }
 
 impl Default for Results {
@@ -92,6 +102,7 @@ impl Default for Results {
             transfers: Fanout::new(SUBSCRIBER_BUFFER),
             sessions: broadcast::channel(SUBSCRIBER_BUFFER).0,
             waiters: Mutex::default(),
+            next_waiter: AtomicU64::new(0),
             listening: AtomicBool::new(false),
         }
     }
@@ -99,14 +110,22 @@ impl Default for Results {
 
 impl Results {
     /// Registers interest in the result of command `id`; call before sending the command.
-    pub fn expect(&self, id: Uuid) -> oneshot::Receiver<Notice> {
+    pub fn expect(&self, id: Uuid) -> Waiter {
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiters).insert(id, tx);
-        rx
+        let n = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+        lock(&self.waiters).entry(id).or_default().push((n, tx));
+        Waiter { id, n, result: rx }
     }
 
-    pub fn forget(&self, id: Uuid) {
-        lock(&self.waiters).remove(&id);
+    /// Ends `waiter`'s interest (answered or not); other waiters of the same id keep theirs.
+    pub fn forget(&self, waiter: &Waiter) {
+        let mut waiters = lock(&self.waiters);
+        if let Some(list) = waiters.get_mut(&waiter.id) {
+            list.retain(|(n, _)| *n != waiter.n);
+            if list.is_empty() {
+                waiters.remove(&waiter.id);
+            }
+        }
     }
 
     /// Hands a notice on: to the request waiting for it, and to the subscribers of its kind.
@@ -116,7 +135,8 @@ impl Results {
             let _ = self.sessions.send(notice.user);
             return;
         }
-        if let Some(tx) = lock(&self.waiters).remove(&notice.id) {
+        let waiting = lock(&self.waiters).remove(&notice.id);
+        for (_, tx) in waiting.into_iter().flatten() {
             let _ = tx.send(notice.clone());
         }
         if notice.kind == NoticeKind::Transfer {
@@ -216,7 +236,7 @@ mod tests {
     async fn a_notice_reaches_its_waiter_and_transfer_subscribers_only() {
         let results = Results::default();
         let id = Uuid::new_v4();
-        let waiting = results.expect(id);
+        let waiting = results.expect(id).result;
         let mut transfers = results.transfers.subscribe(1);
         let mut sessions = results.sessions.subscribe();
         results.deliver(Notice {
@@ -232,5 +252,28 @@ mod tests {
         results.deliver(Notice { kind: NoticeKind::Sessions, id: Uuid::nil(), user: 9, status: None, reason: None });
         assert_eq!(sessions.try_recv().unwrap(), 9);
         assert!(transfers.try_recv().is_err(), "a session notice is no transfer result");
+    }
+
+    #[tokio::test]
+    async fn two_requests_waiting_for_one_id_both_get_the_result() {
+        let results = Results::default();
+        let id = Uuid::new_v4();
+        let mut first = results.expect(id);
+        let mut second = results.expect(id);
+        let third = results.expect(id);
+        // One gives up first: the others still wait.
+        results.forget(&third);
+        results.deliver(Notice {
+            kind: NoticeKind::Transfer,
+            id,
+            user: 1,
+            status: Some(TransferStatus::Confirmed),
+            reason: None,
+        });
+        assert_eq!((&mut first.result).await.unwrap().status, Some(TransferStatus::Confirmed));
+        assert_eq!((&mut second.result).await.unwrap().status, Some(TransferStatus::Confirmed));
+        results.forget(&first);
+        results.forget(&second);
+        assert!(lock(&results.waiters).is_empty(), "nothing is left behind");
     }
 }

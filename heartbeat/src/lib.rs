@@ -76,7 +76,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let router = Router::new()
         .route("/rate", get(get_rate).put(put_rate))
         .with_state(state.clone())
-        .merge(bank_core::http::probe_routes(ready, bank_core::telemetry::metrics()));
+        .merge(bank_core::http::probe_routes(ready, bank_core::telemetry::metrics()))
+        .layer(axum::middleware::from_fn(bank_core::http::local_hosts_only));
     tracing::info!(addr = %listener.local_addr()?, rate = config.rate, topic = %topic, "heartbeat listening");
     let http = tokio::spawn(bank_core::http::serve(listener, router, shutdown.clone()));
 

@@ -31,6 +31,8 @@ pub fn routes(pool: PgPool) -> Router {
         .route("/config/{subject}", get(get_subject_config).put(put_subject_config).delete(delete_subject_config))
         .route("/compatibility/subjects/{subject}/versions/{version}", post(check_compatibility))
         .with_state(pool)
+        // No web page may reach the registry through a rebound domain name (DNS rebinding).
+        .layer(axum::middleware::from_fn(bank_core::http::local_hosts_only))
 }
 
 fn ok(body: Value) -> Response {
