@@ -29,7 +29,11 @@ RUN cargo chef prepare --recipe-path recipe.json
 # ---- every binary, release, stripped
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --recipe-path recipe.json
+# The same packages as the build below: cargo unifies dependency features over the packages it builds, so cooking
+# the whole workspace (xtask, e2e, the tests' features) would leave dependencies the build must compile again.
+RUN cargo chef cook --release --locked --recipe-path recipe.json --bins \
+        -p schema-registry -p synchronizer -p heartbeat -p command-generator -p command-handler \
+        -p graphql-endpoint -p load-test -p bank-audit
 COPY . .
 RUN cargo build --release --locked --bins \
         -p schema-registry -p synchronizer -p heartbeat -p command-generator -p command-handler \

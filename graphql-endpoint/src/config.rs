@@ -66,7 +66,8 @@ pub struct Config {
     #[arg(long, env = "GRAPHQL_HASH_CONCURRENCY", default_value_t = 2)]
     pub hash_concurrency: usize,
 
-    /// Failed logins of one user name per window before RATE_LIMITED
+    /// Failed logins of one user name from one client address per window before RATE_LIMITED there; from all
+    /// addresses together a user name may fail 20 times this (so an attacker's guesses do not lock the owner out)
     #[arg(long, env = "GRAPHQL_LOGIN_FAILURES_PER_USER", default_value_t = 5)]
     pub login_failures_per_user: u32,
 

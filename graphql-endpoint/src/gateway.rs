@@ -20,6 +20,9 @@ use uuid::Uuid;
 
 pub use crate::validate::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, normalise_username};
 
+/// How many more failed logins a user name may have from all client addresses together than from one.
+pub const USER_CEILING_FACTOR: u32 = 20;
+
 /// The user's account (its IBAN), or why there is none yet.
 pub fn own_account(user: &User) -> GatewayResult<&str> {
     match (&user.iban, &user.account_token) {
@@ -93,8 +96,10 @@ pub struct Gateway {
     pub settings: Settings,
     /// Password hashes running at once
     pub hashes: HashPool,
-    /// Failed logins per user name
+    /// Failed logins per user name and client address
     pub user_failures: FailureLimiter,
+    /// Failed logins per user name from every address: [`USER_CEILING_FACTOR`] times the per-address budget
+    pub user_ceiling: FailureLimiter,
     /// Failed logins per client address
     pub address_failures: FailureLimiter,
     /// Websocket operations running on this instance
@@ -157,8 +162,10 @@ impl Gateway {
         Ok(user)
     }
 
-    /// Checks a password. Failures count per user name and per client address; past the limit the answer is
-    /// RATE_LIMITED (before any hash is computed) until the window ends. A user whose account creation was
+    /// Checks a password. Failures count per user name and client address, per client address, and per user name
+    /// from every address together ([`USER_CEILING_FACTOR`] times more): past a limit the answer is RATE_LIMITED
+    /// (before any hash is computed) until the window ends. Keyed so, an attacker's wrong guesses from one address
+    /// do not refuse the owner's right password from another. A user whose account creation was
     /// lost (no IBAN, no refusal) gets the creation command sent again.
     pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> GatewayResult<User> {
         let wrong = || GatewayError::Unauthenticated("wrong username or password");
@@ -166,8 +173,11 @@ impl Gateway {
         // A name outside the rule cannot exist: it is checked against nothing and tracked under the address only.
         let name = normalise_username(username);
         let address = client.map(|a| a.to_string());
-        if let Some(n) = &name {
-            self.user_failures.check(n, now).map_err(rate_limited)?;
+        // The user name as tried from this address (or from nowhere known).
+        let pair = name.as_ref().map(|n| format!("{n} from {}", address.as_deref().unwrap_or("?")));
+        if let (Some(n), Some(p)) = (&name, &pair) {
+            self.user_failures.check(p, now).map_err(rate_limited)?;
+            self.user_ceiling.check(n, now).map_err(rate_limited)?;
         }
         if let Some(a) = &address {
             self.address_failures.check(a, now).map_err(rate_limited)?;
@@ -184,15 +194,16 @@ impl Gateway {
             .await?;
         match found {
             Some((user, _)) if matches => {
-                if let Some(n) = &name {
-                    self.user_failures.clear(n);
+                if let Some(p) = &pair {
+                    self.user_failures.clear(p);
                 }
                 self.resume_account(user).await
             }
             _ => {
                 metrics::counter!("gateway_failed_logins_total").increment(1);
-                if let Some(n) = &name {
-                    self.user_failures.fail(n, now);
+                if let (Some(n), Some(p)) = (&name, &pair) {
+                    self.user_failures.fail(p, now);
+                    self.user_ceiling.fail(n, now);
                 }
                 if let Some(a) = &address {
                     self.address_failures.fail(a, now);

@@ -83,6 +83,11 @@ fn gateway_of(config: &Config, pool: PgPool, producer: FutureProducer, codec: Ar
         settings,
         hashes: limits::HashPool::new(config.hash_concurrency),
         user_failures: limits::FailureLimiter::new(config.login_failures_per_user, window, MAX_TRACKED_LOGIN_FAILURES),
+        user_ceiling: limits::FailureLimiter::new(
+            config.login_failures_per_user.saturating_mul(crate::gateway::USER_CEILING_FACTOR),
+            window,
+            MAX_TRACKED_LOGIN_FAILURES,
+        ),
         address_failures: limits::FailureLimiter::new(
             config.login_failures_per_address,
             window,

@@ -187,7 +187,7 @@ async fn requests_beyond_the_in_flight_limit_are_refused_at_once_with_overloaded
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn failed_logins_are_rate_limited_per_user_name_and_per_address() {
+async fn failed_logins_are_rate_limited_per_user_name_and_address_per_address_and_per_name_overall() {
     let bank = Bank::start_with(2, |c| {
         c.login_failures_per_user = 3;
         c.login_failures_per_address = 6;
@@ -197,16 +197,27 @@ async fn failed_logins_are_rate_limited_per_user_name_and_per_address() {
     bank.register("alice").await;
     bank.register("bob").await;
 
-    // Per user name (instance a): three failures, then even the right password waits.
+    // Per user name and address (instance a): three failures from 127.0.0.2, then even the right password waits
+    // there; the owner from 127.0.0.3 gets in (an attacker cannot lock a user out).
+    let (attacker, owner): (std::net::IpAddr, std::net::IpAddr) =
+        ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
     for _ in 0..3 {
-        assert_eq!(code(&http_login(a, "alice", "wrong password").await), "UNAUTHENTICATED");
+        assert_eq!(code(&http_login_from(a, attacker, "alice", "wrong password").await), "UNAUTHENTICATED");
     }
-    let r = http_login(a, "Alice", PASSWORD).await;
+    let r = http_login_from(a, attacker, "Alice", PASSWORD).await;
     assert_eq!(code(&r), "RATE_LIMITED", "{r}");
     let retry = r["errors"][0]["extensions"]["retryAfterSecs"].as_u64().expect("retryAfterSecs");
     assert!((1..=300).contains(&retry), "{r}");
-    let r = http_login(a, "bob", PASSWORD).await;
+    let r = http_login_from(a, owner, "alice", PASSWORD).await;
+    assert_eq!(r["data"]["login"]["role"], "CLIENT", "the owner from another address is not locked out: {r}");
+    let r = http_login_from(a, attacker, "bob", PASSWORD).await;
     assert_eq!(r["data"]["login"]["role"], "CLIENT", "other users are not affected: {r}");
+    // From every address together a name may fail 20 times the per-address budget (60 here), then it waits.
+    for i in 0..60u8 {
+        let from = std::net::IpAddr::from([127, 0, 1, i + 1]);
+        assert_eq!(code(&http_login_from(a, from, "bob", "wrong password").await), "UNAUTHENTICATED");
+    }
+    assert_eq!(code(&http_login_from(a, owner, "bob", PASSWORD).await), "RATE_LIMITED");
 
     // Per client address (instance b): six failures over many names, then nobody from there gets in.
     for i in 0..6 {

@@ -49,7 +49,17 @@ pub struct Outcome {
 /// `cargo xtask compose-up`.
 pub fn run(paths: &Paths) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    ensure_engine(paths)?;
+    // A dockerd this run started is stopped again at its end (containerd and the shims with it).
+    let dockerd = ensure_engine(paths)?;
+    let result = run_with_engine(paths, started);
+    if let Some(pid) = dockerd {
+        eprintln!("  stopping the dockerd this run started (pid {pid})");
+        proc::stop(pid, "dockerd", Duration::from_secs(20));
+    }
+    result
+}
+
+fn run_with_engine(paths: &Paths, started: Instant) -> anyhow::Result<Outcome> {
     ensure_compose_v2(paths)?;
     for address in [GATEWAY, HEARTBEAT] {
         if proc::port_open(address) {
@@ -431,8 +441,8 @@ fn docker_gid() -> String {
     std::fs::metadata("/var/run/docker.sock").map_or_else(|_| "0".to_owned(), |m| m.gid().to_string())
 }
 
-/// `docker info` answers; as root, installs `docker.io` and starts `dockerd` when it does not.
-fn ensure_engine(paths: &Paths) -> anyhow::Result<()> {
+/// `docker info` answers; as root, installs `docker.io` and starts `dockerd` when it does not (returning its pid).
+fn ensure_engine(paths: &Paths) -> anyhow::Result<Option<u32>> {
     let answers = || {
         Command::new("docker")
             .args(["info", "--format", "{{.ServerVersion}}"])
@@ -440,7 +450,7 @@ fn ensure_engine(paths: &Paths) -> anyhow::Result<()> {
             .is_ok_and(|o| o.status.success())
     };
     if answers() {
-        return Ok(());
+        return Ok(None);
     }
     if !postgres::is_root() {
         bail!("no Docker engine answers (`docker info`); start dockerd, or run as root and xtask starts it");
@@ -454,9 +464,9 @@ fn ensure_engine(paths: &Paths) -> anyhow::Result<()> {
     let log = paths.logs().join("dockerd.log");
     std::fs::create_dir_all(paths.logs())?;
     eprintln!("  starting dockerd (log: {})", log.display());
-    proc::spawn_detached(&mut Command::new("dockerd"), &log)?;
+    let pid = proc::spawn_detached(&mut Command::new("dockerd"), &log)?;
     proc::wait_until("dockerd", Duration::from_secs(60), answers)?;
-    Ok(())
+    Ok(Some(pid))
 }
 
 /// `docker compose version` is v2; as root (or for this user), builds Compose v2 from the Go module proxy into
