@@ -84,10 +84,13 @@ pub struct Results {
     pub sessions: broadcast::Sender<i64>,
     /// Requests waiting for a command's result: several may wait for one id (the same idempotency key sent twice
     /// at once), each under its own number so that one giving up does not take the other's place.
-    waiters: Mutex<HashMap<Uuid, Vec<(u64, oneshot::Sender<Notice>)>>>,
+    waiters: Mutex<HashMap<Uuid, Vec<Waiting>>>,
     next_waiter: AtomicU64,
     listening: AtomicBool,
 }
+
+/// A waiter's number and where its result goes.
+type Waiting = (u64, oneshot::Sender<Notice>);
 
 /// One request's wait for a result: [`Results::forget`] it when done.
 pub struct Waiter {
