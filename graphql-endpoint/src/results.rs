@@ -235,6 +235,11 @@ mod tests {
         assert_eq!(n.kind, NoticeKind::Other);
     }
 
+    /// User 1's transfer `id`, confirmed.
+    fn confirmed(id: Uuid) -> Notice {
+        Notice { kind: NoticeKind::Transfer, id, user: 1, status: Some(TransferStatus::Confirmed), reason: None }
+    }
+
     #[tokio::test]
     async fn a_notice_reaches_its_waiter_and_transfer_subscribers_only() {
         let results = Results::default();
@@ -242,13 +247,7 @@ mod tests {
         let waiting = results.expect(id).result;
         let mut transfers = results.transfers.subscribe(1);
         let mut sessions = results.sessions.subscribe();
-        results.deliver(Notice {
-            kind: NoticeKind::Transfer,
-            id,
-            user: 1,
-            status: Some(TransferStatus::Confirmed),
-            reason: None,
-        });
+        results.deliver(confirmed(id));
         assert_eq!(waiting.await.unwrap().status, Some(TransferStatus::Confirmed));
         assert_eq!(transfers.try_recv().unwrap().id, id);
         assert!(sessions.try_recv().is_err(), "a transfer is no session notice");
@@ -266,13 +265,7 @@ mod tests {
         let third = results.expect(id);
         // One gives up first: the others still wait.
         results.forget(&third);
-        results.deliver(Notice {
-            kind: NoticeKind::Transfer,
-            id,
-            user: 1,
-            status: Some(TransferStatus::Confirmed),
-            reason: None,
-        });
+        results.deliver(confirmed(id));
         assert_eq!((&mut first.result).await.unwrap().status, Some(TransferStatus::Confirmed));
         assert_eq!((&mut second.result).await.unwrap().status, Some(TransferStatus::Confirmed));
         results.forget(&first);

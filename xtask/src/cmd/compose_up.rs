@@ -202,11 +202,8 @@ impl Run {
             password.len() >= 24 && shown == 1,
         );
         // Never in an image or in a container's settings.
-        let inspected = Command::new("docker")
-            .args(["inspect", &format!("{PROJECT}-graphql-endpoint-1"), "open-bank/graphql-endpoint"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let inspected =
+            docker_text(&["inspect", &format!("{PROJECT}-graphql-endpoint-1"), "open-bank/graphql-endpoint"]);
         check(
             outcome,
             "no secret in an image's or a container's configuration",
@@ -546,30 +543,27 @@ fn standins(paths: &Paths) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Each image of the project with its size, against what the README says.
-fn image_sizes() {
-    let out = Command::new("docker")
-        .args(["images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}", "open-bank/*"])
+/// `docker <args>`'s output (empty when it fails: these lines are information, not checks).
+fn docker_text(args: &[&str]) -> String {
+    Command::new("docker")
+        .args(args)
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Each image of the project with its size, against what the README says.
+fn image_sizes() {
+    let out = docker_text(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}", "open-bank/*"]);
     eprintln!("  image sizes (the README says: each service image is the Debian slim base plus one binary):");
-    for line in out.lines() {
-        eprintln!("    {line}");
-    }
+    out.lines().for_each(|line| eprintln!("    {line}"));
 }
 
 /// Memory and CPU of every container of the project, now.
 fn memory(when: &str) {
-    let out = Command::new("docker")
-        .args(["stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.CPUPerc}}"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let out = docker_text(&["stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.CPUPerc}}"]);
     eprintln!("  memory and CPU per container, {when}:");
-    for line in out.lines().filter(|l| l.starts_with(PROJECT)) {
-        eprintln!("    {line}");
-    }
+    out.lines().filter(|l| l.starts_with(PROJECT)).for_each(|line| eprintln!("    {line}"));
 }
 
 /// Sets the heartbeat's rate and reads it back changed, then restores it.
