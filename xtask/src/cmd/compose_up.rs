@@ -9,7 +9,7 @@
 //! - the `load-test` profile writes a run (and `run.json`) the gateway lists;
 //! - the browser tests in Chromium against the web UI on :8888 (live updates over the websocket, the employee
 //!   login, the results page with that run), screenshots kept with the logs;
-//! - `bank-audit` (in the load-test image) passes;
+//! - `bank-audit` (in the load-test image) passes; a `.env`'s EMPLOYEE_PASSWORD replaces the generated one;
 //! - the cluster (docker-compose.cluster.yml): three brokers healthy, one stopped and started again while transfers
 //!   flow, every confirmed transfer stored once (`load-test chaos verify`), the audit passes;
 //! - `docker compose down -v` leaves no container, network or volume of the project.
@@ -129,6 +129,11 @@ impl Run {
 
     /// `docker compose` with the files of `overlays` (`cluster`: docker-compose.cluster.yml) and `args`.
     fn compose(&self, args: &[&str], overlays: &[&str]) -> Command {
+        self.compose_with(&self.env_file, args, overlays)
+    }
+
+    /// [`Run::compose`] with `env_file` as the `.env`.
+    fn compose_with(&self, env_file: &Path, args: &[&str], overlays: &[&str]) -> Command {
         let mut c = Command::new("docker");
         c.current_dir(&self.root)
             .env("DOCKER_BUILDKIT", "0")
@@ -141,7 +146,7 @@ impl Run {
             .env_remove("EMPLOYEE_PASSWORD")
             .env_remove("COMPANY_ACCOUNT_TOKEN")
             .args(["compose", "--env-file"])
-            .arg(&self.env_file)
+            .arg(env_file)
             .args(["-f", crate::compose::COMPOSE_FILE]);
         for o in overlays {
             c.arg("-f").arg(format!("docker-compose.{o}.yml"));
@@ -268,6 +273,13 @@ impl Run {
         check(outcome, "`bank-audit` passes against the compose stack", self.audit(&[]));
         self.save_logs("single");
 
+        banner("a .env overrides a generated secret");
+        check(
+            outcome,
+            "a .env's EMPLOYEE_PASSWORD replaces the generated one; without it the secret is kept",
+            self.env_overrides(&password),
+        );
+
         banner("the cluster: docker-compose.cluster.yml, one broker stopped while transfers flow");
         self.compose(&["down", "-v"], &[]).status()?;
         let cluster = &["cluster"];
@@ -328,6 +340,25 @@ impl Run {
             }
             std::thread::sleep(Duration::from_secs(2));
         }
+    }
+
+    /// `secrets` run again with a `.env` naming EMPLOYEE_PASSWORD writes that one; run again without, it keeps it.
+    fn env_overrides(&self, generated: &str) -> bool {
+        let chosen = format!("chosen-{}-{}", std::process::id(), generated.len());
+        let env = self.dir.join("override.env");
+        if std::fs::write(&env, format!("EMPLOYEE_PASSWORD={chosen}\n")).is_err() {
+            return false;
+        }
+        let read = || self.output(&["run", "--rm", "-T", "secrets", "employee-password"], &[]).unwrap_or_default();
+        let set = self.compose_with(&env, &["run", "--rm", "-T", "secrets"], &[]).stdin(Stdio::null()).status();
+        let after_set = read();
+        let again = self.compose(&["run", "--rm", "-T", "secrets"], &[]).stdin(Stdio::null()).status();
+        let kept = read();
+        eprintln!("  with the .env: {}; without it again: {}", after_set.trim() == chosen, kept.trim() == chosen);
+        set.is_ok_and(|s| s.success())
+            && again.is_ok_and(|s| s.success())
+            && after_set.trim() == chosen
+            && kept.trim() == chosen
     }
 
     /// `bank-audit` in the load-test image; whether it passed.
