@@ -48,11 +48,13 @@ write() {
 }
 
 made=()
+given=()
 # secret FILE VARIABLE: the variable's value, the kept file, or a new one.
 secret() {
   local file="$1" var="$2"
   if [ -n "${!var:-}" ]; then
     write "$file" "${!var}"
+    given+=("$var")
   elif [ ! -s "$dir/$file" ]; then
     write "$file" "$(generate)"
     made+=("$file")
@@ -66,10 +68,13 @@ secret company_account_token COMPANY_ACCOUNT_TOKEN
 secret employee_password EMPLOYEE_PASSWORD
 write database_url "postgres://openbank:$(urlencode "$(cat "$dir/postgres_password")")@${POSTGRES_HOST:-postgres}:5432/openbank"
 
+if [ "${#given[@]}" -gt 0 ]; then
+  echo "secrets: set ${given[*]} as given (a .env beside docker-compose.yml)"
+fi
 if [ "${#made[@]}" -gt 0 ]; then
   echo "secrets: generated ${made[*]} (kept in the volume \`secrets\`; a .env beside docker-compose.yml overrides them)"
-else
-  echo "secrets: kept the ones of an earlier start"
+elif [ "${#given[@]}" -lt 3 ]; then
+  echo "secrets: kept the others of an earlier start"
 fi
 if [[ " ${made[*]} " == *" employee_password "* ]]; then
   echo "secrets: web UI employee login: user \`employee\`, password $(cat "$dir/employee_password")"
