@@ -73,6 +73,8 @@ if [ "${#given[@]}" -gt 0 ]; then
 fi
 if [ "${#made[@]}" -gt 0 ]; then
   echo "secrets: generated ${made[*]} (kept in the volume \`secrets\`; a .env beside docker-compose.yml overrides them)"
+elif [ "${#given[@]}" -eq 0 ]; then
+  echo "secrets: kept the ones of an earlier start"
 elif [ "${#given[@]}" -lt 3 ]; then
   echo "secrets: kept the others of an earlier start"
 fi
