@@ -1,19 +1,34 @@
 //! Avro encoding and decoding through the schema registry (Confluent wire format: magic byte 0, 4-byte
 //! schema id, Avro binary), plus a small REST client for registering schemas.
+//!
+//! A producer writes with the schema it was built with: the codec looks up the id of the record's own `.avsc`
+//! under `<topic>-value` and never encodes with whatever version is latest, so a compatible new version
+//! registered by someone else changes nothing for it. A consumer reads any registered writer schema of the
+//! record and resolves it to its own (Avro schema resolution: fields it does not know are skipped, fields the
+//! writer lacked take their defaults), so old and new writers both decode.
 
-use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
-use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
-use crate::avro::{AvroRecord, RecordError};
+use crate::avro::{ALL_SCHEMAS, AvroRecord, RecordError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    #[error("schema registry or avro error: {0}")]
-    Registry(#[from] SRCError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("the schema of {record} this build writes is not registered under {subject}")]
+    NotRegistered { subject: String, record: &'static str },
+    #[error("no schema with id {0} in the registry")]
+    UnknownId(u32),
+    #[error("record is not in the registry's wire format (magic byte 0 and a 4-byte schema id)")]
+    Header,
+    #[error("avro: {0}")]
+    Avro(#[from] apache_avro::Error),
     #[error("record does not match {expected}: got {actual}")]
     UnexpectedRecord { expected: &'static str, actual: String },
     #[error("record is malformed: {0}")]
@@ -23,52 +38,139 @@ pub enum CodecError {
 }
 
 impl CodecError {
-    /// The registry was unreachable or failed on its side: retry later instead of treating the record as poison.
+    /// The registry was unreachable or failed on its side, or has not got this build's schema yet: retry later
+    /// instead of treating the record as poison.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Registry(e) => e.retriable || e.to_string().contains("status 5"),
+            Self::Registry(RegistryError::Unreachable(_)) | Self::NotRegistered { .. } => true,
+            Self::Registry(RegistryError::Refused { status, .. }) => *status >= 500,
             _ => false,
         }
     }
 }
 
-/// One encoder and one decoder per process; both cache schemas by subject and id.
+/// The wire format's header: `Some((schema id, Avro body))` when `bytes` starts with magic byte 0 and an id.
+pub fn split_header(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    match bytes {
+        [0, a, b, c, d, body @ ..] => Some((u32::from_be_bytes([*a, *b, *c, *d]), body)),
+        _ => None,
+    }
+}
+
+/// The contract's own schemas, parsed once: (full name, schema, canonical form).
+static OWN: LazyLock<Vec<(&'static str, Schema, String)>> = LazyLock::new(|| {
+    ALL_SCHEMAS
+        .iter()
+        .filter_map(|(name, text)| {
+            let schema = Schema::parse_str(text).ok()?;
+            let canonical = schema.canonical_form();
+            Some((*name, schema, canonical))
+        })
+        .collect()
+});
+
+fn own<R: AvroRecord>() -> Result<&'static (&'static str, Schema, String), CodecError> {
+    // Every contract schema parses (a unit test says so); a record outside the contract has no own schema.
+    OWN.iter()
+        .find(|(name, ..)| *name == R::FULL_NAME)
+        .ok_or(CodecError::UnexpectedRecord { expected: R::FULL_NAME, actual: "a record outside the contract".into() })
+}
+
+/// A writer schema fetched by id.
+struct Writer {
+    schema: Schema,
+    full_name: String,
+    canonical: String,
+}
+
+/// Writer schemas kept at most: the registry's own contents bound them; this bounds a registry filled by others.
+const MAX_WRITERS: usize = 1024;
+
+/// One per process, shared by its producers and consumers. It caches the ids of its own schemas and the writer
+/// schemas it has read, successes only: a failed lookup (registry down, unknown id) is asked again next time.
 pub struct Codec {
-    encoder: AvroEncoder,
-    decoder: AvroDecoder,
+    registry: RegistryClient,
+    own_ids: RwLock<HashMap<String, u32>>,
+    writers: RwLock<HashMap<u32, Arc<Writer>>>,
 }
 
 impl Codec {
-    pub fn new(registry_url: &str) -> Result<Self, SRCError> {
-        let settings =
-            || SrSettings::new_builder(registry_url.to_owned()).set_timeout(Duration::from_secs(5)).no_proxy().build();
-        Ok(Self { encoder: AvroEncoder::new(settings()?), decoder: AvroDecoder::new(settings()?) })
+    pub fn new(registry_url: &str) -> Result<Self, RegistryError> {
+        Ok(Self {
+            registry: RegistryClient::with_timeout(registry_url, Duration::from_secs(5))?,
+            own_ids: RwLock::default(),
+            writers: RwLock::default(),
+        })
     }
 
-    /// Encodes `record` with the latest schema registered for `<topic>-value`.
+    /// The id of `R`'s own schema under `<topic>-value`.
+    async fn own_id<R: AvroRecord>(&self, topic: &str) -> Result<u32, CodecError> {
+        if let Some(id) = self.own_ids.read().unwrap_or_else(|e| e.into_inner()).get(topic) {
+            return Ok(*id);
+        }
+        let subject = format!("{topic}-value");
+        let found = self.registry.lookup_id(&subject, R::SCHEMA).await?;
+        let id = found.ok_or(CodecError::NotRegistered { subject, record: R::FULL_NAME })?;
+        self.own_ids.write().unwrap_or_else(|e| e.into_inner()).insert(topic.to_owned(), id);
+        Ok(id)
+    }
+
+    /// Encodes `record` with its own schema, under that schema's id in `<topic>-value`.
     pub async fn encode<R: AvroRecord>(&self, topic: &str, record: &R) -> Result<Vec<u8>, CodecError> {
-        let strategy = SubjectNameStrategy::TopicNameStrategy(topic.to_owned(), false);
-        Ok(self.encoder.encode_value(record.to_value(), &strategy).await?)
+        let id = self.own_id::<R>(topic).await?;
+        let (_, schema, _) = own::<R>()?;
+        let mut out = Vec::with_capacity(64);
+        out.push(0);
+        out.extend_from_slice(&id.to_be_bytes());
+        GenericDatumWriter::builder(schema).build()?.write_value(&mut out, record.to_value())?;
+        Ok(out)
     }
 
-    /// Drops cached failures so the next call asks the registry again (after it was down, for example).
-    pub fn forget_failures(&self) {
-        self.encoder.remove_errors_from_cache();
-        self.decoder.remove_errors_from_cache();
+    async fn writer(&self, id: u32) -> Result<Arc<Writer>, CodecError> {
+        if let Some(w) = self.writers.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Ok(Arc::clone(w));
+        }
+        let text = self.registry.schema_by_id(id).await?.ok_or(CodecError::UnknownId(id))?;
+        let writer = Arc::new(Writer::parse(&text)?);
+        let mut writers = self.writers.write().unwrap_or_else(|e| e.into_inner());
+        if writers.len() >= MAX_WRITERS {
+            writers.clear();
+        }
+        writers.insert(id, Arc::clone(&writer));
+        Ok(writer)
     }
 
-    /// Decodes Confluent wire-format bytes written with any registered schema of `R`.
+    /// Decodes Confluent wire-format bytes written with any registered schema of `R`, resolved to `R`'s own.
     pub async fn decode<R: AvroRecord>(&self, bytes: Option<&[u8]>) -> Result<R, CodecError> {
-        if bytes.is_none_or(<[u8]>::is_empty) {
-            return Err(CodecError::Empty);
-        }
-        let decoded = self.decoder.decode(bytes).await?;
-        let actual = decoded.name.as_ref().map(|n| n.fullname(None)).unwrap_or_default();
-        if actual != R::FULL_NAME {
-            return Err(CodecError::UnexpectedRecord { expected: R::FULL_NAME, actual });
-        }
-        Ok(R::from_value(decoded.value)?)
+        let bytes = bytes.filter(|b| !b.is_empty()).ok_or(CodecError::Empty)?;
+        let (id, body) = split_header(bytes).ok_or(CodecError::Header)?;
+        read(&*self.writer(id).await?, body)
     }
+}
+
+impl Writer {
+    fn parse(text: &str) -> Result<Self, CodecError> {
+        let schema = Schema::parse_str(text)?;
+        let full_name = match &schema {
+            Schema::Record(r) => r.name.fullname(None),
+            _ => String::new(),
+        };
+        Ok(Self { canonical: schema.canonical_form(), schema, full_name })
+    }
+}
+
+/// Reads an Avro body written with `writer` as an `R`, resolving the writer's schema to `R`'s own when they differ.
+fn read<R: AvroRecord>(writer: &Writer, mut body: &[u8]) -> Result<R, CodecError> {
+    if writer.full_name != R::FULL_NAME {
+        return Err(CodecError::UnexpectedRecord { expected: R::FULL_NAME, actual: writer.full_name.clone() });
+    }
+    let (_, reader, canonical) = own::<R>()?;
+    let value = if writer.canonical == *canonical {
+        GenericDatumReader::builder(&writer.schema).build()?.read_value(&mut body)?
+    } else {
+        GenericDatumReader::builder(&writer.schema).reader_schema(reader).build()?.read_value(&mut body)?
+    };
+    Ok(R::from_value(value)?)
 }
 
 /// Error body of a Confluent-compatible registry.
@@ -100,9 +202,19 @@ struct IdBody {
     id: u32,
 }
 
+#[derive(Debug, Deserialize)]
+struct Found {
+    id: u32,
+    version: i64,
+}
+
 impl RegistryClient {
     pub fn new(base: &str) -> Result<Self, RegistryError> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build()?;
+        Self::with_timeout(base, Duration::from_secs(10))
+    }
+
+    pub fn with_timeout(base: &str, timeout: Duration) -> Result<Self, RegistryError> {
+        let http = reqwest::Client::builder().timeout(timeout).no_proxy().build()?;
         Ok(Self { base: base.trim_end_matches('/').to_owned(), http })
     }
 
@@ -125,16 +237,11 @@ impl RegistryClient {
         Ok(self.send::<IdBody>(self.http.post(url).json(&body)).await?.id)
     }
 
-    /// Looks `schema` up under `subject`: `Ok(Some(version))` if registered there.
-    pub async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<i64>, RegistryError> {
-        #[derive(Deserialize)]
-        struct Found {
-            version: i64,
-        }
+    async fn find(&self, subject: &str, schema: &str) -> Result<Option<Found>, RegistryError> {
         let url = format!("{}/subjects/{}", self.base, subject);
         let body = serde_json::json!({ "schema": schema });
         match self.send::<Found>(self.http.post(url).json(&body)).await {
-            Ok(f) => Ok(Some(f.version)),
+            Ok(f) => Ok(Some(f)),
             Err(RegistryError::Refused { body, .. }) if body.error_code == 40401 || body.error_code == 40403 => {
                 Ok(None)
             }
@@ -142,7 +249,117 @@ impl RegistryClient {
         }
     }
 
+    /// Looks `schema` up under `subject`: `Ok(Some(version))` if registered there.
+    pub async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<i64>, RegistryError> {
+        Ok(self.find(subject, schema).await?.map(|f| f.version))
+    }
+
+    /// Looks `schema` up under `subject`: `Ok(Some(global schema id))` if registered there.
+    pub async fn lookup_id(&self, subject: &str, schema: &str) -> Result<Option<u32>, RegistryError> {
+        Ok(self.find(subject, schema).await?.map(|f| f.id))
+    }
+
+    /// The latest live version under `subject`: `(global schema id, schema text)`, `Ok(None)` if there is none.
+    pub async fn latest(&self, subject: &str) -> Result<Option<(u32, String)>, RegistryError> {
+        #[derive(Deserialize)]
+        struct Version {
+            id: u32,
+            schema: String,
+        }
+        let url = format!("{}/subjects/{subject}/versions/latest", self.base);
+        match self.send::<Version>(self.http.get(url)).await {
+            Ok(v) => Ok(Some((v.id, v.schema))),
+            Err(RegistryError::Refused { body, .. }) if body.error_code == 40401 || body.error_code == 40402 => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The schema text registered under global id `id`, `Ok(None)` if there is none.
+    pub async fn schema_by_id(&self, id: u32) -> Result<Option<String>, RegistryError> {
+        #[derive(Deserialize)]
+        struct Text {
+            schema: String,
+        }
+        match self.send::<Text>(self.http.get(format!("{}/schemas/ids/{id}", self.base))).await {
+            Ok(t) => Ok(Some(t.schema)),
+            Err(RegistryError::Refused { body, .. }) if body.error_code == 40403 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
         self.send(self.http.get(format!("{}/subjects", self.base))).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::avro::{MoneyTransferConfirmed, MoneyTransferFailed};
+    use crate::ids::CommandId;
+
+    #[test]
+    fn the_header_is_magic_byte_zero_and_a_big_endian_id() {
+        assert_eq!(split_header(&[0, 0, 0, 1, 2, 9, 9]), Some((258, &[9u8, 9][..])));
+        assert_eq!(split_header(&[0, 0, 0, 0, 7]), Some((7, &[][..])));
+        assert_eq!(split_header(&[1, 0, 0, 0, 7, 1]), None);
+        assert_eq!(split_header(&[0, 0, 0, 7]), None);
+        assert_eq!(split_header(&[]), None);
+    }
+
+    #[test]
+    fn every_contract_schema_parses_once() {
+        assert_eq!(OWN.len(), ALL_SCHEMAS.len());
+    }
+
+    /// `MoneyTransferFailed`'s own schema plus one field with a default: the spec's evolution rule.
+    fn evolved_failed() -> String {
+        let mut v: serde_json::Value = serde_json::from_str(MoneyTransferFailed::SCHEMA).unwrap();
+        v["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "retry_after", "type": "long", "default": 0}));
+        v.to_string()
+    }
+
+    fn write(schema: &Schema, value: apache_avro::types::Value) -> Vec<u8> {
+        GenericDatumWriter::builder(schema).build().unwrap().write_value_to_vec(value).unwrap()
+    }
+
+    #[test]
+    fn a_newer_writer_with_a_defaulted_field_reads_as_our_record() {
+        let record = MoneyTransferFailed { id: CommandId::new(), reason: "insufficient funds".into() };
+        let newer = Writer::parse(&evolved_failed()).unwrap();
+        let apache_avro::types::Value::Record(mut fields) = record.to_value() else { panic!("a record") };
+        fields.push(("retry_after".into(), apache_avro::types::Value::Long(30)));
+        let body = write(&newer.schema, apache_avro::types::Value::Record(fields));
+        assert_eq!(read::<MoneyTransferFailed>(&newer, &body).unwrap(), record);
+    }
+
+    #[test]
+    fn our_writer_reads_back_and_a_newer_reader_fills_the_default() {
+        let record = MoneyTransferFailed { id: CommandId::new(), reason: "unknown account".into() };
+        let ours = Writer::parse(MoneyTransferFailed::SCHEMA).unwrap();
+        let body = write(&ours.schema, record.to_value());
+        assert_eq!(read::<MoneyTransferFailed>(&ours, &body).unwrap(), record);
+        // What a newer build reading our bytes sees: its own field, with its default.
+        let newer = Schema::parse_str(&evolved_failed()).unwrap();
+        let value = GenericDatumReader::builder(&ours.schema)
+            .reader_schema(&newer)
+            .build()
+            .unwrap()
+            .read_value(&mut body.as_slice())
+            .unwrap();
+        let apache_avro::types::Value::Record(fields) = value else { panic!("a record") };
+        assert!(fields.contains(&("retry_after".into(), apache_avro::types::Value::Long(0))));
+    }
+
+    #[test]
+    fn another_records_writer_is_refused() {
+        let other = Writer::parse(MoneyTransferConfirmed::SCHEMA).unwrap();
+        let body = write(&other.schema, MoneyTransferConfirmed { id: CommandId::new() }.to_value());
+        assert!(matches!(read::<MoneyTransferFailed>(&other, &body), Err(CodecError::UnexpectedRecord { .. })));
     }
 }

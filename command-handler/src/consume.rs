@@ -136,7 +136,6 @@ async fn read(handler: &Handler, m: &rdkafka::message::BorrowedMessage<'_>, shut
                     break Command::Poison(INTERRUPTED.to_owned());
                 }
                 tracing::warn!(error = %e, "schema registry unavailable; retrying");
-                handler.codec.forget_failures();
                 backoff.sleep().await;
             }
             Err(e) => break Command::Poison(e.to_string()),

@@ -169,13 +169,7 @@ impl Attempt<Incoming> for Handler {
         Box::pin(async move {
             match std::panic::AssertUnwindSafe(self.handle_batch(part)).catch_unwind().await {
                 Ok(Ok(o)) => Ok(o),
-                Ok(Err(e)) => {
-                    let failure = Failure::of(&e);
-                    if failure.kind == FailureKind::Unavailable {
-                        self.codec.forget_failures();
-                    }
-                    Err(failure)
-                }
+                Ok(Err(e)) => Err(Failure::of(&e)),
                 Err(panic) => Err(Failure::panicked(panic.as_ref())),
             }
         })

@@ -165,9 +165,6 @@ pub async fn run_transactions(
                 hub.transactions.publish(&iban, record);
             }
             Err(e) => {
-                if e.is_transient() {
-                    codec.forget_failures();
-                }
                 metrics::counter!("gateway_live_undecodable_total").increment(1);
                 tracing::warn!(error = %e, partition = m.partition(), offset = m.offset(), "live feed skips an undecodable record");
             }

@@ -100,7 +100,6 @@ impl Projection {
                 }
                 Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
                     tracing::warn!(error = %e, "schema registry unavailable; retrying");
-                    self.codec.forget_failures();
                     backoff.sleep().await;
                 }
                 Err(e) if e.is_transient() => return Ok(()),

@@ -3,6 +3,8 @@
 //!   its own idempotency key, spread over every gateway given); afterwards every transfer without a final answer
 //!   is sent again with its key until the bank decides it. Writes what the client saw to a JSON file.
 //! - `poison`: records the handler must survive, written straight to the command topics.
+//! - `evolve`: a BACKWARD-compatible new version of every subject the bank writes, as a newer build would
+//!   register it, and a transfer written with the new version that the handler must confirm.
 //! - `verify`: every transfer the client saw CONFIRMED is stored once, shows once per account in the history, and
 //!   every user's balance is exactly what the decided transfers make it.
 
@@ -33,6 +35,15 @@ enum ChaosCmd {
     Poison(PoisonArgs),
     /// Checks the outcomes `drive` wrote against the database
     Verify(VerifyArgs),
+    /// A new compatible version of every subject the bank writes, and a transfer written with it
+    Evolve(EvolveArgs),
+}
+
+#[derive(Args)]
+struct EvolveArgs {
+    /// The gateway; default: GRAPHQL_URL from `.openbank/env`
+    #[arg(long)]
+    endpoint: Option<String>,
 }
 
 #[derive(Args)]
@@ -92,6 +103,7 @@ pub async fn main(args: ChaosArgs) -> anyhow::Result<()> {
         ChaosCmd::Drive(a) => drive(a).await,
         ChaosCmd::Poison(a) => poison(a).await,
         ChaosCmd::Verify(a) => verify(a).await,
+        ChaosCmd::Evolve(a) => evolve(a).await,
     }
 }
 
@@ -521,6 +533,96 @@ async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
     }
     println!("poison: {total} records written, {failed} not accepted by Kafka{note}");
     anyhow::ensure!(failed == 0, "{failed} poison records were not accepted");
+    Ok(())
+}
+
+/// `schema` (a record's schema as JSON text) with one more field, `name`, a string defaulting to "": the spec's
+/// rule for a BACKWARD-compatible change.
+fn with_defaulted_field(schema: &str, name: &str) -> anyhow::Result<String> {
+    let mut v: serde_json::Value = serde_json::from_str(schema)?;
+    let fields = v["fields"].as_array_mut().ok_or_else(|| anyhow::anyhow!("not a record schema"))?;
+    fields.push(json!({ "name": name, "type": "string", "default": "" }));
+    Ok(v.to_string())
+}
+
+async fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
+    use apache_avro::types::Value;
+    use bank_core::avro::{AvroRecord, ConfirmMoneyTransfer};
+    use bank_core::ids::CommandId;
+    use rdkafka::producer::FutureRecord;
+
+    let root = stack::root();
+    let registry_url = stack::setting(&root, "SCHEMA_REGISTRY_URL", "http://localhost:8081");
+    let prefix = stack::setting(&root, "TOPIC_PREFIX", "");
+    let registry = bank_core::registry::RegistryClient::new(&registry_url)?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let field = format!("evolved_{stamp}");
+    let mut transfer_version = None;
+    let mut subjects = 0;
+    for spec in bank_core::topics::TOPICS.iter().filter(|t| t.record.is_some()) {
+        let subject = spec.value_subject(&prefix);
+        let (_, latest) =
+            registry.latest(&subject).await?.ok_or_else(|| anyhow::anyhow!("{subject} has no version"))?;
+        let newer = with_defaulted_field(&latest, &field)?;
+        let id = registry.register(&subject, &newer).await.map_err(|e| anyhow::anyhow!("{subject}: {e}"))?;
+        subjects += 1;
+        if spec.name == bank_core::topics::CONFIRM_MONEY_TRANSFER {
+            transfer_version = Some((id, newer));
+        }
+    }
+    let (id, text) = transfer_version.ok_or_else(|| anyhow::anyhow!("no confirm_money_transfer subject"))?;
+
+    // A transfer as a newer producer writes it: the new version's id, the new field set.
+    let api = Api::new(&a.endpoint.clone().unwrap_or_else(gateway), Duration::from_secs(10))?;
+    let u = user(&api, &format!("evolve{stamp:x}"), Instant::now() + Duration::from_secs(30)).await?;
+    let (status, _) = api.deposit(&u.token, 1_000, &format!("evolve-fund-{stamp:x}")).await?;
+    anyhow::ensure!(status == "CONFIRMED", "the funding deposit answered {status}");
+    let token = account_token(&u.iban).await?;
+    let transfer = ConfirmMoneyTransfer {
+        id: CommandId::new(),
+        token,
+        amount: 250,
+        from: u.iban.clone(),
+        to: COMPANY_IBAN.into(),
+        description: "written with a newer schema version".into(),
+    };
+    let Value::Record(mut fields) = transfer.to_value() else { anyhow::bail!("a transfer is a record") };
+    fields.push((field.clone(), Value::String("set by a newer producer".into())));
+    let schema = apache_avro::Schema::parse_str(&text)?;
+    let mut bytes = vec![0u8];
+    bytes.extend_from_slice(&id.to_be_bytes());
+    apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()?
+        .write_value(&mut bytes, Value::Record(fields))?;
+    let brokers = stack::setting(&root, "KAFKA_BROKERS", "localhost:9092");
+    let producer = bank_core::kafka::producer(&brokers, "chaos-evolve")?;
+    let topic = bank_core::topics::TopicNames::with_prefix(&prefix).confirm_money_transfer;
+    producer
+        .send(FutureRecord::to(&topic).key(u.iban.as_bytes()).payload(&bytes), Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("Kafka refused the transfer: {e}"))?;
+
+    // The handler's answer, in its results table.
+    let database = stack::setting(&root, "DATABASE_URL", "");
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let confirmed = loop {
+        let row: Option<bool> = sqlx::query_scalar("SELECT confirmed FROM bank.results WHERE id = $1")
+            .bind(transfer.id.as_uuid())
+            .fetch_optional(&pool)
+            .await?;
+        match row {
+            Some(c) => break c,
+            None if Instant::now() >= deadline => {
+                anyhow::bail!("the transfer written with schema id {id} was not decided within 60 s")
+            }
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    anyhow::ensure!(confirmed, "the transfer written with schema id {id} was refused");
+    println!(
+        "evolve: {subjects} subjects have a new version with field {field}; a transfer written with schema id {id} CONFIRMED"
+    );
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! End-to-end tests of the registry's REST API against a fresh PostgreSQL database per test, plus Avro
-//! round trips through `bank_core::registry::Codec` (the `schema_registry_converter` client the services use).
+//! round trips through `bank_core::registry::Codec` (the client the services use).
 
 use bank_core::CommandId;
 use bank_core::avro::{ALL_SCHEMAS, AvroRecord, BalanceChanged, ConfirmMoneyTransfer, Heartbeat};

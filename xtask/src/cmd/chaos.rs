@@ -1,7 +1,7 @@
 //! `cargo xtask chaos`: load through the GraphQL API (the load tester's `chaos drive`) and the heartbeat while a
 //! seeded schedule kill -9s and restarts the command-handler, the graphql-endpoint and the command-generator,
-//! restarts PostgreSQL, kills a Kafka broker and starts it again, and writes poison records to the command
-//! topics. Then the pipeline drains, `bank-audit` runs, and `chaos verify` checks that every transfer the client
+//! restarts PostgreSQL, kills a Kafka broker and starts it again, writes poison records to the command
+//! topics, and registers a compatible new version of every schema the bank writes (then restarts every producer). Then the pipeline drains, `bank-audit` runs, and `chaos verify` checks that every transfer the client
 //! saw CONFIRMED is stored once, in the history once per account, and in the balances. Prints a timeline and a
 //! summary line; exit 0 only if all of it holds.
 
@@ -33,6 +33,9 @@ pub enum Fault {
     /// kill -9 a Kafka node, wait, start it again (the single broker, or one of three).
     KillBroker(String),
     Poison(&'static str),
+    /// A BACKWARD-compatible new version of every subject (`load-test chaos evolve`), then every producer
+    /// (handlers, gateways, generator) kill -9ed and started again, so each looks its schema id up anew.
+    NewSchemas,
 }
 
 impl std::fmt::Display for Fault {
@@ -42,6 +45,7 @@ impl std::fmt::Display for Fault {
             Self::RestartPostgres => write!(f, "restart postgres"),
             Self::KillBroker(name) => write!(f, "kill -9 {name}"),
             Self::Poison(kind) => write!(f, "poison {kind}"),
+            Self::NewSchemas => write!(f, "new schema versions"),
         }
     }
 }
@@ -90,6 +94,7 @@ pub fn schedule(seed: u64, duration: u64, shape: Shape) -> Vec<(u64, Fault)> {
             faults.push(Fault::RestartPostgres);
             faults.push(Fault::KillBroker(pick("kafka", shape.brokers, &mut rng)));
             faults.extend(POISON_KINDS.iter().map(|k| Fault::Poison(k)));
+            faults.push(Fault::NewSchemas);
         }
     }
     // Fisher-Yates with the seed.
@@ -194,6 +199,28 @@ fn inject(fault: &Fault, paths: &Paths, endpoints: &Endpoints, release: bool, rn
                 bail!("{fault}: {line}");
             }
             Ok(format!("{fault}: {line}"))
+        }
+        Fault::NewSchemas => {
+            let mut cmd = load_tester(paths, endpoints);
+            cmd.args(["chaos", "evolve", "--endpoint", &endpoints.graphql_url()]);
+            let (ok, line) = run_step(cmd);
+            if !ok {
+                bail!("{fault}: {line}");
+            }
+            let state = State::load(&paths.state_file());
+            let mut restarted = Vec::new();
+            for base in ["command-handler", "graphql-endpoint", "command-generator"] {
+                for n in 1..=component::recorded_instances(&state, base).max(1) {
+                    let name = instance_name(base, n);
+                    let r = state.get(&name).with_context(|| format!("{name} is not in the state file"))?;
+                    if let Some(pid) = r.pid {
+                        proc::kill(pid, &r.needle);
+                    }
+                    crate::cmd::up::start_instance(release, &name)?;
+                    restarted.push(name);
+                }
+            }
+            Ok(format!("{fault}: {line}; restarted {}", restarted.join(", ")))
         }
     }
 }
@@ -493,6 +520,7 @@ mod tests {
             assert!(a.iter().any(|(_, f)| *f == Fault::Poison(kind)), "{kind}");
         }
         assert!(a.iter().any(|(_, f)| *f == Fault::RestartPostgres));
+        assert_eq!(a.iter().filter(|(_, f)| *f == Fault::NewSchemas).count(), 1);
         assert!(a.iter().any(|(_, f)| matches!(f, Fault::KillBroker(n) if n.starts_with("kafka"))));
         for s in ["command-handler", "graphql-endpoint", "command-generator"] {
             assert_eq!(a.iter().filter(|(_, f)| matches!(f, Fault::Kill(n) if n.starts_with(s))).count(), 2, "{s}");
@@ -502,7 +530,7 @@ mod tests {
         // One gateway: never a second one killed.
         assert!(!a.iter().any(|(_, f)| *f == Fault::Kill("graphql-endpoint-2".into())));
         let short = schedule(1, 60, Shape { brokers: 1, handlers: 1, gateways: 1 });
-        assert_eq!(short.len(), 3 + 2 + 4);
+        assert_eq!(short.len(), 3 + 2 + 4 + 1);
         assert!(short.iter().any(|(_, f)| *f == Fault::KillBroker("kafka".into())));
     }
 
