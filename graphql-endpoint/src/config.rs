@@ -66,6 +66,22 @@ pub struct Config {
     #[arg(long, env = "GRAPHQL_HASH_CONCURRENCY", default_value_t = 2)]
     pub hash_concurrency: usize,
 
+    /// Password hashes waiting for their turn at most; beyond that a login or registration answers OVERLOADED
+    #[arg(long, env = "GRAPHQL_HASH_QUEUE", default_value_t = 64)]
+    pub hash_queue: usize,
+
+    /// Logins (right or wrong) from one client address per window; each costs a password hash
+    #[arg(long, env = "GRAPHQL_LOGINS_PER_ADDRESS", default_value_t = 600)]
+    pub logins_per_address: u32,
+
+    /// Registrations from one client address per window
+    #[arg(long, env = "GRAPHQL_REGISTRATIONS_PER_ADDRESS", default_value_t = 2000)]
+    pub registrations_per_address: u32,
+
+    /// Live sessions of one user at most; a login beyond ends the oldest
+    #[arg(long, env = "GRAPHQL_SESSIONS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sessions_per_user: u32,
+
     /// Failed logins of one user name from one client address per window before RATE_LIMITED there; from all
     /// addresses together a user name may fail 20 times this (so an attacker's guesses do not lock the owner out)
     #[arg(long, env = "GRAPHQL_LOGIN_FAILURES_PER_USER", default_value_t = 5)]
@@ -75,7 +91,7 @@ pub struct Config {
     #[arg(long, env = "GRAPHQL_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 30)]
     pub login_failures_per_address: u32,
 
-    /// Window of the failed-login limits, in seconds
+    /// Window of the login and registration limits, in seconds
     #[arg(long, env = "GRAPHQL_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 300)]
     pub login_failure_window_secs: u64,
 
@@ -83,7 +99,36 @@ pub struct Config {
     #[arg(long, env = "GRAPHQL_WS_MAX_OPERATIONS", default_value_t = 32)]
     pub ws_max_operations: usize,
 
-    /// Websocket operations running at once on this instance
+    /// Websockets open at once from one client address
+    #[arg(long, env = "GRAPHQL_WS_PER_ADDRESS", default_value_t = 64)]
+    pub ws_per_address: usize,
+
+    /// Seconds a new websocket has to send `connection_init` before it is closed
+    #[arg(long, env = "GRAPHQL_WS_INIT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ws_init_timeout_secs: u64,
+
+    /// Operations running at once of one signed-in user, over all of its websockets
+    #[arg(long, env = "GRAPHQL_OPERATIONS_PER_USER", default_value_t = 256)]
+    pub operations_per_user: usize,
+
+    /// Operations running at once of anonymous websockets from one client address
+    #[arg(long, env = "GRAPHQL_ANONYMOUS_OPERATIONS_PER_ADDRESS", default_value_t = 256)]
+    pub anonymous_operations_per_address: usize,
+
+    /// HTTP connections open at once (websockets included); more are closed at accept
+    #[arg(long, env = "GRAPHQL_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// HTTP connections open at once from one client address
+    #[arg(long, env = "GRAPHQL_CONNECTIONS_PER_ADDRESS", default_value_t = 512)]
+    pub connections_per_address: usize,
+
+    /// Seconds a client has to send a request's header (also the longest idle time of a keep-alive connection)
+    #[arg(long, env = "GRAPHQL_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+
+    /// Websocket operations running at once on this instance; anonymous websockets may hold half of them at
+    /// most, so signed-in users always have the other half
     #[arg(long, env = "GRAPHQL_MAX_SUBSCRIPTIONS", default_value_t = 10_000)]
     pub max_subscriptions: usize,
 
@@ -142,6 +187,15 @@ impl Config {
         }
         anyhow::ensure!(self.employee_password.as_deref() != Some(""), "EMPLOYEE_PASSWORD is set but empty");
         Ok(())
+    }
+
+    /// What the HTTP server holds open at most.
+    pub fn connection_limits(&self) -> bank_core::http::ConnectionLimits {
+        bank_core::http::ConnectionLimits {
+            max_connections: self.max_connections,
+            max_per_address: self.connections_per_address,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+        }
     }
 
     /// Where the `pipeline` query reads its numbers.

@@ -25,9 +25,12 @@ pub enum GatewayError {
     /// Kafka cannot be reached (`UNAVAILABLE`)
     #[error("{0}")]
     Unavailable(&'static str),
-    /// Too many failed logins (`RATE_LIMITED`, with `extensions.retryAfterSecs`)
-    #[error("too many failed logins; try again in {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    /// Too many attempts of something, named by `what` (`RATE_LIMITED`, with `extensions.retryAfterSecs`)
+    #[error("{what}; try again in {retry_after_secs} s")]
+    RateLimited { what: &'static str, retry_after_secs: u64 },
+    /// The gateway is at a limit of work in progress (`OVERLOADED`)
+    #[error("{0}")]
+    Overloaded(&'static str),
     /// Anything else: logged with a reference, and only the reference is shown (`INTERNAL`)
     #[error("{0}")]
     Internal(String),

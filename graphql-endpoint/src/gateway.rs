@@ -2,10 +2,11 @@
 //! waiting (bounded) for their results.
 
 use crate::error::{GatewayError, GatewayResult};
-use crate::limits::{FailureLimiter, HashPool, Slots, rate_limited};
+use crate::limits::{HashPool, KeyedSlots, Slots, rate_limited};
 use crate::live::Hub;
 use crate::password::{dummy_hash, hash_password, verify_password};
 use crate::results::Results;
+use crate::store::attempts::{self, Limit};
 use crate::store::{self, EmployeeUpsert, NewTransfer, Role, TransferRow, TransferStatus, User};
 use bank_core::CommandId;
 use bank_core::avro::{Atype, AvroRecord, ConfirmAccountCreation, ConfirmMoneyTransfer};
@@ -68,6 +69,38 @@ pub struct Settings {
     pub socket_operations: usize,
     /// Folder of load-test results, read by `loadTestRuns`
     pub results_dir: std::path::PathBuf,
+    /// The login and registration limits
+    pub attempts: AttemptLimits,
+    /// Live sessions of one user at most
+    pub sessions_per_user: u32,
+    /// Seconds a new websocket has to send `connection_init`
+    pub ws_init_timeout: Duration,
+}
+
+/// Login and registration attempts per window, counted in PostgreSQL for every instance together.
+#[derive(Debug, Clone)]
+pub struct AttemptLimits {
+    pub window: Duration,
+    /// Failed logins of one user name from one address
+    pub failures_per_user: u32,
+    /// Failed logins from one address
+    pub failures_per_address: u32,
+    /// Logins, right or wrong, from one address
+    pub logins_per_address: u32,
+    /// Registrations from one address
+    pub registrations_per_address: u32,
+}
+
+impl Default for AttemptLimits {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(300),
+            failures_per_user: 5,
+            failures_per_address: 30,
+            logins_per_address: 600,
+            registrations_per_address: 2000,
+        }
+    }
 }
 
 impl Settings {
@@ -81,6 +114,9 @@ impl Settings {
             session_recheck: Duration::from_secs(30),
             socket_operations: 32,
             results_dir: "results".into(),
+            attempts: AttemptLimits::default(),
+            sessions_per_user: 20,
+            ws_init_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -96,14 +132,18 @@ pub struct Gateway {
     pub settings: Settings,
     /// Password hashes running at once
     pub hashes: HashPool,
-    /// Failed logins per user name and client address
-    pub user_failures: FailureLimiter,
-    /// Failed logins per user name from every address: [`USER_CEILING_FACTOR`] times the per-address budget
-    pub user_ceiling: FailureLimiter,
-    /// Failed logins per client address
-    pub address_failures: FailureLimiter,
     /// Websocket operations running on this instance
     pub subscriptions: Arc<Slots>,
+    /// Of those, the ones of anonymous websockets (half the instance's at most)
+    pub anonymous_subscriptions: Arc<Slots>,
+    /// Operations of anonymous websockets per client address
+    pub anonymous_by_address: Arc<KeyedSlots<IpAddr>>,
+    /// Operations of signed-in websockets per user
+    pub operations_by_user: Arc<KeyedSlots<i64>>,
+    /// Websockets open per client address
+    pub sockets_by_address: Arc<KeyedSlots<IpAddr>>,
+    /// Attempts counted since the last sweep of expired rows
+    pub attempts_since_sweep: std::sync::atomic::AtomicU32,
     /// The live view of the pipeline (`pipeline` query)
     pub pipeline: crate::pipeline::Pipeline,
 }
@@ -125,17 +165,43 @@ impl Gateway {
     /// A new session token (256 bits from the OS CSPRNG); only its hash is stored.
     pub async fn new_session(&self, user_id: i64) -> GatewayResult<String> {
         let token = bank_core::token::random_hex::<32>();
-        store::insert_session(&self.pool, user_id, &token, self.settings.session_ttl_secs).await?;
+        let (ttl, max) = (self.settings.session_ttl_secs, self.settings.sessions_per_user);
+        store::insert_session(&self.pool, user_id, &token, ttl, max).await?;
         metrics::counter!("gateway_logins_total").increment(1);
         Ok(token)
     }
 
-    /// `username` in its stored form.
-    pub async fn register(&self, username: &str, password: &str) -> GatewayResult<User> {
+    /// Counts one attempt of every limit, all or none; RATE_LIMITED (`what`) when one is used up. Every so many
+    /// attempts, rows whose window ended are swept.
+    async fn attempt(&self, limits: &[Limit], what: &'static str) -> GatewayResult<()> {
+        use std::sync::atomic::Ordering;
+        let window = self.settings.attempts.window;
+        if self.attempts_since_sweep.fetch_add(1, Ordering::Relaxed) >= 1000 {
+            self.attempts_since_sweep.store(0, Ordering::Relaxed);
+            attempts::expire(&self.pool, window).await?;
+        }
+        match attempts::take(&self.pool, limits, window).await? {
+            None => Ok(()),
+            Some(wait) => {
+                metrics::counter!("gateway_rate_limited_total", "what" => what).increment(1);
+                Err(rate_limited(what, wait))
+            }
+        }
+    }
+
+    /// `username` in its stored form. Registrations count per client address.
+    pub async fn register(&self, username: &str, password: &str, client: Option<IpAddr>) -> GatewayResult<User> {
         // The employee's name is reserved even while no employee is configured, so no client can hold it.
         if username == self.settings.employee_username {
             return Err(GatewayError::UsernameTaken);
         }
+        let from = client.map_or_else(|| "?".to_owned(), |a| a.to_string());
+        let max = self.settings.attempts.registrations_per_address;
+        self.attempt(
+            &[Limit { key: format!("register from {from}"), max }],
+            "too many registrations from this address",
+        )
+        .await?;
         let password = password.to_owned();
         let hash = self.hashes.run(move || hash_password(&password)).await?.map_err(GatewayError::internal)?;
         let creation_id = Uuid::new_v4();
@@ -162,26 +228,30 @@ impl Gateway {
         Ok(user)
     }
 
-    /// Checks a password. Failures count per user name and client address, per client address, and per user name
-    /// from every address together ([`USER_CEILING_FACTOR`] times more): past a limit the answer is RATE_LIMITED
-    /// (before any hash is computed) until the window ends. Keyed so, an attacker's wrong guesses from one address
-    /// do not refuse the owner's right password from another. A user whose account creation was
-    /// lost (no IBAN, no refusal) gets the creation command sent again.
+    /// Checks a password. Every login counts, before any hash is computed, under: the user name from this client
+    /// address, the user name from every address together ([`USER_CEILING_FACTOR`] times more), failures from the
+    /// address, and logins (right or wrong) from the address. A right password gives its attempt back (and clears
+    /// the name-from-address count); past a limit the answer is RATE_LIMITED until the window ends. The counts
+    /// live in PostgreSQL, so every instance shares them and a concurrent burst cannot overshoot. Keyed so, an
+    /// attacker's wrong guesses from one address do not refuse the owner's right password from another. A user
+    /// whose account creation was lost (no IBAN, no refusal) gets the creation command sent again.
     pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> GatewayResult<User> {
         let wrong = || GatewayError::Unauthenticated("wrong username or password");
-        let now = Instant::now();
-        // A name outside the rule cannot exist: it is checked against nothing and tracked under the address only.
+        let limits = &self.settings.attempts;
+        // A name outside the rule cannot exist: it is checked against nothing and counted under the address only.
         let name = normalise_username(username);
-        let address = client.map(|a| a.to_string());
-        // The user name as tried from this address (or from nowhere known).
-        let pair = name.as_ref().map(|n| format!("{n} from {}", address.as_deref().unwrap_or("?")));
+        let from = client.map_or_else(|| "?".to_owned(), |a| a.to_string());
+        let mut counted = vec![
+            Limit { key: format!("login failures from {from}"), max: limits.failures_per_address },
+            Limit { key: format!("logins from {from}"), max: limits.logins_per_address },
+        ];
+        let pair = name.as_ref().map(|n| format!("login {n} from {from}"));
         if let (Some(n), Some(p)) = (&name, &pair) {
-            self.user_failures.check(p, now).map_err(rate_limited)?;
-            self.user_ceiling.check(n, now).map_err(rate_limited)?;
+            counted.push(Limit { key: p.clone(), max: limits.failures_per_user });
+            let ceiling = limits.failures_per_user.saturating_mul(USER_CEILING_FACTOR);
+            counted.push(Limit { key: format!("login {n}"), max: ceiling });
         }
-        if let Some(a) = &address {
-            self.address_failures.check(a, now).map_err(rate_limited)?;
-        }
+        self.attempt(&counted, "too many failed logins").await?;
         let found = match &name {
             Some(n) if password.chars().count() <= MAX_PASSWORD_CHARS => store::credentials(&self.pool, n).await?,
             _ => None,
@@ -194,20 +264,17 @@ impl Gateway {
             .await?;
         match found {
             Some((user, _)) if matches => {
+                // Not a failure: the failure counts get their attempt back; `logins from` keeps it.
+                let back: Vec<String> =
+                    counted.iter().map(|l| l.key.clone()).filter(|k| !k.starts_with("logins from ")).collect();
+                attempts::give_back(&self.pool, &back).await?;
                 if let Some(p) = &pair {
-                    self.user_failures.clear(p);
+                    attempts::clear(&self.pool, p).await?;
                 }
                 self.resume_account(user).await
             }
             _ => {
                 metrics::counter!("gateway_failed_logins_total").increment(1);
-                if let (Some(n), Some(p)) = (&name, &pair) {
-                    self.user_failures.fail(p, now);
-                    self.user_ceiling.fail(n, now);
-                }
-                if let Some(a) = &address {
-                    self.address_failures.fail(a, now);
-                }
                 Err(wrong())
             }
         }

@@ -21,8 +21,10 @@ struct App {
     service: Arc<Service>,
     /// Largest websocket message or frame, in bytes (the body limit)
     ws_message_limit: usize,
-    /// HTTP GraphQL requests in progress (`GRAPHQL_MAX_IN_FLIGHT` permits)
+    /// GraphQL requests and websocket queries and mutations in progress (`GRAPHQL_MAX_IN_FLIGHT` permits)
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Longest run of a request, or of a query or mutation over a websocket
+    request_timeout: Duration,
 }
 
 /// The HTTP surface.
@@ -41,8 +43,9 @@ pub fn router(service: Arc<Service>, config: &Config) -> Router {
         service,
         ws_message_limit: config.body_limit,
         in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight as usize)),
+        request_timeout: Duration::from_secs(config.request_timeout_secs),
     };
-    let timeout = Duration::from_secs(config.request_timeout_secs);
+    let timeout = app.request_timeout;
     // GraphiQL bundled with the web UI (no CDN) when it is built; the CDN page otherwise.
     let bundled = config.frontend_dir.join("graphiql.html");
     let graphiql_page = if bundled.exists() {
@@ -151,22 +154,41 @@ pub fn token_from_init(payload: &serde_json::Value) -> Option<String> {
 async fn websocket(
     State(app): State<App>,
     info: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    connection: Option<axum::Extension<bank_core::http::ConnectionGuard>>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let service = app.service.clone();
     let addr = client_addr(info);
+    // Sockets per client address; the socket also keeps its connection counted (`GRAPHQL_MAX_CONNECTIONS`).
+    let unknown = ClientAddr(std::net::IpAddr::from([0, 0, 0, 0]));
+    let Some(socket_slot) = app.service.gateway.sockets_by_address.take(&addr.unwrap_or(unknown).0) else {
+        metrics::counter!("gateway_sockets_refused_total").increment(1);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "5")],
+            "TOO_MANY_CONNECTIONS: this address has its share of websockets open\n",
+        )
+            .into_response();
+    };
+    let held = (socket_slot, connection.map(|axum::Extension(c)| c));
+    let service = app.service.clone();
     upgrade
         .read_buffer_size(limits::WS_READ_BUFFER)
         .max_message_size(app.ws_message_limit)
         .max_frame_size(app.ws_message_limit)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve_socket(service, socket, protocol, addr))
+        .on_upgrade(move |socket| async move {
+            let _held = held;
+            serve_socket(service, app.in_flight, app.request_timeout, socket, protocol, addr).await;
+        })
 }
 
-/// Serves one websocket until the client leaves or its session expires.
+/// Serves one websocket until the client leaves or its session expires; closes it when `connection_init` does
+/// not come within `GRAPHQL_WS_INIT_TIMEOUT_SECS`.
 async fn serve_socket(
     service: Arc<Service>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    request_timeout: Duration,
     socket: axum::extract::ws::WebSocket,
     protocol: GraphQLProtocol,
     addr: Option<ClientAddr>,
@@ -177,8 +199,13 @@ async fn serve_socket(
         gateway: gateway.clone(),
         session: Arc::default(),
         operations: limits::Slots::new(gateway.settings.socket_operations),
+        addr,
+        in_flight,
+        request_timeout,
     };
     let session = executor.session.clone();
+    let init_timeout = gateway.settings.ws_init_timeout;
+    let (initialised_tx, mut initialised) = tokio::sync::watch::channel(false);
     let (expiry_tx, mut expiry) = tokio::sync::watch::channel(None);
     let mut data = Data::default();
     if let Some(addr) = addr {
@@ -202,11 +229,18 @@ async fn serve_socket(
                 }
                 Viewer::Anonymous => {}
             }
+            let _ = initialised_tx.send(true);
             let mut data = Data::default();
             data.insert(viewer);
             Ok(data)
         })
         .serve();
+    let init_deadline = async move {
+        if tokio::time::timeout(init_timeout, initialised.wait_for(|done| *done)).await.is_err() {
+            return;
+        }
+        std::future::pending::<()>().await;
+    };
     // A signed-in socket lives no longer than its session.
     let expired = async move {
         let Ok(at) = expiry.wait_for(Option::is_some).await.map(|at| *at) else {
@@ -218,5 +252,9 @@ async fn serve_socket(
     tokio::select! {
         () = serve => {}
         () = expired => tracing::debug!("websocket closed at its session's expiry"),
+        () = init_deadline => {
+            metrics::counter!("gateway_sockets_init_timeouts_total").increment(1);
+            tracing::debug!("websocket closed: no connection_init in time");
+        }
     }
 }

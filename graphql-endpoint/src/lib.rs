@@ -30,7 +30,7 @@ pub mod validate;
 
 pub use config::Config;
 pub use http::{router, token_from_init};
-pub use service::{MAX_TRACKED_LOGIN_FAILURES, Service, start};
+pub use service::{Service, start};
 
 use bank_core::shutdown::CancellationToken;
 use rdkafka::producer::Producer;
@@ -42,7 +42,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let (service, tasks) = start(&config, &shutdown).await?;
     let router = router(service.clone(), &config);
     tracing::info!(addr = %listener.local_addr()?, "graphql-endpoint listening");
-    let served = bank_core::http::serve(listener, router, shutdown.clone()).await;
+    let served = bank_core::http::serve_with(listener, router, shutdown.clone(), config.connection_limits()).await;
     shutdown.cancel();
     for t in tasks {
         let _ = t.await;

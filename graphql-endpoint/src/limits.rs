@@ -1,14 +1,16 @@
-//! What bounds the work an anonymous client can cause: a fixed number of password hashes at once, failed logins
-//! per user name and per client address, and operations per websocket and per instance. (One credential field
+//! What bounds the work an anonymous client can cause: a fixed number of password hashes at once and a bounded
+//! queue of them, and operations per websocket, per client address, per user and per instance. (Login and
+//! registration attempts are counted in PostgreSQL, shared by every instance: `store::attempts`.) (One credential field
 //! per operation is a schema extension: `schema::extensions`.)
 
 use crate::error::{GatewayError, GatewayResult};
 use crate::lock::lock;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Buffered events per subscription key (an IBAN, a user) before a subscriber that has not read them counts as
@@ -24,13 +26,17 @@ pub const WS_READ_BUFFER: usize = 4096;
 
 type HashJob = Box<dyn FnOnce() + Send>;
 
-/// Runs password hashes on `permits` dedicated threads, at most `permits` at once; the others wait their turn.
+/// Runs password hashes on `permits` dedicated threads, at most `permits` at once; up to `max_waiting` others
+/// wait their turn, and beyond that a hash is refused at once (OVERLOADED) instead of queueing without bound.
 ///
 /// Dedicated threads rather than tokio's blocking pool bound the memory: glibc gives each new thread its own
 /// arena and keeps a freed Argon2 buffer in it, so hashes spread over the blocking pool's changing threads left
 /// the gateway at hundreds of MiB after a burst of logins. Here each thread reuses its own buffer.
 pub struct HashPool {
     permits: Semaphore,
+    threads: usize,
+    max_waiting: usize,
+    waiting: AtomicUsize,
     jobs: Mutex<std::sync::mpsc::Sender<HashJob>>,
     running: AtomicUsize,
     peak: AtomicUsize,
@@ -38,7 +44,7 @@ pub struct HashPool {
 }
 
 impl HashPool {
-    pub fn new(permits: usize) -> Self {
+    pub fn new(permits: usize, max_waiting: usize) -> Self {
         let permits = permits.max(1);
         let (jobs, queue) = std::sync::mpsc::channel::<HashJob>();
         let queue = Arc::new(Mutex::new(queue));
@@ -61,6 +67,9 @@ impl HashPool {
         }
         Self {
             permits: Semaphore::new(permits),
+            threads: permits,
+            max_waiting,
+            waiting: AtomicUsize::new(0),
             jobs: Mutex::new(jobs),
             running: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
@@ -69,6 +78,12 @@ impl HashPool {
     }
 
     pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> GatewayResult<T> {
+        let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _queued = Waiting(&self.waiting);
+        if queued >= self.max_waiting.saturating_add(self.threads) {
+            metrics::counter!("gateway_password_hashes_refused_total").increment(1);
+            return Err(GatewayError::Overloaded("too many password checks are waiting; retry shortly"));
+        }
         let _permit = self.permits.acquire().await.map_err(GatewayError::internal)?;
         self.total.fetch_add(1, Ordering::SeqCst);
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -86,6 +101,11 @@ impl HashPool {
         result
     }
 
+    /// Hashes waiting for a thread or running now.
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
     /// The most hashes that ran at the same time so far.
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::SeqCst)
@@ -97,74 +117,20 @@ impl HashPool {
     }
 }
 
-// ---- failed logins ------------------------------------------------------------------------------------------
+/// Counts one caller as waiting (or running) until dropped.
+struct Waiting<'a>(&'a AtomicUsize);
 
-/// Counts failures per key (a user name, a client address) in a fixed window. At most `capacity` keys are
-/// tracked: when full, expired entries go first, then the oldest one.
-pub struct FailureLimiter {
-    max_failures: u32,
-    window: Duration,
-    capacity: usize,
-    entries: Mutex<HashMap<String, Failures>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    since: Instant,
-}
-
-impl FailureLimiter {
-    pub fn new(max_failures: u32, window: Duration, capacity: usize) -> Self {
-        Self { max_failures, window, capacity: capacity.max(1), entries: Mutex::default() }
-    }
-
-    /// `Err(wait)` while `key` has used up its failures of the current window.
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let entries = lock(&self.entries);
-        match entries.get(key) {
-            Some(f) if f.count >= self.max_failures => {
-                let ends = f.since + self.window;
-                if ends > now { Err(ends - now) } else { Ok(()) }
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub fn fail(&self, key: &str, now: Instant) {
-        let mut entries = lock(&self.entries);
-        if let Some(f) = entries.get_mut(key) {
-            if f.since + self.window <= now {
-                *f = Failures { count: 1, since: now };
-            } else {
-                f.count = f.count.saturating_add(1);
-            }
-            return;
-        }
-        if entries.len() >= self.capacity {
-            let window = self.window;
-            entries.retain(|_, f| f.since + window > now);
-        }
-        if entries.len() >= self.capacity
-            && let Some(oldest) = entries.iter().min_by_key(|(_, f)| f.since).map(|(k, _)| k.clone())
-        {
-            entries.remove(&oldest);
-        }
-        entries.insert(key.to_owned(), Failures { count: 1, since: now });
-    }
-
-    pub fn clear(&self, key: &str) {
-        lock(&self.entries).remove(key);
-    }
-
-    pub fn tracked(&self) -> usize {
-        lock(&self.entries).len()
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// The RATE_LIMITED refusal, with the wait rounded up to whole seconds.
-pub fn rate_limited(wait: Duration) -> GatewayError {
-    GatewayError::RateLimited { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
+// ---- refusals ----------------------------------------------------------------------------------------------
+
+/// The RATE_LIMITED refusal of `what`, with the wait rounded up to whole seconds.
+pub fn rate_limited(what: &'static str, wait: Duration) -> GatewayError {
+    GatewayError::RateLimited { what, retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
 }
 
 // ---- operations per websocket and per instance --------------------------------------------------------------
@@ -202,43 +168,85 @@ impl Drop for Slot {
     }
 }
 
+/// Counts running things per key (a client address, a user) against a cap per key. Only keys with something
+/// running are kept, so the map is bounded by what runs.
+#[derive(Debug)]
+pub struct KeyedSlots<K: Hash + Eq + Clone> {
+    max: usize,
+    used: Mutex<HashMap<K, usize>>,
+}
+
+/// One taken slot of a key; given back when dropped.
+#[derive(Debug)]
+pub struct KeyedSlot<K: Hash + Eq + Clone> {
+    slots: Arc<KeyedSlots<K>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone> KeyedSlots<K> {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self { max, used: Mutex::default() })
+    }
+
+    /// A slot of `key`, or `None` when the key has all of its slots taken.
+    pub fn take(self: &Arc<Self>, key: &K) -> Option<KeyedSlot<K>> {
+        if self.max == 0 {
+            return None;
+        }
+        let mut used = lock(&self.used);
+        let n = used.entry(key.clone()).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(KeyedSlot { slots: self.clone(), key: key.clone() })
+    }
+
+    pub fn used(&self, key: &K) -> usize {
+        lock(&self.used).get(key).copied().unwrap_or(0)
+    }
+
+    /// Keys with something running.
+    pub fn keys(&self) -> usize {
+        lock(&self.used).len()
+    }
+}
+
+impl<K: Hash + Eq + Clone> Drop for KeyedSlot<K> {
+    fn drop(&mut self) {
+        let mut used = lock(&self.slots.used);
+        if let Some(n) = used.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                used.remove(&self.key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn failures_lock_a_key_for_the_rest_of_the_window() {
-        let limiter = FailureLimiter::new(3, Duration::from_secs(60), 100);
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert!(limiter.check("alice", t0).is_ok());
-            limiter.fail("alice", t0);
-        }
-        assert_eq!(limiter.check("alice", t0 + Duration::from_secs(10)), Err(Duration::from_secs(50)));
-        assert!(limiter.check("bob", t0).is_ok(), "other keys are not affected");
-        assert!(limiter.check("alice", t0 + Duration::from_secs(60)).is_ok(), "the window ends");
-        limiter.fail("alice", t0 + Duration::from_secs(61));
-        assert!(limiter.check("alice", t0 + Duration::from_secs(61)).is_ok(), "a new window starts at one");
-        limiter.clear("alice");
-        assert_eq!(limiter.tracked(), 0);
-    }
-
-    #[test]
-    fn the_failure_map_is_bounded() {
-        let limiter = FailureLimiter::new(1, Duration::from_secs(60), 10);
-        let t0 = Instant::now();
-        for i in 0..1000 {
-            limiter.fail(&format!("user{i}"), t0 + Duration::from_millis(i));
-        }
-        assert_eq!(limiter.tracked(), 10);
-        assert!(limiter.check("user999", t0 + Duration::from_secs(1)).is_err(), "the newest keys are kept");
-        assert!(limiter.check("user0", t0 + Duration::from_secs(1)).is_ok(), "the oldest went first");
+    fn keyed_slots_cap_each_key_and_forget_idle_keys() {
+        let slots = KeyedSlots::<&str>::new(2);
+        let a1 = slots.take(&"a").unwrap();
+        let _a2 = slots.take(&"a").unwrap();
+        assert!(slots.take(&"a").is_none(), "a has used its share");
+        let b = slots.take(&"b").unwrap();
+        assert_eq!((slots.used(&"a"), slots.keys()), (2, 2));
+        drop(a1);
+        assert!(slots.take(&"a").is_some(), "a slot of a came back");
+        drop(b);
+        assert_eq!(slots.keys(), 1, "b holds nothing and is forgotten");
     }
 
     #[test]
     fn retry_after_is_rounded_up_to_whole_seconds() {
-        assert!(matches!(rate_limited(Duration::from_millis(1500)), GatewayError::RateLimited { retry_after_secs: 2 }));
-        assert!(matches!(rate_limited(Duration::from_secs(3)), GatewayError::RateLimited { retry_after_secs: 3 }));
+        let limited = |wait| rate_limited("too many failed logins", wait);
+        assert!(matches!(limited(Duration::from_millis(1500)), GatewayError::RateLimited { retry_after_secs: 2, .. }));
+        assert!(matches!(limited(Duration::from_secs(3)), GatewayError::RateLimited { retry_after_secs: 3, .. }));
     }
 
     #[test]

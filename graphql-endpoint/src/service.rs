@@ -19,9 +19,6 @@ use tokio::task::JoinHandle;
 /// Connections of the projection's own pool (it projects one batch at a time; the second spares a reconnect).
 pub const PROJECTION_CONNECTIONS: u32 = 2;
 
-/// User names whose failed logins are tracked at most (and as many client addresses).
-pub const MAX_TRACKED_LOGIN_FAILURES: usize = 100_000;
-
 /// A running gateway's parts, for the HTTP layer and for tests that execute the schema directly.
 pub struct Service {
     pub gateway: Arc<Gateway>,
@@ -73,7 +70,15 @@ fn gateway_of(config: &Config, pool: PgPool, producer: FutureProducer, codec: Ar
     settings.session_recheck = Duration::from_secs(config.session_recheck_secs);
     settings.socket_operations = config.ws_max_operations;
     settings.results_dir = config.results_dir.clone();
-    let window = Duration::from_secs(config.login_failure_window_secs);
+    settings.sessions_per_user = config.sessions_per_user;
+    settings.ws_init_timeout = Duration::from_secs(config.ws_init_timeout_secs);
+    settings.attempts = gateway::AttemptLimits {
+        window: Duration::from_secs(config.login_failure_window_secs),
+        failures_per_user: config.login_failures_per_user,
+        failures_per_address: config.login_failures_per_address,
+        logins_per_address: config.logins_per_address,
+        registrations_per_address: config.registrations_per_address,
+    };
     Gateway {
         pool,
         producer,
@@ -81,19 +86,13 @@ fn gateway_of(config: &Config, pool: PgPool, producer: FutureProducer, codec: Ar
         hub: Arc::new(Hub::default()),
         results: Arc::new(Results::default()),
         settings,
-        hashes: limits::HashPool::new(config.hash_concurrency),
-        user_failures: limits::FailureLimiter::new(config.login_failures_per_user, window, MAX_TRACKED_LOGIN_FAILURES),
-        user_ceiling: limits::FailureLimiter::new(
-            config.login_failures_per_user.saturating_mul(crate::gateway::USER_CEILING_FACTOR),
-            window,
-            MAX_TRACKED_LOGIN_FAILURES,
-        ),
-        address_failures: limits::FailureLimiter::new(
-            config.login_failures_per_address,
-            window,
-            MAX_TRACKED_LOGIN_FAILURES,
-        ),
+        hashes: limits::HashPool::new(config.hash_concurrency, config.hash_queue),
         subscriptions: limits::Slots::new(config.max_subscriptions),
+        anonymous_subscriptions: limits::Slots::new(config.max_subscriptions / 2),
+        anonymous_by_address: limits::KeyedSlots::new(config.anonymous_operations_per_address),
+        operations_by_user: limits::KeyedSlots::new(config.operations_per_user),
+        sockets_by_address: limits::KeyedSlots::new(config.ws_per_address),
+        attempts_since_sweep: std::sync::atomic::AtomicU32::new(0),
         pipeline: crate::pipeline::Pipeline::new(config.pipeline_sources()),
     }
 }

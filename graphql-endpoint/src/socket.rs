@@ -2,11 +2,15 @@
 //! start of every operation (so a logout on any instance refuses the next one), and a running operation ends
 //! when its session does: at its expiry, or when any instance announces that the user's sessions changed
 //! (`pg_notify`, see [`crate::live`]), or at the latest at the next periodic re-check. Operations are capped per
-//! socket and per instance.
+//! socket, per signed-in user, per client address of anonymous sockets, and per instance, where anonymous sockets
+//! may hold half the slots at most: however many anonymous sockets there are, signed-in users keep the other
+//! half. A query or mutation over a socket takes a permit of the instance's in-flight limit and has the request
+//! timeout, like one over HTTP.
 
-use crate::gateway::{Gateway, Viewer};
-use crate::limits::Slot;
+use crate::gateway::{ClientAddr, Gateway, Viewer};
+use crate::limits::{KeyedSlot, Slot};
 use crate::schema::{BankSchema, coded, internal};
+use async_graphql::parser::types::OperationType;
 use async_graphql::{Data, Executor, Request, Response};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -30,6 +34,33 @@ pub struct SocketExecutor {
     pub session: Arc<OnceLock<SocketSession>>,
     /// Operations running on this socket
     pub operations: Arc<crate::limits::Slots>,
+    /// The client's address
+    pub addr: Option<ClientAddr>,
+    /// The instance's in-flight limit, shared with HTTP
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Longest run of a query or mutation
+    pub request_timeout: std::time::Duration,
+}
+
+/// What an operation holds while it runs.
+#[allow(dead_code)]
+enum Held {
+    Anonymous(Slot, Slot, Slot, Option<KeyedSlot<std::net::IpAddr>>),
+    Signed(Slot, Slot, KeyedSlot<i64>),
+}
+
+/// Whether `request` runs a subscription: the operation it names, or its only one. A document that does not
+/// parse is not one (the schema refuses it at once).
+fn is_subscription(request: &Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else { return false };
+    doc.operations.iter().any(|(name, op)| {
+        op.node.ty == OperationType::Subscription
+            && request.operation_name.as_deref().is_none_or(|wanted| name.is_some_and(|n| n.as_str() == wanted))
+    })
+}
+
+fn too_many(message: impl Into<String>) -> BoxStream<'static, Response> {
+    refused(coded("TOO_MANY_SUBSCRIPTIONS", message))
 }
 
 fn refused(e: async_graphql::Error) -> BoxStream<'static, Response> {
@@ -40,18 +71,46 @@ impl SocketExecutor {
     async fn open(self, mut request: Request, data: Option<Arc<Data>>) -> BoxStream<'static, Response> {
         let data = data.unwrap_or_default();
         let Some(socket_slot) = self.operations.take() else {
-            return refused(coded(
-                "TOO_MANY_SUBSCRIPTIONS",
-                format!("at most {} operations at once on one connection", self.gateway.settings.socket_operations),
-            ));
+            let most = self.gateway.settings.socket_operations;
+            return too_many(format!("at most {most} operations at once on one connection"));
         };
         let Some(instance_slot) = self.gateway.subscriptions.take() else {
-            return refused(coded("TOO_MANY_SUBSCRIPTIONS", "this server is at its subscription limit; try later"));
+            return too_many("this server is at its subscription limit; try later");
         };
-        let slots = (socket_slot, instance_slot);
+        // A query or mutation is bounded like one over HTTP: an in-flight permit and the request timeout.
+        let bounded = if is_subscription(&request) {
+            None
+        } else {
+            match self.in_flight.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    metrics::counter!("gateway_requests_shed_total").increment(1);
+                    return refused(coded(
+                        "OVERLOADED",
+                        "the gateway is at its limit of requests in progress; retry shortly",
+                    ));
+                }
+            }
+        };
         let Some(session) = self.session.get().cloned() else {
-            // Anonymous: only what anyone may read; the viewer stays `Anonymous`.
-            return with_slots(self.schema.execute_stream_with_session_data(request, data), slots);
+            // Anonymous: only what anyone may read; the viewer stays `Anonymous`. Half the instance's slots at
+            // most, and a share per client address.
+            let Some(anonymous) = self.gateway.anonymous_subscriptions.take() else {
+                return too_many("this server is at its limit of anonymous subscriptions; sign in or try later");
+            };
+            let by_address = match self.addr {
+                Some(a) => match self.gateway.anonymous_by_address.take(&a.0) {
+                    Some(slot) => Some(slot),
+                    None => return too_many("this address has its share of anonymous subscriptions running"),
+                },
+                None => None,
+            };
+            let held = Held::Anonymous(socket_slot, instance_slot, anonymous, by_address);
+            let stream = self.schema.execute_stream_with_session_data(request, data);
+            return holding(bounded_stream(stream, bounded, self.request_timeout), held);
+        };
+        let Some(by_user) = self.gateway.operations_by_user.take(&session.user) else {
+            return too_many("you have your share of operations running over all your connections");
         };
         let expires_at = match self.gateway.viewer(Some(&session.token)).await {
             Ok(Viewer::Signed { user, token, expires_at }) => {
@@ -63,8 +122,31 @@ impl SocketExecutor {
         };
         let stream = self.schema.execute_stream_with_session_data(request, data);
         let ended = Box::pin(session_end(self.gateway.clone(), session, expires_at));
-        with_slots(until_session_ends(stream, ended), slots)
+        let stream = bounded_stream(until_session_ends(stream, ended), bounded, self.request_timeout);
+        holding(stream, Held::Signed(socket_slot, instance_slot, by_user))
     }
+}
+
+/// A query's or mutation's stream (`permit` given) ends with a REQUEST_TIMEOUT error when it runs too long.
+fn bounded_stream(
+    stream: BoxStream<'static, Response>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    timeout: std::time::Duration,
+) -> BoxStream<'static, Response> {
+    let Some(permit) = permit else { return stream };
+    let deadline = tokio::time::Instant::now() + timeout;
+    futures::stream::unfold(Some((stream, permit)), move |state| async move {
+        let (mut stream, permit) = state?;
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(r)) => Some((r, Some((stream, permit)))),
+            Ok(None) => None,
+            Err(_) => {
+                let e = coded("REQUEST_TIMEOUT", "the operation ran longer than the request timeout");
+                Some((Response::from_errors(vec![e.into_server_error(Default::default())]), None))
+            }
+        }
+    })
+    .boxed()
 }
 
 fn session_ended() -> async_graphql::Error {
@@ -72,10 +154,10 @@ fn session_ended() -> async_graphql::Error {
 }
 
 /// Keeps the slots taken while the stream lives.
-fn with_slots(stream: BoxStream<'static, Response>, slots: (Slot, Slot)) -> BoxStream<'static, Response> {
+fn holding(stream: BoxStream<'static, Response>, held: Held) -> BoxStream<'static, Response> {
     stream
         .map(move |r| {
-            let _held = &slots;
+            let _held = &held;
             r
         })
         .boxed()

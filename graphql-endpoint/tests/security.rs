@@ -227,7 +227,195 @@ async fn failed_logins_are_rate_limited_per_user_name_and_address_per_address_an
     assert_eq!(code(&r), "RATE_LIMITED", "{r}");
     let retry = r["errors"][0]["extensions"]["retryAfterSecs"].as_u64().expect("retryAfterSecs");
     assert!((1..=300).contains(&retry), "within the 300 s window: {r}");
-    assert!(b.service.gateway.address_failures.tracked() <= graphql_endpoint::MAX_TRACKED_LOGIN_FAILURES);
+    // The counts are the bank's, not one instance's: the address is refused on instance a too.
+    assert_eq!(code(&http_login(a, "bob", PASSWORD).await), "RATE_LIMITED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn login_limits_are_shared_by_instances_and_a_concurrent_burst_cannot_overshoot_them() {
+    let bank = Bank::start_with(2, |c| c.login_failures_per_user = 3).await;
+    let (a, b) = (&bank.gateways[0], &bank.gateways[1]);
+    bank.register("carol").await;
+    let from: std::net::IpAddr = "127.0.0.4".parse().unwrap();
+    // Twenty wrong guesses at once, split over both instances: exactly three are checked, the rest refused.
+    let guesses = (0..20).map(|i| http_login_from(if i % 2 == 0 { a } else { b }, from, "carol", "wrong password"));
+    let answers = futures::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|r| code(r) == "UNAUTHENTICATED").count();
+    let limited = answers.iter().filter(|r| code(r) == "RATE_LIMITED").count();
+    assert_eq!((checked, limited), (3, 17), "{answers:?}");
+    // A right password is not a failure: it gives its attempt back and clears the name-from-address count.
+    let other: std::net::IpAddr = "127.0.0.5".parse().unwrap();
+    for _ in 0..2 {
+        assert_eq!(code(&http_login_from(a, other, "carol", "wrong password").await), "UNAUTHENTICATED");
+    }
+    assert_eq!(http_login_from(b, other, "carol", PASSWORD).await["data"]["login"]["role"], "CLIENT");
+    for _ in 0..3 {
+        assert_eq!(code(&http_login_from(a, other, "carol", "wrong password").await), "UNAUTHENTICATED");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registrations_are_limited_per_address_and_sessions_per_user() {
+    let bank = Bank::start_with(1, |c| {
+        c.registrations_per_address = 2;
+        c.sessions_per_user = 2;
+    })
+    .await;
+    let g = bank.gateway();
+    let from: std::net::IpAddr = "127.0.0.6".parse().unwrap();
+    let register =
+        |name: &str| format!(r#"mutation {{ register(username: "{name}", password: "{PASSWORD}") {{ token }} }}"#);
+    for name in ["dave", "erin"] {
+        let r = http_from(g, from, None, &register(name)).await;
+        assert!(r["data"]["register"]["token"].is_string(), "{r}");
+    }
+    let r = http_from(g, from, None, &register("frank")).await;
+    assert_eq!(code(&r), "RATE_LIMITED", "a third registration from one address: {r}");
+    let r = http_from(g, "127.0.0.7".parse().unwrap(), None, &register("frank")).await;
+    assert!(r["data"]["register"]["token"].is_string(), "another address registers: {r}");
+
+    // Two sessions per user: the third login ends the oldest (the registration's).
+    let tokens: Vec<String> = {
+        let mut t = Vec::new();
+        for _ in 0..2 {
+            let r = http_login(g, "dave", PASSWORD).await;
+            t.push(r["data"]["login"]["token"].as_str().expect("token").to_owned());
+        }
+        t
+    };
+    let me = "{ me { iban } }";
+    for t in &tokens {
+        let (_, r) = http(g, Some(t), me).await;
+        assert!(r["data"]["me"]["iban"].is_string(), "{r}");
+    }
+    let r = http_login(g, "dave", PASSWORD).await;
+    let newest = r["data"]["login"]["token"].as_str().expect("token").to_owned();
+    let (_, r) = http(g, Some(&tokens[0]), me).await;
+    assert_eq!(code(&r), "UNAUTHENTICATED", "the oldest of three sessions ended: {r}");
+    for t in [&tokens[1], &newest] {
+        let (_, r) = http(g, Some(t), me).await;
+        assert!(r["data"]["me"]["iban"].is_string(), "{r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn password_checks_beyond_the_hash_queue_are_refused_with_overloaded() {
+    let bank = Bank::start_with(1, |c| {
+        c.hash_concurrency = 1;
+        c.hash_queue = 1;
+    })
+    .await;
+    let g = bank.gateway();
+    let logins = (0..12).map(|i| {
+        let from = std::net::IpAddr::from([127, 0, 2, i + 1]);
+        async move { http_login_from(g, from, &format!("nobody{i}"), "wrong password").await }
+    });
+    let answers = futures::future::join_all(logins).await;
+    let overloaded = answers.iter().filter(|r| code(r) == "OVERLOADED").count();
+    let checked = answers.iter().filter(|r| code(r) == "UNAUTHENTICATED").count();
+    assert_eq!(overloaded + checked, 12, "{answers:?}");
+    assert!(overloaded >= 1 && checked >= 2, "one hashing, one waiting, the rest refused: {answers:?}");
+    assert_eq!(g.service.gateway.hashes.queued(), 0, "the queue empties");
+}
+
+// ---- connections: half-sent headers, idle keep-alives, websockets without connection_init, caps -------------
+
+/// Whether the server closed `socket` within `within` (a read returns end of file or an error).
+async fn closed(socket: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(until, socket.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn half_sent_headers_and_idle_connections_are_closed_and_connections_are_capped_per_address() {
+    let bank = Bank::start_with(1, |c| {
+        c.header_timeout_secs = 1;
+        c.connections_per_address = 40;
+    })
+    .await;
+    let g = bank.gateway();
+    // Thirty connections that send half a request header, and one idle after a whole request.
+    let mut slow = Vec::new();
+    for _ in 0..30 {
+        let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+        s.write_all(b"POST /graphql HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-ty").await.unwrap();
+        slow.push(s);
+    }
+    let mut idle = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await.unwrap();
+    let mut answer = [0u8; 256];
+    let n = idle.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer[..n]));
+    for s in &mut slow {
+        assert!(closed(s, Duration::from_secs(5)).await, "a half-sent header is closed after the header timeout");
+    }
+    assert!(closed(&mut idle, Duration::from_secs(5)).await, "an idle keep-alive connection is closed");
+
+    // Forty open connections from one address: the forty-first is closed at once, another address is served.
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        held.push(tokio::net::TcpStream::connect(g.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    assert!(closed(&mut extra, Duration::from_millis(500)).await, "over the share of one address");
+    let r = http_from(g, "127.0.0.8".parse().unwrap(), None, "{ bankStats { accounts } }").await;
+    assert!(r["data"]["bankStats"].is_object(), "{r}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = http(g, None, "{ bankStats { accounts } }").await;
+    assert_eq!(status, 200, "the share comes back when connections close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_websocket_without_connection_init_is_closed_and_sockets_are_capped_per_address() {
+    let bank = Bank::start_with(1, |c| {
+        c.ws_init_timeout_secs = 1;
+        c.ws_per_address = 3;
+    })
+    .await;
+    let g = bank.gateway();
+    let url = format!("ws://{}/graphql/ws", g.addr);
+    let connect = || async {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.clone().into_client_request().unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+        tokio_tungstenite::connect_async(request).await
+    };
+    let (mut silent, _) = connect().await.expect("upgrade");
+    let closed_in_time = tokio::time::timeout(Duration::from_secs(5), async {
+        use futures::StreamExt;
+        loop {
+            match silent.next().await {
+                None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed_in_time.is_ok(), "a socket that never sends connection_init is closed");
+
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let (ws, ack) = Ws::connect(g, "graphql-transport-ws", None).await;
+        assert_eq!(ack["type"], "connection_ack");
+        open.push(ws);
+    }
+    match connect().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+        other => panic!("a fourth socket from one address is refused with 429: {:?}", other.map(|_| ())),
+    }
+    drop(open);
+    wait_for("the sockets' shares come back", WAIT, || g.service.gateway.sockets_by_address.keys() == 0).await;
+    let (_ws, ack) = Ws::connect(g, "graphql-transport-ws", None).await;
+    assert_eq!(ack["type"], "connection_ack");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -251,39 +439,48 @@ async fn websocket_messages_above_the_body_limit_close_the_socket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn subscriptions_are_capped_per_socket_and_per_instance() {
+async fn subscriptions_are_capped_per_socket_and_per_instance_and_anonymous_ones_hold_half_at_most() {
     let bank = Bank::start_with(1, |c| {
         c.ws_max_operations = 3;
-        c.max_subscriptions = 5;
+        c.max_subscriptions = 6;
     })
     .await;
     let g = bank.gateway();
     let feed = format!(r#"subscription {{ transactions(iban: "{}") {{ id }} }}"#, bank_core::COMPANY_IBAN);
+    // Anonymous sockets: three subscriptions (half of six), however many sockets they open.
     let (mut first, _) = Ws::connect(g, "graphql-transport-ws", None).await;
     for i in 0..3 {
         first.subscribe(&format!("s{i}"), &feed).await;
         wait_subscribers(g, i + 1).await;
     }
     first.subscribe("s3", &feed).await;
-    let m = first.next_for("s3", WAIT).await.expect("the fourth subscription is refused");
+    let m = first.next_for("s3", WAIT).await.expect("the fourth subscription of a socket is refused");
+    assert_eq!(ws_code(&m), "TOO_MANY_SUBSCRIPTIONS", "{m}");
+    let (mut second, _) = Ws::connect(g, "graphql-ws", None).await;
+    second.subscribe("a0", &feed).await;
+    let m = second.next_for("a0", WAIT).await.expect("anonymous sockets hold half the slots at most");
     assert_eq!(ws_code(&m), "TOO_MANY_SUBSCRIPTIONS", "{m}");
 
-    let (mut second, _) = Ws::connect(g, "graphql-ws", None).await;
-    for i in 0..2 {
-        second.subscribe(&format!("t{i}"), &feed).await;
+    // A signed-in user still gets the other half, then the instance is full.
+    let (token, _) = bank.register("subscriber").await;
+    let (mut signed, ack) = Ws::connect(g, "graphql-transport-ws", Some(&token)).await;
+    assert_eq!(ack["type"], "connection_ack");
+    for i in 0..3 {
+        signed.subscribe(&format!("t{i}"), &feed).await;
         wait_subscribers(g, 4 + i).await;
     }
-    second.subscribe("t2", &feed).await;
-    let m = second.next_for("t2", WAIT).await.expect("the sixth subscription of the instance is refused");
+    let (mut more, _) = Ws::connect(g, "graphql-transport-ws", Some(&token)).await;
+    more.subscribe("t3", &feed).await;
+    let m = more.next_for("t3", WAIT).await.expect("the seventh subscription of the instance is refused");
     assert_eq!(ws_code(&m), "TOO_MANY_SUBSCRIPTIONS", "{m}");
 
     // A slot given back can be taken again.
-    first.stop("s0").await;
+    signed.stop("t0").await;
     let slots = &g.service.gateway.subscriptions;
-    wait_for("the stopped subscription gives its slot back", WAIT, || slots.used() <= 4).await;
-    second.subscribe("t3", &feed).await;
-    wait_subscribers(g, 5).await;
-    assert!(second.next_for("t3", Duration::from_millis(500)).await.is_none(), "accepted: no error");
+    wait_for("the stopped subscription gives its slot back", WAIT, || slots.used() <= 5).await;
+    more.subscribe("t4", &feed).await;
+    wait_subscribers(g, 6).await;
+    assert!(more.next_for("t4", Duration::from_millis(500)).await.is_none(), "accepted: no error");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

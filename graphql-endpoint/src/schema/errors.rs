@@ -52,7 +52,8 @@ pub fn to_graphql(e: GatewayError) -> Error {
         GatewayError::AccountPending(_) => coded("ACCOUNT_PENDING", message),
         GatewayError::AccountRefused(_) => coded("ACCOUNT_REFUSED", message),
         GatewayError::Unavailable(_) => coded("UNAVAILABLE", message),
-        GatewayError::RateLimited { retry_after_secs } => Error::new(message).extend_with(|_, e| {
+        GatewayError::Overloaded(_) => coded("OVERLOADED", message),
+        GatewayError::RateLimited { retry_after_secs, .. } => Error::new(message).extend_with(|_, e| {
             e.set("code", "RATE_LIMITED");
             e.set("retryAfterSecs", retry_after_secs.max(1));
         }),
@@ -92,7 +93,7 @@ mod tests {
             ),
             (GatewayError::Unavailable("down"), "UNAVAILABLE", "down"),
             (
-                GatewayError::RateLimited { retry_after_secs: 2 },
+                GatewayError::RateLimited { what: "too many failed logins", retry_after_secs: 2 },
                 "RATE_LIMITED",
                 "too many failed logins; try again in 2 s",
             ),
@@ -107,9 +108,9 @@ mod tests {
     #[test]
     fn extras_travel_in_the_extensions() {
         assert_eq!(ext(&to_graphql(GatewayError::invalid("to", "bad")), "field"), Some(Value::from("to")));
-        let limited = to_graphql(GatewayError::RateLimited { retry_after_secs: 2 });
+        let limited = to_graphql(GatewayError::RateLimited { what: "too many failed logins", retry_after_secs: 2 });
         assert_eq!(ext(&limited, "retryAfterSecs"), Some(Value::from(2u64)));
-        let limited = to_graphql(GatewayError::RateLimited { retry_after_secs: 0 });
+        let limited = to_graphql(GatewayError::RateLimited { what: "too many failed logins", retry_after_secs: 0 });
         assert_eq!(ext(&limited, "retryAfterSecs"), Some(Value::from(1u64)), "never less than a second");
     }
 

@@ -13,12 +13,14 @@ pub struct Mutation;
 
 #[Object]
 impl Mutation {
-    /// Creates a user and opens its account; returns once the account exists, signed in.
+    /// Creates a user and opens its account; returns once the account exists, signed in. Registrations from one
+    /// address are answered RATE_LIMITED past a limit per window.
     async fn register(&self, ctx: &Context<'_>, username: String, password: String) -> ApiResult<Session> {
         let username = validate::username(&username)?;
         validate::password(&password)?;
         let gw = gateway(ctx);
-        let user = gw.register(&username, &password).await?;
+        let client = ctx.data_opt::<ClientAddr>().map(|a| a.0);
+        let user = gw.register(&username, &password, client).await?;
         Ok(session(gw, &user).await?)
     }
 

@@ -1,7 +1,8 @@
 //! The gateway's tables (Postgres schema `gateway`): users and their sessions, the transfers users asked for
-//! (one per idempotency key), and the projection of `balance_changed` into transactions and account balances.
+//! (one per idempotency key), login and registration attempts, and the projection of `balance_changed` into transactions and account balances.
 //! The tables are created by the SQL files in `graphql-endpoint/migrations`.
 
+pub mod attempts;
 mod project;
 mod reads;
 mod transfers;
@@ -22,4 +23,5 @@ pub const SCHEMA: &str = "gateway";
 pub const MIGRATIONS: &[bank_core::db::Migration] = &[
     (1, include_str!("../../migrations/0001_tables.sql")),
     (2, include_str!("../../migrations/0002_account_seq.sql")),
+    (3, include_str!("../../migrations/0003_attempts.sql")),
 ];

@@ -154,12 +154,33 @@ pub async fn delete_user(pool: &PgPool, id: i64) -> sqlx::Result<()> {
     Ok(())
 }
 
-pub async fn insert_session(pool: &PgPool, user_id: i64, token: &str, ttl_secs: i64) -> sqlx::Result<()> {
-    // Expired sessions of the same user go at the same time, so the table does not grow without bound.
+/// Stores a new session of `user_id`. Its expired sessions go at the same time, and so do its oldest live ones
+/// beyond `max_sessions - 1` (with a notice, so their websockets end): a user's sessions are bounded.
+pub async fn insert_session(
+    pool: &PgPool,
+    user_id: i64,
+    token: &str,
+    ttl_secs: i64,
+    max_sessions: u32,
+) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM gateway.sessions WHERE user_id = $1 AND expires_at <= now()")
         .bind(user_id)
         .execute(pool)
         .await?;
+    let ended = sqlx::query(
+        "DELETE FROM gateway.sessions WHERE token_hash IN (SELECT token_hash FROM gateway.sessions          WHERE user_id = $1 ORDER BY created_at DESC, token_hash OFFSET $2)",
+    )
+    .bind(user_id)
+    .bind(i64::from(max_sessions.max(1)) - 1)
+    .execute(pool)
+    .await?;
+    if ended.rows_affected() > 0 {
+        sqlx::query(&format!("SELECT {} FROM (SELECT $1::bigint AS user_id) AS t", sessions_notice("$2")))
+            .bind(user_id)
+            .bind(CHANNEL)
+            .execute(pool)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO gateway.sessions (token_hash, user_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))",
     )

@@ -111,7 +111,7 @@ impl Bank {
         let router = graphql_endpoint::router(service.clone(), &config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(bank_core::http::serve(listener, router, self.shutdown.clone()));
+        tokio::spawn(bank_core::http::serve_with(listener, router, self.shutdown.clone(), config.connection_limits()));
         // Ready once the live feed has its partitions and the result listener listens.
         let gw = &service.gateway;
         wait_for("the gateway's live feed and result listener", Duration::from_secs(30), || {
@@ -376,7 +376,17 @@ pub fn ws_code(m: &Value) -> &str {
     error["extensions"]["code"].as_str().unwrap_or_else(|| panic!("expected an error with a code: {m}"))
 }
 
-/// Logs `name` in over HTTP; returns the whole response.
+/// A GraphQL request over HTTP from the loopback address `from`; returns the whole response.
+pub async fn http_from(g: &Gateway, from: std::net::IpAddr, token: Option<&str>, query: &str) -> Value {
+    let client = reqwest::Client::builder().local_address(from).build().unwrap();
+    let mut req = client.post(format!("http://{}/graphql", g.addr)).json(&json!({ "query": query }));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let body = req.send().await.expect("http request").text().await.unwrap();
+    serde_json::from_str(&body).unwrap_or(Value::String(body))
+}
+
 /// `login` over HTTP from the loopback address `from` (e.g. 127.0.0.2: Linux routes all of 127/8 to lo).
 pub async fn http_login_from(g: &Gateway, from: std::net::IpAddr, name: &str, password: &str) -> Value {
     let query = format!(r#"mutation {{ login(username: "{name}", password: "{password}") {{ token role }} }}"#);
