@@ -142,6 +142,10 @@ pub struct Gateway {
     pub operations_by_user: Arc<KeyedSlots<i64>>,
     /// Websockets open per client address
     pub sockets_by_address: Arc<KeyedSlots<IpAddr>>,
+    /// `bankStats`' counters, read at most once per [`crate::cache::STATS_CACHE`]
+    pub stats: crate::cache::Cached<std::collections::HashMap<String, i64>>,
+    /// `loadTestRuns`, read at most once per [`crate::cache::RUNS_CACHE`]
+    pub runs: crate::cache::Cached<Vec<crate::load_tests::LoadTestRun>>,
     /// Attempts counted since the last sweep of expired rows
     pub attempts_since_sweep: std::sync::atomic::AtomicU32,
     /// The live view of the pipeline (`pipeline` query)

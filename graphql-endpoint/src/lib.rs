@@ -8,6 +8,7 @@
 //! end (the live feed of subscriptions, see [`live`]). Owns the Postgres schema `gateway`.
 #![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod fanout;

@@ -93,6 +93,8 @@ fn gateway_of(config: &Config, pool: PgPool, producer: FutureProducer, codec: Ar
         operations_by_user: limits::KeyedSlots::new(config.operations_per_user),
         sockets_by_address: limits::KeyedSlots::new(config.ws_per_address),
         attempts_since_sweep: std::sync::atomic::AtomicU32::new(0),
+        stats: crate::cache::Cached::new(crate::cache::STATS_CACHE),
+        runs: crate::cache::Cached::new(crate::cache::RUNS_CACHE),
         pipeline: crate::pipeline::Pipeline::new(config.pipeline_sources()),
     }
 }

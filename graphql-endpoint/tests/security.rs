@@ -108,7 +108,7 @@ async fn one_login_or_register_per_request_and_no_batches() {
     let g = bank.gateway();
     let hashes = || g.service.gateway.hashes.count();
     let before = hashes();
-    let many: String = (0..50)
+    let many: String = (0..10)
         .map(|i| format!(r#"a{i}: login(username: "nobody{i}", password: "wrong password") {{ token }} "#))
         .collect();
     let (status, r) = http(g, None, &format!("mutation {{ {many} }}")).await;
@@ -316,6 +316,45 @@ async fn password_checks_beyond_the_hash_queue_are_refused_with_overloaded() {
     assert_eq!(overloaded + checked, 12, "{answers:?}");
     assert!(overloaded >= 1 && checked >= 2, "one hashing, one waiting, the rest refused: {answers:?}");
     assert_eq!(g.service.gateway.hashes.queued(), 0, "the queue empties");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alias_storms_are_refused_before_they_run_and_a_full_page_still_costs_little_enough() {
+    let bank = Bank::start(1).await;
+    let g = bank.gateway();
+    let company = bank_core::COMPANY_IBAN;
+    let page = |alias: usize| format!(r#"t{alias}: transactions(iban: "{company}", first: 100) {{ nodes {{ id }} }} "#);
+    // 330 aliased pages of 100 rows: refused at once, whatever the root-field cap (cost by rows).
+    let storm: String = (0..330).map(page).collect();
+    let (status, r) = http(g, None, &format!("{{ {storm} }}")).await;
+    assert_eq!(status, 200, "{r}");
+    assert!(r["data"].is_null(), "nothing ran: {r}");
+    assert!(
+        ["TOO_MANY_FIELDS"].contains(&code(&r))
+            || r["errors"][0]["message"].as_str().is_some_and(|m| m.contains("complex")),
+        "{r}"
+    );
+    // Sixteen cheap root fields pass; seventeen are refused (cap on root fields, aliases and fragments counted).
+    let stats = |n: usize| (0..n).map(|i| format!("s{i}: bankStats {{ accounts }} ")).collect::<String>();
+    let (_, r) = http(g, None, &format!("{{ {} }}", stats(16))).await;
+    assert!(r["errors"].is_null(), "{r}");
+    let (_, r) = http(g, None, &format!("{{ {} }}", stats(17))).await;
+    assert_eq!(code(&r), "TOO_MANY_FIELDS", "{r}");
+    let (_, r) = http(g, None, &format!("{{ ...F }} fragment F on Query {{ {} }}", stats(17))).await;
+    assert_eq!(code(&r), "TOO_MANY_FIELDS", "fragments count: {r}");
+    // Ten pages of 100 rows cost more than a request may.
+    let ten: String = (0..10).map(page).collect();
+    let (_, r) = http(g, None, &format!("{{ {ten} }}")).await;
+    assert!(r["data"].is_null() && r["errors"][0]["message"].as_str().is_some_and(|m| m.contains("complex")), "{r}");
+    // What the web UI asks for, a page of 100 transactions with every field, is served.
+    let full = format!(
+        r#"{{ transactions(iban: "{company}", first: 100) {{ nodes {{ id iban newBalanceCents changedByCents fromTo description direction at }} }} }}"#
+    );
+    let (_, r) = http(g, None, &full).await;
+    assert!(r["errors"].is_null(), "{r}");
+    // Many readers of loadTestRuns share one read of the results folder.
+    let (_, r) = http(g, None, "{ a: loadTestRuns { id } b: loadTestRuns { id } c: loadTestRuns { id } }").await;
+    assert!(r["errors"].is_null(), "{r}");
 }
 
 // ---- connections: half-sent headers, idle keep-alives, websockets without connection_init, caps -------------

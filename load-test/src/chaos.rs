@@ -575,7 +575,7 @@ async fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
     // A transfer as a newer producer writes it: the new version's id, the new field set.
     let api = Api::new(&a.endpoint.clone().unwrap_or_else(gateway), Duration::from_secs(10))?;
     let u = user(&api, &format!("evolve{stamp:x}"), Instant::now() + Duration::from_secs(30)).await?;
-    let (status, _) = api.deposit(&u.token, 1_000, &format!("evolve-fund-{stamp:x}")).await?;
+    let (_, status) = api.deposit(&u.token, 1_000, &format!("evolve-fund-{stamp:x}")).await?;
     anyhow::ensure!(status == "CONFIRMED", "the funding deposit answered {status}");
     let token = account_token(&u.iban).await?;
     let transfer = ConfirmMoneyTransfer {
@@ -586,9 +586,17 @@ async fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
         to: COMPANY_IBAN.into(),
         description: "written with a newer schema version".into(),
     };
-    let Value::Record(mut fields) = transfer.to_value() else { anyhow::bail!("a transfer is a record") };
-    fields.push((field.clone(), Value::String("set by a newer producer".into())));
+    // Our record resolved to the newer schema (every field it added, by earlier runs too, at its default), then
+    // this run's field set as a newer producer would.
     let schema = apache_avro::Schema::parse_str(&text)?;
+    let Value::Record(mut fields) = transfer.to_value().resolve(&schema)? else {
+        anyhow::bail!("a transfer is a record")
+    };
+    for (name, value) in &mut fields {
+        if *name == field {
+            *value = Value::String("set by a newer producer".into());
+        }
+    }
     let mut bytes = vec![0u8];
     bytes.extend_from_slice(&id.to_be_bytes());
     apache_avro::writer::datum::GenericDatumWriter::builder(&schema)

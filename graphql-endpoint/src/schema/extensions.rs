@@ -1,4 +1,4 @@
-//! Schema extensions: one credential field per operation.
+//! Schema extensions: one credential field per operation, and a cap on the root fields of an operation.
 
 use super::errors::coded;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
@@ -37,6 +37,73 @@ impl Extension for OneCredentialFieldExtension {
         }
         Ok(document)
     }
+}
+
+/// Refuses an operation that selects more than this many root fields (aliases, inline fragments and fragment
+/// spreads expanded), so one request cannot run hundreds of resolvers at once against the database pool.
+pub struct RootFields(pub usize);
+
+impl ExtensionFactory for RootFields {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(RootFieldsExtension(self.0))
+    }
+}
+
+struct RootFieldsExtension(usize);
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for RootFieldsExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        if most_root_fields(&document) > self.0 {
+            return Err(coded("TOO_MANY_FIELDS", format!("at most {} root fields per operation", self.0))
+                .into_server_error(Pos::default()));
+        }
+        Ok(document)
+    }
+}
+
+/// Selections visited at most while counting root fields: fragments that spread others twice over can stand
+/// for exponentially many fields, which are not worth counting one by one.
+const MAX_STEPS: usize = 10_000;
+
+/// The most root fields any one operation of the document selects, fragments expanded; `usize::MAX` when
+/// counting them would take more than `MAX_STEPS` (a fragment cycle, which validation refuses later, ends there
+/// too).
+pub fn most_root_fields(document: &ExecutableDocument) -> usize {
+    fn count(document: &ExecutableDocument, set: &SelectionSet, steps: &mut usize) -> Option<usize> {
+        let mut fields = 0usize;
+        for s in &set.items {
+            *steps += 1;
+            if *steps > MAX_STEPS {
+                return None;
+            }
+            fields += match &s.node {
+                Selection::Field(_) => 1,
+                Selection::InlineFragment(f) => count(document, &f.node.selection_set.node, steps)?,
+                Selection::FragmentSpread(f) => match document.fragments.get(&f.node.fragment_name.node) {
+                    Some(fragment) => count(document, &fragment.node.selection_set.node, steps)?,
+                    None => 0,
+                },
+            };
+        }
+        Some(fields)
+    }
+    let mut steps = 0;
+    let mut most = 0;
+    for (_, op) in document.operations.iter() {
+        match count(document, &op.node.selection_set.node, &mut steps) {
+            Some(n) => most = most.max(n),
+            None => return usize::MAX,
+        }
+    }
+    most
 }
 
 /// How many `login`/`register` fields the document selects, over all its operations and fragments.
@@ -83,5 +150,26 @@ mod tests {
             2
         );
         assert_eq!(credential_fields(&doc("{ bankStats { accounts } }")), 0);
+    }
+
+    #[test]
+    fn root_fields_count_aliases_and_fragments_and_survive_cycles() {
+        let doc = |q: &str| async_graphql::parser::parse_query(q).unwrap();
+        assert_eq!(most_root_fields(&doc("{ a: bankStats { accounts } b: bankStats { accounts } me { iban } }")), 3);
+        assert_eq!(
+            most_root_fields(&doc(
+                "{ ...F ... on Query { x: me { iban } } } fragment F on Query { bankStats { accounts } y: me { iban } }"
+            )),
+            3
+        );
+        let cycle = doc("{ ...A } fragment A on Query { me { iban } ...B } fragment B on Query { ...A }");
+        assert_eq!(most_root_fields(&cycle), usize::MAX, "a cycle ends, refused");
+        // Thirty fragments that each spread the next twice: 2^30 fields, not counted one by one.
+        let mut q = String::from("{ ...F0 }");
+        for i in 0..30 {
+            q.push_str(&format!(" fragment F{i} on Query {{ ...F{n} ...F{n} }}", n = i + 1));
+        }
+        q.push_str(" fragment F30 on Query { me { iban } }");
+        assert_eq!(most_root_fields(&doc(&q)), usize::MAX);
     }
 }

@@ -32,8 +32,21 @@ pub type BankSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deepest query accepted (introspection included).
 pub const MAX_DEPTH: usize = 16;
-/// Most fields one query may select.
-pub const MAX_COMPLEXITY: usize = 1000;
+/// The most one request may cost: each field selected costs 1, each row a list field may return costs its
+/// selection again, and each root field that reads the database or the disk adds its own cost. A page of 100
+/// transactions with every field costs about 1,000; an alias storm of such pages is refused before it runs.
+pub const MAX_COMPLEXITY: usize = 2000;
+/// Root fields (aliases and fragments included) one operation may select.
+pub const MAX_ROOT_FIELDS: usize = 16;
+/// What a root field that reads one row or a cached value adds to its selection's cost.
+pub const READ_COST: usize = 10;
+/// What a root field that reads a page of rows adds, besides its rows.
+pub const ROW_QUERY_COST: usize = 50;
+
+/// The rows a list field with `first` may return (its default page when not given).
+pub fn rows(first: Option<i32>) -> usize {
+    usize::try_from(first.map_or(20, |n| n.clamp(1, MAX_PAGE))).unwrap_or(100)
+}
 
 pub fn build(gateway: Arc<Gateway>) -> BankSchema {
     Schema::build(Query, Mutation, Subscription)
@@ -41,6 +54,7 @@ pub fn build(gateway: Arc<Gateway>) -> BankSchema {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(extensions::OneCredentialField)
+        .extension(extensions::RootFields(MAX_ROOT_FIELDS))
         .finish()
 }
 

@@ -17,6 +17,7 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The signed-in user's account.
+    #[graphql(complexity = "super::READ_COST + child_complexity")]
     async fn me(&self, ctx: &Context<'_>) -> ApiResult<Account> {
         let user = signed_in(ctx)?;
         let iban = own_account(user)?;
@@ -24,7 +25,8 @@ impl Query {
     }
 
     /// An account's transactions, newest first. Your own account, the company account (public), or any
-    /// account for a bank employee.
+    /// account for a bank employee. Costs `ROW_QUERY_COST` plus `first` times its selection.
+    #[graphql(complexity = "super::ROW_QUERY_COST + super::rows(first) * child_complexity")]
     async fn transactions(
         &self,
         ctx: &Context<'_>,
@@ -53,7 +55,8 @@ impl Query {
         })
     }
 
-    /// Every account, by IBAN. Bank employees only.
+    /// Every account, by IBAN. Bank employees only. Costs like `transactions`.
+    #[graphql(complexity = "super::ROW_QUERY_COST + super::rows(first) * child_complexity")]
     async fn accounts(
         &self,
         ctx: &Context<'_>,
@@ -84,10 +87,11 @@ impl Query {
         })
     }
 
-    /// Public counters.
+    /// Public counters (read at most once per `STATS_CACHE` by each instance, whatever the number of readers).
+    #[graphql(complexity = "super::READ_COST + child_complexity")]
     async fn bank_stats(&self, ctx: &Context<'_>) -> ApiResult<BankStats> {
         let gw = gateway(ctx);
-        let c = store::counters(&gw.pool).await.map_err(GatewayError::from)?;
+        let c = gw.stats.get(|| store::counters(&gw.pool)).await.map_err(GatewayError::from)?;
         let get = |k: &str| BigInt(c.get(k).copied().unwrap_or(0));
         Ok(BankStats {
             accounts: get("accounts"),
@@ -99,19 +103,26 @@ impl Query {
 
     /// Load-test runs found in the gateway's results folder (`RESULTS_DIR`), newest first (at most 100):
     /// their summaries, steps and the paths of their graphs. Public, like `bankStats`.
+    /// Read from disk at most once per `RUNS_CACHE` by each instance.
+    #[graphql(complexity = "super::READ_COST + child_complexity")]
     async fn load_test_runs(&self, ctx: &Context<'_>) -> Vec<crate::load_tests::LoadTestRun> {
-        crate::load_tests::runs(gateway(ctx).settings.results_dir.clone()).await
+        let gw = gateway(ctx);
+        let dir = gw.settings.results_dir.clone();
+        let runs = gw.runs.get(|| async move { Ok::<_, std::convert::Infallible>(crate::load_tests::runs(dir).await) });
+        runs.await.unwrap_or_default()
     }
 
     /// The live view of the pipeline: per stage (heartbeat, generator, handler, projection) its rate and
     /// consumer lag, the age of commands when the handler applies them and the delay of the newest balance
     /// changes. Sampled at most once a second whatever the number of readers. Public, like `bankStats`.
+    #[graphql(complexity = "super::READ_COST + child_complexity")]
     async fn pipeline(&self, ctx: &Context<'_>) -> crate::pipeline::PipelineView {
         let gw = gateway(ctx);
         gw.pipeline.view(&gw.hub).await
     }
 
     /// One of your transfers, by the id a mutation returned.
+    #[graphql(complexity = "super::READ_COST + child_complexity")]
     async fn transfer(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<TransferResult>> {
         let user = signed_in(ctx)?;
         let id = validate::transfer_id(&id)?;
