@@ -220,9 +220,12 @@ async fn generate(
                     tracing::warn!(error = %e, offset = m.offset(), "skipping a malformed heartbeat");
                     continue;
                 }
-                // The position on the topic, not the beat number: heartbeat restarts its count, offsets never repeat.
+                // The position on the topic, not the beat number: heartbeat restarts its count, offsets never repeat
+                // on one topic. The record's timestamp tells a recreated topic's records from the old one's.
                 let beat = u64::try_from(m.offset()).unwrap_or(0);
-                commands.push(mix::command(config.seed, beat, &acc.list, config.company_token.as_deref()));
+                let written = m.timestamp().to_millis().and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
+                let company = config.company_token.as_deref();
+                commands.push(mix::command(config.seed, written, beat, &acc.list, company));
             }
         }
         let mut deliveries = Vec::with_capacity(commands.len());

@@ -69,9 +69,12 @@ impl Rng {
     }
 }
 
-/// The command for the heartbeat at `beat` (its position on the heartbeat topic).
-pub fn command(seed: u64, beat: u64, accounts: &[Known], company_token: Option<&str>) -> Generated {
-    let mut rng = Rng::new(seed, beat);
+/// The command for the heartbeat at `beat` (its position on the heartbeat topic), written at `written_ms` (the
+/// record's timestamp, kept by Kafka with it). The timestamp is the heartbeat topic's epoch: the same record read
+/// again (after a restart) gives the same command id, while a record at the same position of a recreated topic
+/// gives a new one, so the bank does not take the new topic's commands for replays of the old one's.
+pub fn command(seed: u64, written_ms: u64, beat: u64, accounts: &[Known], company_token: Option<&str>) -> Generated {
+    let mut rng = Rng::new(seed ^ written_ms.wrapping_mul(0xD6E8_FEB8_6659_FD93), beat);
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
     id[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
@@ -127,9 +130,27 @@ mod tests {
     fn same_seed_and_beat_give_the_same_command() {
         let acc = accounts(10);
         for beat in [0, 5, 21, 199, 200, 12_345] {
-            assert_eq!(command(7, beat, &acc, Some("c")), command(7, beat, &acc, Some("c")));
+            assert_eq!(
+                command(7, 1_700_000_000_000, beat, &acc, Some("c")),
+                command(7, 1_700_000_000_000, beat, &acc, Some("c"))
+            );
         }
-        assert_ne!(command(7, 21, &acc, Some("c")), command(8, 21, &acc, Some("c")));
+        assert_ne!(
+            command(7, 1_700_000_000_000, 21, &acc, Some("c")),
+            command(8, 1_700_000_000_000, 21, &acc, Some("c"))
+        );
+        // The same position of a recreated heartbeat topic (another record, written at another time): a new id.
+        let id = |g: Generated| match g {
+            Generated::Creation(c) => c.id,
+            Generated::Transfer(t) => t.id,
+        };
+        for beat in [0, 5, 21, 400] {
+            assert_ne!(
+                id(command(7, 1_700_000_000_000, beat, &acc, Some("c"))),
+                id(command(7, 1_700_000_000_001, beat, &acc, Some("c"))),
+                "beat {beat}"
+            );
+        }
     }
 
     #[test]
@@ -143,9 +164,9 @@ mod tests {
     fn first_beats_and_every_200th_create_accounts() {
         let acc = accounts(10);
         for beat in (0..20).chain([200, 400, 1000]) {
-            assert_eq!(command(1, beat, &acc, None).kind(), "account_creation", "beat {beat}");
+            assert_eq!(command(1, 1_700_000_000_000, beat, &acc, None).kind(), "account_creation", "beat {beat}");
         }
-        assert_eq!(command(1, 21, &[], None).kind(), "account_creation");
+        assert_eq!(command(1, 1_700_000_000_000, 21, &[], None).kind(), "account_creation");
     }
 
     #[test]
@@ -153,7 +174,7 @@ mod tests {
         let acc = accounts(50);
         let mut kinds: HashMap<&str, u32> = HashMap::new();
         for beat in 20..20_020 {
-            let g = command(3, beat, &acc, Some("company"));
+            let g = command(3, 1_700_000_000_000, beat, &acc, Some("company"));
             *kinds.entry(g.kind()).or_default() += 1;
             if let Generated::Transfer(t) = &g {
                 assert!(t.amount > 0);
@@ -172,6 +193,6 @@ mod tests {
             assert!(kinds.get(kind).copied().unwrap_or(0) > 50, "{kind} missing from {kinds:?}");
         }
         // Without the company token there are no salaries.
-        assert!((20..2_000).all(|b| command(3, b, &acc, None).kind() != "salary"));
+        assert!((20..2_000).all(|b| command(3, 1_700_000_000_000, b, &acc, None).kind() != "salary"));
     }
 }

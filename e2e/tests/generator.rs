@@ -1,5 +1,6 @@
 //! The generator against the real stack, with a real command-handler behind it: heartbeats become commands,
-//! keyed by the debited account, and the generator keeps its accounts across a restart.
+//! keyed by the debited account, the generator keeps its accounts across a restart, and a recreated heartbeat
+//! topic's records are new commands.
 
 use bank_core::avro::{ConfirmMoneyTransfer, Heartbeat};
 use bank_core::config::{CommonArgs, DatabaseArgs};
@@ -77,7 +78,7 @@ async fn results(pool: &sqlx::PgPool, n: i64) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heartbeats_become_commands_and_known_accounts_survive_a_restart() {
+async fn heartbeats_become_commands_known_accounts_survive_a_restart_and_a_recreated_topic_gives_new_ones() {
     let prefix = unique_prefix();
     provision::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(30), topics::TOPICS)
         .await
@@ -140,6 +141,24 @@ async fn heartbeats_become_commands_and_known_accounts_survive_a_restart() {
         }
     }
     assert_eq!(seen, 229, "every transfer read back");
+
+    // The heartbeat topic deleted and created again, the bank's database kept: offsets start at 0 again, but
+    // these are new heartbeats, so their commands are new too (20 more results), not replays of beats 0..20.
+    generator.cancel();
+    let heartbeat = format!("{prefix}{}", topics::HEARTBEAT);
+    let admin = bank_core::kafka::admin(&kafka_brokers()).unwrap();
+    let options = rdkafka::admin::AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    admin.delete_topics(&[heartbeat.as_str()], &options).await.expect("heartbeat deleted");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) =
+        provision::sync(&kafka_brokers(), &registry_url(), &prefix, 1, Duration::from_secs(10), topics::TOPICS).await
+    {
+        assert!(Instant::now() < deadline, "heartbeat not created again: {e:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (generator, _task) = spawn_generator(&prefix).await;
+    beats(&producer, &codec, &prefix, 0..20).await;
+    assert_eq!(results(&pool, 270).await, 270, "the recreated topic's commands are new commands");
     generator.cancel();
     handler_token.cancel();
 }
