@@ -173,6 +173,33 @@ async fn a_nul_byte_in_a_text_field_from_the_topic_is_projected_as_a_replacement
     assert_eq!(bank.balance(&alice).await, 700);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forged_seq_far_ahead_does_not_freeze_the_balance() {
+    let bank = Bank::start(1).await;
+    let gateway = &bank.gateway().service.gateway;
+    let (alice, iban) = bank.register("alice").await;
+    let r = bank.ok(Some(&alice), "mutation { deposit(amountCents: 1000) { status } }").await;
+    assert_eq!(r["deposit"]["status"], "CONFIRMED");
+    bank.wait_history(&alice, &iban, 1).await;
+    let topic = format!("{}{}", bank.prefix, topics::BALANCE_CHANGED);
+    let forged = bank_core::avro::BalanceChanged {
+        iban: iban.clone(),
+        new_balance: 1,
+        changed_by: -999,
+        from_to: "cash".to_owned(),
+        description: "forged".to_owned(),
+        transfer_id: Some(bank_core::CommandId::new()),
+        seq: i64::MAX,
+    };
+    publish(gateway, &topic, &iban, &forged).await;
+    bank.wait_history(&alice, &iban, 2).await;
+    assert_eq!(bank.balance(&alice).await, 1000, "the forged change moved no balance");
+    let r = bank.ok(Some(&alice), "mutation { deposit(amountCents: 500) { status } }").await;
+    assert_eq!(r["deposit"]["status"], "CONFIRMED");
+    bank.wait_history(&alice, &iban, 3).await;
+    assert_eq!(bank.balance(&alice).await, 1500, "the next real change still moves it");
+}
+
 /// Writes `record` to `topic` as a producer other than the handler would, keyed by `iban`; returns its payload.
 async fn publish(
     gateway: &graphql_endpoint::gateway::Gateway,

@@ -128,5 +128,21 @@ async fn invalid_rates_are_refused_with_a_message_and_change_nothing() {
         let r = app.http.get(format!("{}{probe}", app.base)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{probe}");
     }
+
+    // A web page whose domain was rebound to 127.0.0.1 makes the browser send that domain as Host: refused.
+    for host in ["evil.example", "evil.example:17888", "127.0.0.1.nip.io"] {
+        let r = app
+            .http
+            .put(format!("{}/rate", app.base))
+            .header("host", host)
+            .header("content-type", "application/json")
+            .body(r#"{"beats_per_second": 999}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 421, "{host}");
+        assert!(r.text().await.unwrap().starts_with("FOREIGN_HOST"), "{host}");
+    }
+    assert_eq!(app.rate().await, 5, "nothing changed");
     app.shutdown.cancel();
 }

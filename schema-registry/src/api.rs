@@ -16,6 +16,37 @@ use crate::store;
 
 type ApiResult = Result<Response, ApiError>;
 
+/// Largest schema text accepted, in bytes (the contract's largest is under 2 kB).
+pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
+/// Most fields one schema may have, over all its records (the compatibility check grows with their square).
+pub const MAX_FIELDS: usize = 500;
+/// Largest request body, in bytes: a schema escaped as a JSON string, and its envelope.
+pub const MAX_BODY_BYTES: usize = 2 * MAX_SCHEMA_BYTES + 4096;
+
+/// Schema parses and compatibility checks running at once, each on a blocking thread so the async workers keep
+/// serving lookups meanwhile.
+static CPU_JOBS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(2));
+
+/// Runs `job` (parsing, compatibility) on a blocking thread, at most two at once.
+async fn off_workers<T: Send + 'static>(
+    job: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = CPU_JOBS.acquire().await.map_err(ApiError::internal)?;
+    tokio::task::spawn_blocking(job).await.map_err(ApiError::internal)?
+}
+
+/// Fields of `schema`, over all its records, arrays, maps and unions.
+pub fn field_count(schema: &Schema) -> usize {
+    match schema {
+        Schema::Record(r) => r.fields.iter().map(|f| 1 + field_count(&f.schema)).sum(),
+        Schema::Array(a) => field_count(&a.items),
+        Schema::Map(m) => field_count(&m.types),
+        Schema::Union(u) => u.variants().iter().map(field_count).sum(),
+        _ => 0,
+    }
+}
+
 pub fn routes(pool: PgPool) -> Router {
     Router::new()
         .route("/", get(|| async { ok(json!({})) }))
@@ -31,6 +62,7 @@ pub fn routes(pool: PgPool) -> Router {
         .route("/config/{subject}", get(get_subject_config).put(put_subject_config).delete(delete_subject_config))
         .route("/compatibility/subjects/{subject}/versions/{version}", post(check_compatibility))
         .with_state(pool)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // No web page may reach the registry through a rebound domain name (DNS rebinding).
         .layer(axum::middleware::from_fn(bank_core::http::local_hosts_only))
 }
@@ -70,6 +102,9 @@ fn canonical(schema: &Schema) -> Result<String, ApiError> {
 }
 
 pub fn parse_schema(req: &SchemaRequest) -> Result<Parsed, ApiError> {
+    if req.schema.len() > MAX_SCHEMA_BYTES {
+        return Err(ApiError::invalid_schema(format!("longer than {MAX_SCHEMA_BYTES} bytes")));
+    }
     match req.schema_type.as_deref() {
         None | Some("AVRO") => {}
         Some(other) => return Err(ApiError::invalid_schema(format!("unsupported schema type {other}, only AVRO"))),
@@ -78,6 +113,9 @@ pub fn parse_schema(req: &SchemaRequest) -> Result<Parsed, ApiError> {
         return Err(ApiError::invalid_schema("schema references are not supported"));
     }
     let schema = Schema::parse_str(&req.schema).map_err(ApiError::invalid_schema)?;
+    if field_count(&schema) > MAX_FIELDS {
+        return Err(ApiError::invalid_schema(format!("more than {MAX_FIELDS} fields")));
+    }
     let text = canonical(&schema)?;
     // The canonical text is what is stored and re-read. apache-avro writes some schemas in a form that reads back
     // as another schema (a named type with an explicit empty namespace inside a namespaced record loses it, and
@@ -152,7 +190,7 @@ async fn list_versions(State(pool): State<PgPool>, Path(subject): Path<String>) 
 #[tracing::instrument(skip_all, fields(subject = %subject))]
 async fn register(State(pool): State<PgPool>, Path(subject): Path<String>, body: Bytes) -> ApiResult {
     let req: SchemaRequest = parse_body(&body)?;
-    let parsed = parse_schema(&req)?;
+    let parsed = off_workers(move || parse_schema(&req)).await?;
     let level = store::effective_level(&pool, &subject).await?;
     let mut tx = pool.begin().await?;
     store::lock_subject(&mut tx, &subject).await?;
@@ -160,7 +198,8 @@ async fn register(State(pool): State<PgPool>, Path(subject): Path<String>, body:
     if let Some(same) = existing.iter().find(|r| r.canonical == parsed.canonical) {
         return ok_ok(json!({ "id": same.schema_id }));
     }
-    let problems = compat::check(level, &parsed.schema, &parse_stored(&existing)?);
+    let new = parsed.schema.clone();
+    let problems = off_workers(move || Ok(compat::check(level, &new, &parse_stored(&existing)?))).await?;
     if !problems.is_empty() {
         metrics::counter!("registry_registrations_total", "outcome" => "incompatible").increment(1);
         return Err(ApiError::incompatible(&subject, &problems));
@@ -175,7 +214,7 @@ async fn register(State(pool): State<PgPool>, Path(subject): Path<String>, body:
 
 async fn lookup(State(pool): State<PgPool>, Path(subject): Path<String>, body: Bytes) -> ApiResult {
     let req: SchemaRequest = parse_body(&body)?;
-    let parsed = parse_schema(&req)?;
+    let parsed = off_workers(move || parse_schema(&req)).await?;
     let rows = store::live_versions(&pool, &subject).await?;
     if rows.is_empty() {
         return Err(ApiError::subject_not_found(&subject));
@@ -312,7 +351,7 @@ async fn check_compatibility(
 ) -> ApiResult {
     let req: SchemaRequest = parse_body(&body)?;
     let wanted = parse_version(&version)?;
-    let parsed = parse_schema(&req)?;
+    let parsed = off_workers(move || parse_schema(&req)).await?;
     let level = store::effective_level(&pool, &subject).await?;
     let rows = store::live_versions(&pool, &subject).await?;
     if rows.is_empty() {
@@ -325,7 +364,7 @@ async fn check_compatibility(
             vec![rows.into_iter().find(|r| r.version == n).ok_or_else(|| ApiError::version_not_found(&version))?]
         }
     };
-    let problems = compat::check(level, &parsed.schema, &parse_stored(&against)?);
+    let problems = off_workers(move || Ok(compat::check(level, &parsed.schema, &parse_stored(&against)?))).await?;
     let body = if q.verbose {
         json!({ "is_compatible": problems.is_empty(), "messages": problems })
     } else {

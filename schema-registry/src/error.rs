@@ -70,6 +70,10 @@ impl ApiError {
     pub fn bad_request(detail: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::BAD_REQUEST, 400, format!("Malformed request: {detail}"))
     }
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "registry failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, "Internal error in the registry")
+    }
     pub fn backend(error: &sqlx::Error) -> Self {
         tracing::error!(error = %error, "registry store failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, "Error in the backend data store")

@@ -204,6 +204,33 @@ async fn large_schemas_register_and_keep_their_identity() {
 }
 
 #[tokio::test]
+async fn oversized_schemas_and_foreign_hosts_are_refused() {
+    let app = spawn_app().await;
+    let many: Vec<Value> = (0..=schema_registry::api::MAX_FIELDS).map(|i| field(&format!("f{i}"), "long")).collect();
+    let (status, body) = app.register("big-value", &record(&many)).await;
+    assert_eq!((status, body["error_code"].as_i64()), (422, Some(42201)), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("fields"), "{body}");
+    let mut long = json!({ "type": "record", "name": "R", "fields": [field("a", "long")] });
+    long["doc"] = json!("d".repeat(schema_registry::api::MAX_SCHEMA_BYTES));
+    err(app.register("big-value", &long.to_string()).await, 422, 42201);
+    let huge = json!({ "schema": "x".repeat(3 * schema_registry::api::MAX_SCHEMA_BYTES) });
+    let (status, _) = app.post("/subjects/big-value/versions", huge).await;
+    assert_eq!(status, 413, "a body over the limit is not read");
+    assert_eq!(ok(app.get("/subjects").await), json!([]), "nothing was registered");
+
+    // DNS rebinding: a request naming a foreign domain as Host changes nothing.
+    app.register_ok("kept-value", &v1()).await;
+    for host in ["evil.example", "evil.example:8081", "localhost.evil.example"] {
+        let resp = app.http.delete(format!("{}/subjects/kept-value", app.base)).header("host", host).send().await;
+        let resp = resp.unwrap();
+        assert_eq!(resp.status().as_u16(), 421, "{host}");
+    }
+    assert_eq!(ok(app.get("/subjects").await), json!(["kept-value"]));
+    let resp = app.http.delete(format!("{}/subjects/kept-value", app.base)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "the same request with this machine's address as Host is served");
+}
+
+#[tokio::test]
 async fn bad_requests_get_confluent_errors() {
     let app = spawn_app().await;
     for schema in ["not json", r#""nope""#, ""] {

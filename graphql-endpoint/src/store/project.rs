@@ -7,6 +7,8 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
+/// How far ahead of an account's stored `seq` a balance change may be and still move the balance.
+pub const MAX_SEQ_JUMP: i64 = 1_000_000;
 /// One decoded `balance_changed` record with its position and timestamp.
 #[derive(Debug, Clone)]
 pub struct BalanceRecord {
@@ -201,7 +203,9 @@ async fn project_balances(tx: &mut Transaction<'_, Postgres>, records: &[Balance
     }
     // A confirmed transfer is counted once: by its debit, or by its credit when it came from cash.
     // The balance moves only forward: to a change with a higher account_seq than the stored one; changes without
-    // one (0, from before it existed) only move a balance that never had one, in arrival order.
+    // one (0, from before it existed) only move a balance that never had one, in arrival order. A change more than
+    // MAX_SEQ_JUMP ahead of the stored one is not a real one (the handler counts one by one; a forged
+    // `seq = i64::MAX` would otherwise freeze the balance for good): it is in the history, but moves no balance.
     let row = sqlx::query(
         "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], \
                                              $7::timestamptz[], $8::int[], $9::bigint[], $10::bigint[]) WITH ORDINALITY \
@@ -214,8 +218,10 @@ async fn project_balances(tx: &mut Transaction<'_, Postgres>, records: &[Balance
                  FROM input ORDER BY ord \
                  ON CONFLICT DO NOTHING \
                  RETURNING seq, iban, new_balance, changed_by, from_to, account_seq), \
-         latest AS (SELECT DISTINCT ON (iban) iban, new_balance, seq, account_seq FROM ins \
-                    ORDER BY iban, account_seq DESC, seq DESC), \
+         latest AS (SELECT DISTINCT ON (i.iban) i.iban, i.new_balance, i.seq, i.account_seq FROM ins i \
+                    LEFT JOIN gateway.accounts a ON a.iban = i.iban \
+                    WHERE i.account_seq::numeric <= COALESCE(a.balance_seq, 0)::numeric + $11 \
+                    ORDER BY i.iban, i.account_seq DESC, i.seq DESC), \
          acc AS (INSERT INTO gateway.accounts (iban, balance, last_seq, balance_seq) \
                  SELECT iban, new_balance, seq, account_seq FROM latest \
                  ON CONFLICT (iban) DO UPDATE SET balance = EXCLUDED.balance, last_seq = EXCLUDED.last_seq, \
@@ -237,6 +243,7 @@ async fn project_balances(tx: &mut Transaction<'_, Postgres>, records: &[Balance
     .bind(&partitions)
     .bind(&offsets)
     .bind(&account_seqs)
+    .bind(MAX_SEQ_JUMP)
     .fetch_one(&mut **tx)
     .await?;
     Ok(Projected { transactions: row.get(0), transfers: row.get(1), accounts: row.get(2), results: 0 })
