@@ -99,8 +99,9 @@ pub struct Config {
     #[arg(long, env = "GRAPHQL_WS_MAX_OPERATIONS", default_value_t = 32)]
     pub ws_max_operations: usize,
 
-    /// Websockets open at once from one client address
-    #[arg(long, env = "GRAPHQL_WS_PER_ADDRESS", default_value_t = 64)]
+    /// Websockets open at once from one client address (the load tester opens one per user, 500 by default, all
+    /// from one address; behind a NAT or a proxy every client shares its address)
+    #[arg(long, env = "GRAPHQL_WS_PER_ADDRESS", default_value_t = 1024)]
     pub ws_per_address: usize,
 
     /// Seconds a new websocket has to send `connection_init` before it is closed
@@ -116,11 +117,11 @@ pub struct Config {
     pub anonymous_operations_per_address: usize,
 
     /// HTTP connections open at once (websockets included); more are closed at accept
-    #[arg(long, env = "GRAPHQL_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(long, env = "GRAPHQL_MAX_CONNECTIONS", default_value_t = 8192)]
     pub max_connections: usize,
 
     /// HTTP connections open at once from one client address
-    #[arg(long, env = "GRAPHQL_CONNECTIONS_PER_ADDRESS", default_value_t = 512)]
+    #[arg(long, env = "GRAPHQL_CONNECTIONS_PER_ADDRESS", default_value_t = 2048)]
     pub connections_per_address: usize,
 
     /// Seconds a client has to send a request's header (also the longest idle time of a keep-alive connection)

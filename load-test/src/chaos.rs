@@ -37,6 +37,23 @@ enum ChaosCmd {
     Verify(VerifyArgs),
     /// A new compatible version of every subject the bank writes, and a transfer written with it
     Evolve(EvolveArgs),
+    /// Connections that send half a request header and wait: all must be closed by the gateway's header timeout
+    Slow(AttackArgs),
+    /// Requests of hundreds of aliased 100-row pages: all must be refused before they run, a light query served
+    Storm(AttackArgs),
+}
+
+#[derive(Args)]
+struct AttackArgs {
+    /// The gateway; default: GRAPHQL_URL from `.openbank/env`
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Connections (slow) or requests (storm)
+    #[arg(long, default_value_t = 300)]
+    count: usize,
+    /// Longest wait for the gateway to close every slow connection
+    #[arg(long, default_value_t = 20)]
+    within_secs: u64,
 }
 
 #[derive(Args)]
@@ -104,6 +121,8 @@ pub async fn main(args: ChaosArgs) -> anyhow::Result<()> {
         ChaosCmd::Poison(a) => poison(a).await,
         ChaosCmd::Verify(a) => verify(a).await,
         ChaosCmd::Evolve(a) => evolve(a).await,
+        ChaosCmd::Slow(a) => slow(a).await,
+        ChaosCmd::Storm(a) => storm(a).await,
     }
 }
 
@@ -533,6 +552,92 @@ async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
     }
     println!("poison: {total} records written, {failed} not accepted by Kafka{note}");
     anyhow::ensure!(failed == 0, "{failed} poison records were not accepted");
+    Ok(())
+}
+
+/// The gateway's `host:port`, from its URL.
+fn host_port(endpoint: &str) -> String {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+/// How long a light query (`bankStats`) takes, or why it failed.
+async fn light_query(api: &Api) -> Result<Duration, String> {
+    let t = Instant::now();
+    match api.post(None, "{ bankStats { accounts } }", json!({})).await {
+        Ok(_) => Ok(t.elapsed()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn slow(a: AttackArgs) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let endpoint = a.endpoint.clone().unwrap_or_else(gateway);
+    let addr = host_port(&endpoint);
+    let mut open = Vec::with_capacity(a.count);
+    for _ in 0..a.count {
+        match tokio::net::TcpStream::connect(&addr).await {
+            Ok(mut s) => {
+                // Half a header, never finished.
+                let _ = s.write_all(b"POST /graphql HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-ty").await;
+                open.push(s);
+            }
+            Err(e) => anyhow::bail!("cannot connect to {addr}: {e}"),
+        }
+    }
+    let api = Api::new(&endpoint, Duration::from_secs(10))?;
+    let during = light_query(&api).await.map_err(|e| anyhow::anyhow!("a light query failed meanwhile: {e}"))?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(a.within_secs);
+    let closed = futures::future::join_all(open.iter_mut().map(|s| async move {
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }))
+    .await;
+    let still_open = closed.iter().filter(|c| !**c).count();
+    println!(
+        "slow: {} half-sent headers, {} closed by the gateway within {:.1} s, {still_open} still open; a light query meanwhile took {} ms",
+        a.count,
+        a.count - still_open,
+        started.elapsed().as_secs_f64(),
+        during.as_millis()
+    );
+    anyhow::ensure!(still_open == 0, "{still_open} slow connections were still open after {} s", a.within_secs);
+    Ok(())
+}
+
+async fn storm(a: AttackArgs) -> anyhow::Result<()> {
+    let endpoint = a.endpoint.clone().unwrap_or_else(gateway);
+    let api = Api::new(&endpoint, Duration::from_secs(30))?;
+    let pages: String = (0..330)
+        .map(|i| format!(r#"t{i}: transactions(iban: "{COMPANY_IBAN}", first: 100) {{ nodes {{ id }} }} "#))
+        .collect();
+    let runs: String = (0..500).map(|i| format!("r{i}: loadTestRuns {{ id }} ")).collect();
+    let storms = (0..a.count).map(|i| {
+        let api = api.clone();
+        let query = if i % 2 == 0 { format!("{{ {pages} }}") } else { format!("{{ {runs} }}") };
+        async move { api.post(None, &query, json!({})).await }
+    });
+    let started = Instant::now();
+    let (answers, light) = tokio::join!(futures::future::join_all(storms), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        light_query(&api).await
+    });
+    let ran = answers.iter().filter(|r| r.as_ref().is_ok_and(|d| !d.is_null())).count();
+    let light = light.map_err(|e| anyhow::anyhow!("a light query failed during the storm: {e}"))?;
+    println!(
+        "storm: {} alias-storm requests in {:.1} s, {ran} ran; a light query meanwhile took {} ms",
+        a.count,
+        started.elapsed().as_secs_f64(),
+        light.as_millis()
+    );
+    anyhow::ensure!(ran == 0, "{ran} alias-storm requests were executed");
     Ok(())
 }
 

@@ -91,7 +91,9 @@ pub fn listen_var(name: &str) -> Option<&'static str> {
 
 impl RustService {
     fn serve(&self, cmd: &mut Command, name: &str, addr: &str, log: PathBuf) -> anyhow::Result<Record> {
-        if proc::port_open(addr) {
+        // A process just killed shows as a zombie while its other threads still exit and hold its sockets: give
+        // its port a moment to close.
+        if proc::port_open(addr) && !proc::wait_quietly(Duration::from_secs(5), || !proc::port_open(addr)) {
             let port = crate::ports::port_of(addr).unwrap_or(0);
             bail!(
                 "port {addr} is in use by {}, which xtask did not start; stop it, or run `cargo xtask up` again to \

@@ -1,7 +1,8 @@
 //! `cargo xtask chaos`: load through the GraphQL API (the load tester's `chaos drive`) and the heartbeat while a
 //! seeded schedule kill -9s and restarts the command-handler, the graphql-endpoint and the command-generator,
 //! restarts PostgreSQL, kills a Kafka broker and starts it again, writes poison records to the command
-//! topics, and registers a compatible new version of every schema the bank writes (then restarts every producer). Then the pipeline drains, `bank-audit` runs, and `chaos verify` checks that every transfer the client
+//! topics, registers a compatible new version of every schema the bank writes (then restarts every producer), and
+//! attacks the gateway with slow connections and alias storms. Then the pipeline drains, `bank-audit` runs, and `chaos verify` checks that every transfer the client
 //! saw CONFIRMED is stored once, in the history once per account, and in the balances. Prints a timeline and a
 //! summary line; exit 0 only if all of it holds.
 
@@ -36,6 +37,10 @@ pub enum Fault {
     /// A BACKWARD-compatible new version of every subject (`load-test chaos evolve`), then every producer
     /// (handlers, gateways, generator) kill -9ed and started again, so each looks its schema id up anew.
     NewSchemas,
+    /// Hundreds of connections that send half a request header (`load-test chaos slow`): closed by the timeout.
+    SlowConnections,
+    /// Requests of hundreds of aliased pages (`load-test chaos storm`): refused before they run.
+    AliasStorm,
 }
 
 impl std::fmt::Display for Fault {
@@ -46,6 +51,8 @@ impl std::fmt::Display for Fault {
             Self::KillBroker(name) => write!(f, "kill -9 {name}"),
             Self::Poison(kind) => write!(f, "poison {kind}"),
             Self::NewSchemas => write!(f, "new schema versions"),
+            Self::SlowConnections => write!(f, "slow connections"),
+            Self::AliasStorm => write!(f, "alias storm"),
         }
     }
 }
@@ -95,6 +102,8 @@ pub fn schedule(seed: u64, duration: u64, shape: Shape) -> Vec<(u64, Fault)> {
             faults.push(Fault::KillBroker(pick("kafka", shape.brokers, &mut rng)));
             faults.extend(POISON_KINDS.iter().map(|k| Fault::Poison(k)));
             faults.push(Fault::NewSchemas);
+            faults.push(Fault::SlowConnections);
+            faults.push(Fault::AliasStorm);
         }
     }
     // Fisher-Yates with the seed.
@@ -200,6 +209,17 @@ fn inject(fault: &Fault, paths: &Paths, endpoints: &Endpoints, release: bool, rn
             }
             Ok(format!("{fault}: {line}"))
         }
+        Fault::SlowConnections | Fault::AliasStorm => {
+            let step = if *fault == Fault::SlowConnections { "slow" } else { "storm" };
+            let count = if *fault == Fault::SlowConnections { "300" } else { "40" };
+            let mut cmd = load_tester(paths, endpoints);
+            cmd.args(["chaos", step, "--count", count, "--endpoint", &endpoints.graphql_url()]);
+            let (ok, line) = run_step(cmd);
+            if !ok {
+                bail!("{fault}: {line}");
+            }
+            Ok(format!("{fault}: {line}"))
+        }
         Fault::NewSchemas => {
             let mut cmd = load_tester(paths, endpoints);
             cmd.args(["chaos", "evolve", "--endpoint", &endpoints.graphql_url()]);
@@ -207,20 +227,26 @@ fn inject(fault: &Fault, paths: &Paths, endpoints: &Endpoints, release: bool, rn
             if !ok {
                 bail!("{fault}: {line}");
             }
+            // Every producer killed, gone (its port free), then started again: each looks its schema id up anew.
             let state = State::load(&paths.state_file());
-            let mut restarted = Vec::new();
+            let mut killed = Vec::new();
             for base in ["command-handler", "graphql-endpoint", "command-generator"] {
                 for n in 1..=component::recorded_instances(&state, base).max(1) {
                     let name = instance_name(base, n);
                     let r = state.get(&name).with_context(|| format!("{name} is not in the state file"))?;
                     if let Some(pid) = r.pid {
                         proc::kill(pid, &r.needle);
+                        proc::wait_until(&format!("{name} (pid {pid}) to exit"), Duration::from_secs(10), || {
+                            !proc::alive(pid, &r.needle)
+                        })?;
                     }
-                    crate::cmd::up::start_instance(release, &name)?;
-                    restarted.push(name);
+                    killed.push(name);
                 }
             }
-            Ok(format!("{fault}: {line}; restarted {}", restarted.join(", ")))
+            for name in &killed {
+                crate::cmd::up::start_instance(release, name)?;
+            }
+            Ok(format!("{fault}: {line}; kill -9ed and started again: {}", killed.join(", ")))
         }
     }
 }
@@ -520,7 +546,9 @@ mod tests {
             assert!(a.iter().any(|(_, f)| *f == Fault::Poison(kind)), "{kind}");
         }
         assert!(a.iter().any(|(_, f)| *f == Fault::RestartPostgres));
-        assert_eq!(a.iter().filter(|(_, f)| *f == Fault::NewSchemas).count(), 1);
+        for once in [Fault::NewSchemas, Fault::SlowConnections, Fault::AliasStorm] {
+            assert_eq!(a.iter().filter(|(_, f)| *f == once).count(), 1, "{once}");
+        }
         assert!(a.iter().any(|(_, f)| matches!(f, Fault::KillBroker(n) if n.starts_with("kafka"))));
         for s in ["command-handler", "graphql-endpoint", "command-generator"] {
             assert_eq!(a.iter().filter(|(_, f)| matches!(f, Fault::Kill(n) if n.starts_with(s))).count(), 2, "{s}");
@@ -530,7 +558,7 @@ mod tests {
         // One gateway: never a second one killed.
         assert!(!a.iter().any(|(_, f)| *f == Fault::Kill("graphql-endpoint-2".into())));
         let short = schedule(1, 60, Shape { brokers: 1, handlers: 1, gateways: 1 });
-        assert_eq!(short.len(), 3 + 2 + 4 + 1);
+        assert_eq!(short.len(), 3 + 2 + 4 + 3);
         assert!(short.iter().any(|(_, f)| *f == Fault::KillBroker("kafka".into())));
     }
 
