@@ -90,7 +90,7 @@ const MAX_WRITERS: usize = 1024;
 /// schemas it has read, successes only: a failed lookup (registry down, unknown id) is asked again next time.
 pub struct Codec {
     registry: RegistryClient,
-    own_ids: RwLock<HashMap<String, u32>>,
+    own_ids: RwLock<HashMap<(String, &'static str), u32>>,
     writers: RwLock<HashMap<u32, Arc<Writer>>>,
 }
 
@@ -105,13 +105,14 @@ impl Codec {
 
     /// The id of `R`'s own schema under `<topic>-value`.
     async fn own_id<R: AvroRecord>(&self, topic: &str) -> Result<u32, CodecError> {
-        if let Some(id) = self.own_ids.read().unwrap_or_else(|e| e.into_inner()).get(topic) {
+        let key = (topic.to_owned(), R::FULL_NAME);
+        if let Some(id) = self.own_ids.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(*id);
         }
         let subject = format!("{topic}-value");
         let found = self.registry.lookup_id(&subject, R::SCHEMA).await?;
         let id = found.ok_or(CodecError::NotRegistered { subject, record: R::FULL_NAME })?;
-        self.own_ids.write().unwrap_or_else(|e| e.into_inner()).insert(topic.to_owned(), id);
+        self.own_ids.write().unwrap_or_else(|e| e.into_inner()).insert(key, id);
         Ok(id)
     }
 

@@ -24,6 +24,46 @@ pub use crate::validate::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, normalise_user
 /// How many more failed logins a user name may have from all client addresses together than from one.
 pub const USER_CEILING_FACTOR: u32 = 20;
 
+/// Attempts to give back unless [`GiveBack::keep`] is called: when dropped (an early return, a cancelled request)
+/// they are given back by a task of their own.
+struct GiveBack {
+    pool: PgPool,
+    keys: Vec<String>,
+}
+
+impl GiveBack {
+    fn new(pool: PgPool, keys: Vec<String>) -> Self {
+        Self { pool, keys }
+    }
+
+    /// Gives them back now.
+    async fn now(&mut self) -> GatewayResult<()> {
+        let keys = std::mem::take(&mut self.keys);
+        Ok(attempts::give_back(&self.pool, &keys).await?)
+    }
+
+    /// They count (a wrong password).
+    fn keep(&mut self) {
+        self.keys.clear();
+    }
+}
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let (pool, keys) = (self.pool.clone(), std::mem::take(&mut self.keys));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = attempts::give_back(&pool, &keys).await {
+                    tracing::warn!(error = %e, "cannot give login attempts back");
+                }
+            });
+        }
+    }
+}
+
 /// The user's account (its IBAN), or why there is none yet.
 pub fn own_account(user: &User) -> GatewayResult<&str> {
     match (&user.iban, &user.account_token) {
@@ -175,9 +215,9 @@ impl Gateway {
         Ok(token)
     }
 
-    /// Counts one attempt of every limit, all or none; RATE_LIMITED (`what`) when one is used up. Every so many
-    /// attempts, rows whose window ended are swept.
-    async fn attempt(&self, limits: &[Limit], what: &'static str) -> GatewayResult<()> {
+    /// Counts one attempt of every limit, all or none; RATE_LIMITED when one is used up (`what` names it from its
+    /// key). Every so many attempts, rows whose window ended are swept.
+    async fn attempt(&self, limits: &[Limit], what: impl Fn(&str) -> &'static str) -> GatewayResult<()> {
         use std::sync::atomic::Ordering;
         let window = self.settings.attempts.window;
         if self.attempts_since_sweep.fetch_add(1, Ordering::Relaxed) >= 1000 {
@@ -186,7 +226,8 @@ impl Gateway {
         }
         match attempts::take(&self.pool, limits, window).await? {
             None => Ok(()),
-            Some(wait) => {
+            Some((wait, key)) => {
+                let what = what(&key);
                 metrics::counter!("gateway_rate_limited_total", "what" => what).increment(1);
                 Err(rate_limited(what, wait))
             }
@@ -203,7 +244,7 @@ impl Gateway {
         let max = self.settings.attempts.registrations_per_address;
         self.attempt(
             &[Limit { key: format!("register from {from}"), max }],
-            "too many registrations from this address",
+            |_| "too many registrations from this address",
         )
         .await?;
         let password = password.to_owned();
@@ -245,17 +286,22 @@ impl Gateway {
         // A name outside the rule cannot exist: it is checked against nothing and counted under the address only.
         let name = normalise_username(username);
         let from = client.map_or_else(|| "?".to_owned(), |a| a.to_string());
-        let mut counted = vec![
-            Limit { key: format!("login failures from {from}"), max: limits.failures_per_address },
-            Limit { key: format!("logins from {from}"), max: limits.logins_per_address },
-        ];
+        let logins = Limit { key: format!("logins from {from}"), max: limits.logins_per_address };
+        let mut failures = vec![Limit { key: format!("login failures from {from}"), max: limits.failures_per_address }];
         let pair = name.as_ref().map(|n| format!("login {n} from {from}"));
         if let (Some(n), Some(p)) = (&name, &pair) {
-            counted.push(Limit { key: p.clone(), max: limits.failures_per_user });
+            failures.push(Limit { key: p.clone(), max: limits.failures_per_user });
             let ceiling = limits.failures_per_user.saturating_mul(USER_CEILING_FACTOR);
-            counted.push(Limit { key: format!("login {n}"), max: ceiling });
+            failures.push(Limit { key: format!("login {n}"), max: ceiling });
         }
-        self.attempt(&counted, "too many failed logins").await?;
+        let counted: Vec<Limit> = failures.iter().cloned().chain(std::iter::once(logins)).collect();
+        self.attempt(&counted, |key| {
+            if key.starts_with("logins from ") { "too many logins from this address" } else { "too many failed logins" }
+        })
+        .await?;
+        // Until a wrong password is seen, the failure counts get their attempt back: on an error, on OVERLOADED,
+        // or when the client leaves while its hash waits, as well as on a right password.
+        let mut refund = GiveBack::new(self.pool.clone(), failures.into_iter().map(|l| l.key).collect());
         let found = match &name {
             Some(n) if password.chars().count() <= MAX_PASSWORD_CHARS => store::credentials(&self.pool, n).await?,
             _ => None,
@@ -268,16 +314,14 @@ impl Gateway {
             .await?;
         match found {
             Some((user, _)) if matches => {
-                // Not a failure: the failure counts get their attempt back; `logins from` keeps it.
-                let back: Vec<String> =
-                    counted.iter().map(|l| l.key.clone()).filter(|k| !k.starts_with("logins from ")).collect();
-                attempts::give_back(&self.pool, &back).await?;
+                refund.now().await?;
                 if let Some(p) = &pair {
                     attempts::clear(&self.pool, p).await?;
                 }
                 self.resume_account(user).await
             }
             _ => {
+                refund.keep();
                 metrics::counter!("gateway_failed_logins_total").increment(1);
                 Err(wrong())
             }

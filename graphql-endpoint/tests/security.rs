@@ -187,6 +187,38 @@ async fn requests_beyond_the_in_flight_limit_are_refused_at_once_with_overloaded
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn websocket_queries_and_mutations_share_the_in_flight_limit() {
+    // As over HTTP: two operations in progress at most, one hash at a time; eight logins sent at once on one
+    // socket, so some are shed with OVERLOADED instead of queueing behind the others.
+    let bank = Bank::start_with(1, |c| {
+        c.max_in_flight = 2;
+        c.hash_concurrency = 1;
+    })
+    .await;
+    let g = bank.gateway();
+    let (mut ws, ack) = Ws::connect(g, "graphql-transport-ws", None).await;
+    assert_eq!(ack["type"], "connection_ack");
+    for i in 0..8 {
+        let login = format!(r#"mutation {{ login(username: "nobody{i}", password: "wrong password") {{ token }} }}"#);
+        ws.subscribe(&format!("l{i}"), &login).await;
+    }
+    let (mut shed, mut served) = (0, 0);
+    for i in 0..8 {
+        let m = ws.next_for(&format!("l{i}"), WAIT).await.expect("every operation is answered");
+        match ws_code(&m) {
+            "OVERLOADED" => shed += 1,
+            "UNAUTHENTICATED" => served += 1,
+            other => panic!("unexpected code {other}: {m}"),
+        }
+    }
+    assert!(shed >= 1 && served >= 1, "{served} served, {shed} shed");
+    // The permits come back: a query afterwards is served.
+    ws.subscribe("after", "{ bankStats { accounts } }").await;
+    let m = ws.next_for("after", WAIT).await.expect("answered");
+    assert!(m["payload"]["data"]["bankStats"].is_object(), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_logins_are_rate_limited_per_user_name_and_address_per_address_and_per_name_overall() {
     let bank = Bank::start_with(2, |c| {
         c.login_failures_per_user = 3;

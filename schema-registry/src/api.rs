@@ -25,15 +25,20 @@ pub const MAX_BODY_BYTES: usize = 2 * MAX_SCHEMA_BYTES + 4096;
 
 /// Schema parses and compatibility checks running at once, each on a blocking thread so the async workers keep
 /// serving lookups meanwhile.
-static CPU_JOBS: std::sync::LazyLock<tokio::sync::Semaphore> =
-    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(2));
+static CPU_JOBS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Runs `job` (parsing, compatibility) on a blocking thread, at most two at once.
 async fn off_workers<T: Send + 'static>(
     job: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let _permit = CPU_JOBS.acquire().await.map_err(ApiError::internal)?;
-    tokio::task::spawn_blocking(job).await.map_err(ApiError::internal)?
+    // The permit goes with the job: a client that hangs up does not free it while the job still runs.
+    let permit = CPU_JOBS.acquire().await.map_err(ApiError::internal)?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        job()
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 /// Fields of `schema`, over all its records, arrays, maps and unions.

@@ -11,11 +11,12 @@ pub struct Limit {
 }
 
 /// Counts one attempt of every key, all or none: `Ok(None)` when every key was within its limit (each now
-/// counts one more), `Ok(Some(wait))` when one was not (nothing is counted; `wait` is when its window ends).
-/// The row locks order concurrent attempts of one key, so of a burst exactly `max` pass.
-pub async fn take(pool: &PgPool, limits: &[Limit], window: Duration) -> sqlx::Result<Option<Duration>> {
+/// counts one more), `Ok(Some((wait, key)))` when one was not (nothing is counted; `wait` is when the window of
+/// `key`, the refused key that waits longest, ends). The row locks order concurrent attempts of one key, so of a
+/// burst exactly `max` pass.
+pub async fn take(pool: &PgPool, limits: &[Limit], window: Duration) -> sqlx::Result<Option<(Duration, String)>> {
     let mut tx = pool.begin().await?;
-    let mut refused: Option<Duration> = None;
+    let mut refused: Option<(Duration, String)> = None;
     // A fixed order, so two attempts over the same keys never wait on each other's locks in a cycle.
     let mut sorted: Vec<&Limit> = limits.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
@@ -34,7 +35,9 @@ pub async fn take(pool: &PgPool, limits: &[Limit], window: Duration) -> sqlx::Re
         .await?;
         if i64::from(count) > i64::from(limit.max) {
             let wait = Duration::from_secs_f64(left.max(0.0));
-            refused = Some(refused.map_or(wait, |w| w.max(wait)));
+            if refused.as_ref().is_none_or(|(w, _)| wait > *w) {
+                refused = Some((wait, limit.key.clone()));
+            }
         }
     }
     if refused.is_some() {
@@ -45,13 +48,20 @@ pub async fn take(pool: &PgPool, limits: &[Limit], window: Duration) -> sqlx::Re
     Ok(None)
 }
 
-/// Takes one attempt back from each key (an attempt that turned out not to count, such as a right password).
+/// Takes one attempt back from each key (an attempt that turned out not to count, such as a right password), in
+/// the same key order as [`take`], so the two never wait on each other's row locks in a cycle.
 pub async fn give_back(pool: &PgPool, keys: &[String]) -> sqlx::Result<()> {
-    sqlx::query("UPDATE gateway.attempts SET count = GREATEST(count - 1, 0) WHERE key = ANY($1)")
-        .bind(keys)
-        .execute(pool)
-        .await?;
-    Ok(())
+    let mut sorted: Vec<&String> = keys.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut tx = pool.begin().await?;
+    for key in sorted {
+        sqlx::query("UPDATE gateway.attempts SET count = GREATEST(count - 1, 0) WHERE key = $1")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
 }
 
 /// Forgets `key` (a user name from an address, after the right password from there).
@@ -62,10 +72,14 @@ pub async fn clear(pool: &PgPool, key: &str) -> sqlx::Result<()> {
 
 /// Deletes the rows whose window ended; returns how many.
 pub async fn expire(pool: &PgPool, window: Duration) -> sqlx::Result<u64> {
-    let done = sqlx::query("DELETE FROM gateway.attempts WHERE since <= now() - make_interval(secs => $1)")
-        .bind(window.as_secs_f64())
-        .execute(pool)
-        .await?;
+    // Rows an attempt holds right now are left for the next sweep: no lock is waited for.
+    let done = sqlx::query(
+        "DELETE FROM gateway.attempts WHERE key IN (SELECT key FROM gateway.attempts \
+         WHERE since <= now() - make_interval(secs => $1) FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(window.as_secs_f64())
+    .execute(pool)
+    .await?;
     Ok(done.rows_affected())
 }
 

@@ -163,22 +163,27 @@ pub async fn insert_session(
     ttl_secs: i64,
     max_sessions: u32,
 ) -> sqlx::Result<()> {
+    // One login of a user at a time (the user's row is locked), so two at once cannot both keep the cap's last
+    // place.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM gateway.users WHERE id = $1 FOR UPDATE").bind(user_id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM gateway.sessions WHERE user_id = $1 AND expires_at <= now()")
         .bind(user_id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
     let ended = sqlx::query(
-        "DELETE FROM gateway.sessions WHERE token_hash IN (SELECT token_hash FROM gateway.sessions          WHERE user_id = $1 ORDER BY created_at DESC, token_hash OFFSET $2)",
+        "DELETE FROM gateway.sessions WHERE token_hash IN (SELECT token_hash FROM gateway.sessions \
+         WHERE user_id = $1 ORDER BY created_at DESC, token_hash OFFSET $2)",
     )
     .bind(user_id)
     .bind(i64::from(max_sessions.max(1)) - 1)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
     if ended.rows_affected() > 0 {
         sqlx::query(&format!("SELECT {} FROM (SELECT $1::bigint AS user_id) AS t", sessions_notice("$2")))
             .bind(user_id)
             .bind(CHANNEL)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
     }
     sqlx::query(
@@ -187,9 +192,9 @@ pub async fn insert_session(
     .bind(token_hash(token))
     .bind(user_id)
     .bind(ttl_secs as f64)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await
 }
 
 /// Ends one session and tells every instance, whose websockets of that user re-check their sessions.

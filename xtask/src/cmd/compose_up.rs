@@ -562,6 +562,15 @@ fn standins(paths: &Paths) -> anyhow::Result<()> {
                 .map(|v| v.trim_start_matches([' ', '=']).trim().trim_matches('"').to_owned())
         })
         .context("no channel in rust-toolchain.toml")?;
+    // The Debian stand-in is made with debootstrap; as root it is installed when missing (a new machine).
+    let has_debootstrap =
+        Command::new("sh").args(["-c", "command -v debootstrap"]).output().is_ok_and(|o| o.status.success());
+    if !has_debootstrap && postgres::is_root() {
+        setup::install(&[setup::Need {
+            package: "debootstrap",
+            what: "the Debian base image's stand-in, for `cargo xtask compose-up`".into(),
+        }])?;
+    }
     let ok = Command::new("bash")
         .arg(paths.root.join("xtask/standins/build.sh"))
         .env("RUST_VERSION", &rust)
