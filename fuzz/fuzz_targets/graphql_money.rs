@@ -26,7 +26,7 @@ static SCHEMA: LazyLock<BankSchema> = LazyLock::new(|| {
     Schema::build(Query, Mutation, Subscription)
         .limit_depth(schema::MAX_DEPTH)
         .limit_complexity(schema::MAX_COMPLEXITY)
-        .extension(extensions::OneCredentialField)
+        .extension(extensions::DocumentLimits { max_root_fields: schema::MAX_ROOT_FIELDS })
         .finish()
 });
 

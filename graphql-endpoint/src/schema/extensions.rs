@@ -1,4 +1,4 @@
-//! Schema extensions: one credential field per operation, and a cap on the root fields of an operation.
+//! Schema extensions: a cap on the root fields of an operation, and one credential field per request.
 
 use super::errors::coded;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
@@ -9,50 +9,24 @@ use std::sync::Arc;
 /// The mutations that run a password hash.
 const CREDENTIAL_FIELDS: [&str; 2] = ["login", "register"];
 
-/// Refuses a document that selects `login` or `register` more than once (aliases and fragments included), so
-/// one request cannot buy hundreds of password hashes.
-pub struct OneCredentialField;
+/// Refuses, right after parsing, a document that selects more than `max_root_fields` root fields in one operation
+/// (aliases, inline fragments and fragment spreads expanded), so one request cannot run hundreds of resolvers at
+/// once against the database pool; and one that selects `login` or `register` more than once (aliases and
+/// fragments included), so one request cannot buy hundreds of password hashes.
+pub struct DocumentLimits {
+    pub max_root_fields: usize,
+}
 
-impl ExtensionFactory for OneCredentialField {
+impl ExtensionFactory for DocumentLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OneCredentialFieldExtension)
+        Arc::new(DocumentLimitsExtension(self.max_root_fields))
     }
 }
 
-struct OneCredentialFieldExtension;
+struct DocumentLimitsExtension(usize);
 
 #[async_graphql::async_trait::async_trait]
-impl Extension for OneCredentialFieldExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        if credential_fields(&document) > 1 {
-            return Err(coded("TOO_MANY_CREDENTIALS", "at most one login or register per request")
-                .into_server_error(Pos::default()));
-        }
-        Ok(document)
-    }
-}
-
-/// Refuses an operation that selects more than this many root fields (aliases, inline fragments and fragment
-/// spreads expanded), so one request cannot run hundreds of resolvers at once against the database pool.
-pub struct RootFields(pub usize);
-
-impl ExtensionFactory for RootFields {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RootFieldsExtension(self.0))
-    }
-}
-
-struct RootFieldsExtension(usize);
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for RootFieldsExtension {
+impl Extension for DocumentLimitsExtension {
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -63,6 +37,10 @@ impl Extension for RootFieldsExtension {
         let document = next.run(ctx, query, variables).await?;
         if most_root_fields(&document) > self.0 {
             return Err(coded("TOO_MANY_FIELDS", format!("at most {} root fields per operation", self.0))
+                .into_server_error(Pos::default()));
+        }
+        if credential_fields(&document) > 1 {
+            return Err(coded("TOO_MANY_CREDENTIALS", "at most one login or register per request")
                 .into_server_error(Pos::default()));
         }
         Ok(document)

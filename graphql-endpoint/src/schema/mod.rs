@@ -53,8 +53,7 @@ pub fn build(gateway: Arc<Gateway>) -> BankSchema {
         .data(gateway)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(extensions::OneCredentialField)
-        .extension(extensions::RootFields(MAX_ROOT_FIELDS))
+        .extension(extensions::DocumentLimits { max_root_fields: MAX_ROOT_FIELDS })
         .finish()
 }
 

@@ -392,10 +392,7 @@ pub async fn http_from(g: &Gateway, from: std::net::IpAddr, token: Option<&str>,
 /// `login` over HTTP from the loopback address `from` (e.g. 127.0.0.2: Linux routes all of 127/8 to lo).
 pub async fn http_login_from(g: &Gateway, from: std::net::IpAddr, name: &str, password: &str) -> Value {
     let query = format!(r#"mutation {{ login(username: "{name}", password: "{password}") {{ token role }} }}"#);
-    let client = reqwest::Client::builder().local_address(from).build().unwrap();
-    let resp = client.post(format!("http://{}/graphql", g.addr)).json(&json!({ "query": query })).send().await;
-    let body = resp.expect("http request").text().await.unwrap();
-    serde_json::from_str(&body).unwrap_or(Value::String(body))
+    http_from(g, from, None, &query).await
 }
 
 pub async fn http_login(g: &Gateway, name: &str, password: &str) -> Value {
