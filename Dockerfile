@@ -9,14 +9,15 @@ ARG RUST_VERSION=1.95.0
 ARG DEBIAN_RELEASE=bookworm
 ARG NODE_MAJOR=20
 
-# ---- toolchain: Rust, a C toolchain for librdkafka (built from source by rdkafka-sys), cargo-chef
+# ---- toolchain: Rust, a C toolchain for librdkafka (built from source by rdkafka-sys, with OpenSSL for its
+# SASL/SCRAM), cargo-chef
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
 ARG RUST_VERSION
 # The image's toolchain, not the rust-toolchain.toml download (whose rustfmt and clippy the images do not need).
 ENV RUSTUP_TOOLCHAIN=${RUST_VERSION} \
     CARGO_TERM_COLOR=never
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends make g++ pkg-config python3 zlib1g-dev \
+    && apt-get install -y --no-install-recommends make g++ pkg-config python3 zlib1g-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 RUN cargo install cargo-chef --locked --version ^0.1
 WORKDIR /src
@@ -53,8 +54,13 @@ COPY graphql-endpoint/schema.graphql /src/graphql-endpoint/schema.graphql
 COPY frontend/ ./
 RUN npm run build
 
-# ---- runtime base: Debian slim (glibc, libz and libgcc, which the binaries link), an unprivileged user
+# ---- runtime base: Debian slim (glibc, libz and libgcc, which the binaries link), OpenSSL's libcrypto (librdkafka's
+# SCRAM), an unprivileged user
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libssl3 \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin openbank \
     && mkdir -p /app /results \
     && chown openbank:openbank /results

@@ -11,7 +11,10 @@
 #   employee-password` prints it again.
 #
 # The PostgreSQL password takes effect on the volume's first start only (PostgreSQL keeps the one it was initialised
-# with): change it in .env before the first `up`, or `docker compose down -v` first.
+# with): change it in .env before the first `up`, or `docker compose down -v` first. So do the Kafka passwords (one
+# per principal: the super user `admin` and each service, as bank_core::principals lists them): Kafka's storage is
+# formatted with them once. Each service reads its own as kafka_password_<name>; the Kafka node reads all of them
+# from kafka/ (owned by its image's user, uid 1000) to format its storage.
 set -euo pipefail
 dir=/run/openbank
 umask 077
@@ -40,11 +43,13 @@ urlencode() {
 }
 
 write() {
-  local name="$1" value="$2"
-  printf '%s\n' "$value" > "$dir/.$name.new"
-  chown 10001:10001 "$dir/.$name.new"
-  chmod 0400 "$dir/.$name.new"
-  mv -f "$dir/.$name.new" "$dir/$name"
+  local name="$1" value="$2" owner="${3:-10001}"
+  local tmp
+  tmp="$(dirname "$dir/$name")/.$(basename "$name").new"
+  printf '%s\n' "$value" > "$tmp"
+  chown "$owner:$owner" "$tmp"
+  chmod 0400 "$tmp"
+  mv -f "$tmp" "$dir/$name"
 }
 
 made=()
@@ -66,6 +71,19 @@ chmod 0755 "$dir"
 secret postgres_password POSTGRES_PASSWORD
 secret company_account_token COMPANY_ACCOUNT_TOKEN
 secret employee_password EMPLOYEE_PASSWORD
+# Kafka's principals: the super user and every service that talks to Kafka.
+kafka_principals=(admin heartbeat command-generator command-handler graphql-endpoint)
+for p in "${kafka_principals[@]}"; do
+  var="KAFKA_PASSWORD_${p//-/_}"
+  secret "kafka_password_$p" "${var^^}"
+done
+mkdir -p "$dir/kafka"
+chown 1000:1000 "$dir/kafka"
+chmod 0700 "$dir/kafka"
+for p in "${kafka_principals[@]}"; do
+  write "kafka/$p" "$(cat "$dir/kafka_password_$p")" 1000
+done
+write kafka/principals "$(printf '%s\n' "${kafka_principals[@]}")" 1000
 write database_url "postgres://openbank:$(urlencode "$(cat "$dir/postgres_password")")@${POSTGRES_HOST:-postgres}:5432/openbank"
 
 if [ "${#given[@]}" -gt 0 ]; then
@@ -75,7 +93,7 @@ if [ "${#made[@]}" -gt 0 ]; then
   echo "secrets: generated ${made[*]} (kept in the volume \`secrets\`; a .env beside docker-compose.yml overrides them)"
 elif [ "${#given[@]}" -eq 0 ]; then
   echo "secrets: kept the ones of an earlier start"
-elif [ "${#given[@]}" -lt 3 ]; then
+elif [ "${#given[@]}" -lt $((3 + ${#kafka_principals[@]})) ]; then
   echo "secrets: kept the others of an earlier start"
 fi
 if [[ " ${made[*]} " == *" employee_password "* ]]; then

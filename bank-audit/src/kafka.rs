@@ -25,11 +25,15 @@ pub struct Watermarks {
 pub type Located = (i32, i64, Option<Vec<u8>>);
 
 /// Every partition of `topic` with its watermarks.
-pub async fn watermarks(brokers: &str, topic: &str) -> anyhow::Result<Vec<Watermarks>> {
-    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+pub async fn watermarks(brokers: &bank_core::kafka::Brokers, topic: &str) -> anyhow::Result<Vec<Watermarks>> {
+    let (brokers, topic) = (brokers.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Watermarks>> {
         let c: BaseConsumer = bank_core::kafka::consumer_config(&brokers, GROUP, GROUP).create()?;
         let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).context("kafka metadata")?;
+        // A topic this principal may not describe (or that is not there) is an error, never an empty topic.
+        if let Some(e) = md.topics().iter().find_map(|t| t.error()) {
+            anyhow::bail!("cannot read {topic}: {}", rdkafka::types::RDKafkaErrorCode::from(e));
+        }
         let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
         partitions
             .into_iter()
@@ -44,7 +48,11 @@ pub async fn watermarks(brokers: &str, topic: &str) -> anyhow::Result<Vec<Waterm
 }
 
 /// Payloads of `topic` from the beginning up to (not including) the offset in `until` per partition.
-pub async fn read_until(brokers: &str, topic: &str, until: &HashMap<i32, i64>) -> anyhow::Result<Vec<Located>> {
+pub async fn read_until(
+    brokers: &bank_core::kafka::Brokers,
+    topic: &str,
+    until: &HashMap<i32, i64>,
+) -> anyhow::Result<Vec<Located>> {
     let mut tpl = TopicPartitionList::new();
     let mut remaining: HashMap<i32, i64> = HashMap::new();
     for w in watermarks(brokers, topic).await? {

@@ -61,12 +61,23 @@ impl std::fmt::Display for Report {
 
 pub struct Auditor {
     pub pool: PgPool,
-    pub brokers: String,
+    pub brokers: bank_core::kafka::Brokers,
     pub codec: Codec,
     pub prefix: String,
 }
 
 type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// Offsets per partition, per topic.
+type Offsets = HashMap<String, HashMap<i32, i64>>;
+
+/// A stored result: confirmed or not, and the command's place (topic, partition, offset).
+struct Stored {
+    confirmed: bool,
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
 
 impl Auditor {
     /// Runs every check. Waits up to `settle` for the handler to catch up and the outbox to drain first.
@@ -75,12 +86,12 @@ impl Auditor {
         let names = topics::TopicNames::with_prefix(&self.prefix);
         let command_topics = [names.confirm_money_transfer, names.confirm_account_creation];
         let deadline = Instant::now() + settle;
-        self.settle(&mut report, &command_topics, deadline, progress).await?;
+        let settled = self.settle(&mut report, &command_topics, deadline, progress).await?;
         self.money_conserved(&mut report).await?;
         self.balances_match_the_ledger(&mut report).await?;
         self.no_balance_below_its_limit(&mut report).await?;
         let stored = self.one_result_per_command(&mut report, &command_topics, progress).await?;
-        self.published_results_agree(&mut report, &stored, progress).await?;
+        self.published_results_agree(&mut report, &stored, &settled, progress).await?;
         if self.has_gateway().await? {
             progress("comparing the gateway's projection");
             self.check_gateway(&mut report, deadline.max(Instant::now() + Duration::from_secs(30)), progress).await?;
@@ -88,26 +99,72 @@ impl Auditor {
         Ok(report)
     }
 
-    /// All commands handled, all events published (waiting until `deadline` for it).
+    /// Every command written before the audit began is handled, and every event of those commands is published
+    /// (waiting until `deadline` for it). Commands a live bank keeps receiving meanwhile (the heartbeat, users) are
+    /// not waited for: a running pipeline is never empty at one instant. Returns the command topics' ends the
+    /// audit settled on, per partition.
     async fn settle(
         &self,
         report: &mut Report,
         command_topics: &[String],
         deadline: Instant,
         progress: Progress<'_>,
-    ) -> anyhow::Result<()> {
-        let (lag, outbox) = loop {
-            let lag = self.lag(command_topics).await?;
-            let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM bank.outbox").fetch_one(&self.pool).await?;
-            if (lag == 0 && outbox == 0) || Instant::now() >= deadline {
-                break (lag, outbox);
+    ) -> anyhow::Result<Offsets> {
+        let mut target: Offsets = HashMap::new();
+        for topic in command_topics {
+            let ends = kafka::watermarks(&self.brokers, topic).await?.into_iter().map(|w| (w.partition, w.high));
+            target.insert(topic.clone(), ends.collect());
+        }
+        let behind = loop {
+            let behind = self.behind(&target).await?;
+            if behind == 0 || Instant::now() >= deadline {
+                break behind;
             }
-            progress(&format!("waiting for the handler: {lag} commands not handled, {outbox} events not published"));
+            progress(&format!("waiting for the handler: {behind} commands written before the audit not handled"));
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
-        report.add("handler caught up", lag == 0, format!("{lag} commands not yet handled"));
-        report.add("outbox drained", outbox == 0, format!("{outbox} events waiting to be published"));
-        Ok(())
+        // A command's events enter the outbox in the transaction that stores its offset: once the target is handled,
+        // every event of those commands has a sequence number at most `last`.
+        let last: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM bank.outbox").fetch_one(&self.pool).await?;
+        let waiting = loop {
+            let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM bank.outbox WHERE seq <= $1")
+                .bind(last)
+                .fetch_one(&self.pool)
+                .await?;
+            if waiting == 0 || Instant::now() >= deadline {
+                break waiting;
+            }
+            progress(&format!("waiting for the handler: {waiting} events not published"));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        report.add(
+            "handler caught up",
+            behind == 0,
+            format!("{behind} commands written before the audit not yet handled"),
+        );
+        report.add(
+            "outbox drained",
+            waiting == 0,
+            format!("{waiting} events of those commands waiting to be published"),
+        );
+        Ok(target)
+    }
+
+    /// Commands below `target` the handler has not handled yet.
+    async fn behind(&self, target: &Offsets) -> anyhow::Result<i64> {
+        let mut behind = 0;
+        for (topic, ends) in target {
+            let stored = self.stored_offsets(topic).await?;
+            let starts: HashMap<i32, i64> =
+                kafka::watermarks(&self.brokers, topic).await?.into_iter().map(|w| (w.partition, w.low)).collect();
+            for (partition, end) in ends {
+                let low = starts.get(partition).copied().unwrap_or(0);
+                let next = stored.get(partition).copied().unwrap_or(low).max(low);
+                behind += (end - next).max(0);
+            }
+        }
+        Ok(behind)
     }
 
     /// Money is conserved.
@@ -181,15 +238,18 @@ impl Auditor {
         report: &mut Report,
         command_topics: &[String],
         progress: Progress<'_>,
-    ) -> anyhow::Result<HashMap<Uuid, bool>> {
+    ) -> anyhow::Result<HashMap<Uuid, Stored>> {
         progress("reading the command topics");
         // Offsets first, results second: every command below these offsets has its result stored by now.
         let handled = self.handled_offsets(command_topics).await?;
-        let stored: HashMap<Uuid, bool> = sqlx::query_as::<_, (Uuid, bool)>("SELECT id, confirmed FROM bank.results")
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .collect();
+        let stored: HashMap<Uuid, Stored> = sqlx::query_as::<_, (Uuid, bool, String, i32, i64)>(
+            "SELECT id, confirmed, source_topic, source_partition, source_offset FROM bank.results",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|(id, confirmed, topic, partition, offset)| (id, Stored { confirmed, topic, partition, offset }))
+        .collect();
         let mut commands: HashMap<Uuid, String> = HashMap::new();
         let mut undecodable = 0u64;
         for topic in command_topics {
@@ -228,21 +288,24 @@ impl Auditor {
         Ok(stored)
     }
 
-    /// Published results agree with the stored ones.
+    /// Published results agree with the stored ones, and every result of a command below `settled` (those whose
+    /// events the settling waited for) is published.
     async fn published_results_agree(
         &self,
         report: &mut Report,
-        stored: &HashMap<Uuid, bool>,
+        stored: &HashMap<Uuid, Stored>,
+        settled: &Offsets,
         progress: Progress<'_>,
     ) -> anyhow::Result<()> {
         progress("reading the result topics");
         let mut published: HashMap<Uuid, bool> = HashMap::new();
         let mut conflicts = 0u64;
         let t = topics::TopicNames::with_prefix(&self.prefix);
-        let result_topics: [(String, bool); 4] = [
+        let result_topics: [(String, bool); 5] = [
             (t.money_transfer_confirmed, true),
             (t.money_transfer_failed, false),
             (t.account_creation_confirmed, true),
+            (t.account_creation_confirmed_manual, true),
             (t.account_creation_failed, false),
         ];
         for (topic, confirmed) in &result_topics {
@@ -260,13 +323,15 @@ impl Auditor {
                 }
             }
         }
-        let disagree = published.iter().filter(|(id, c)| stored.get(*id).is_some_and(|s| s != *c)).count();
-        let unpublished = stored.keys().filter(|id| !published.contains_key(id)).count();
+        let disagree = published.iter().filter(|(id, c)| stored.get(*id).is_some_and(|s| s.confirmed != **c)).count();
+        let before =
+            |s: &Stored| settled.get(&s.topic).and_then(|e| e.get(&s.partition)).is_some_and(|end| s.offset < *end);
+        let unpublished = stored.iter().filter(|(id, s)| before(s) && !published.contains_key(*id)).count();
         report.add(
             "published results agree",
             conflicts == 0 && disagree == 0 && unpublished == 0,
             format!(
-                "{} ids published, {conflicts} published both ways, {disagree} differ from the stored result, {unpublished} stored results never published",
+                "{} ids published, {conflicts} published both ways, {disagree} differ from the stored result, {unpublished} stored results (of commands before the audit) never published",
                 published.len()
             ),
         );
@@ -326,19 +391,6 @@ impl Auditor {
             self.codec.decode::<AccountCreationConfirmed>(payload).await?.id
         };
         Ok(id.as_uuid())
-    }
-
-    /// Records on the command topics not yet covered by a stored offset.
-    pub async fn lag(&self, command_topics: &[String]) -> anyhow::Result<i64> {
-        let mut lag = 0;
-        for topic in command_topics {
-            let stored = self.stored_offsets(topic).await?;
-            for w in kafka::watermarks(&self.brokers, topic).await? {
-                let next = stored.get(&w.partition).copied().unwrap_or(w.low).max(w.low);
-                lag += (w.high - next).max(0);
-            }
-        }
-        Ok(lag)
     }
 
     /// Next offset the handler will handle, per partition of each command topic.

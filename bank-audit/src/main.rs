@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
         .context("cannot connect to PostgreSQL (DATABASE_URL); is the stack up? (`cargo xtask up`)")?;
     let auditor = Auditor {
         pool,
-        brokers: args.common.kafka_brokers.clone(),
+        brokers: args.common.kafka(),
         codec: bank_core::registry::Codec::new(&args.common.schema_registry_url)?,
         prefix: args.common.topic_prefix.clone(),
     };

@@ -141,6 +141,12 @@ pub fn config_vars(command: &Command) -> Vec<String> {
 /// The shared settings: brokers, registry URL and log format.
 pub fn check_common(c: &CommonArgs) -> anyhow::Result<()> {
     check_brokers(&c.kafka_brokers).context("KAFKA_BROKERS")?;
+    match (&c.kafka_sasl_username, &c.kafka_sasl_password) {
+        (Some(u), _) if u.is_empty() => anyhow::bail!("KAFKA_SASL_USERNAME is empty"),
+        (Some(_), None) => anyhow::bail!("KAFKA_SASL_USERNAME is set but KAFKA_SASL_PASSWORD (or its _FILE) is not"),
+        (None, Some(_)) => anyhow::bail!("KAFKA_SASL_PASSWORD is set but KAFKA_SASL_USERNAME is not"),
+        _ => {}
+    }
     check_http_url(&c.schema_registry_url).context("SCHEMA_REGISTRY_URL")?;
     check_log_format(&c.log_format)
 }
@@ -254,7 +260,18 @@ mod tests {
     #[test]
     fn config_vars_lists_flattened_and_own_variables() {
         let vars = config_vars(&with_ops(Demo::command()));
-        assert_eq!(vars, ["DEMO_LISTEN", "KAFKA_BROKERS", "LOG_FORMAT", "SCHEMA_REGISTRY_URL", "TOPIC_PREFIX"]);
+        assert_eq!(
+            vars,
+            [
+                "DEMO_LISTEN",
+                "KAFKA_BROKERS",
+                "KAFKA_SASL_PASSWORD",
+                "KAFKA_SASL_USERNAME",
+                "LOG_FORMAT",
+                "SCHEMA_REGISTRY_URL",
+                "TOPIC_PREFIX"
+            ]
+        );
     }
 
     #[test]

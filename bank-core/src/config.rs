@@ -3,11 +3,20 @@
 use clap::Args;
 
 /// Infrastructure endpoints. Defaults match the local stack of `cargo xtask up`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct CommonArgs {
     /// Kafka bootstrap servers, comma separated
     #[arg(long, env = "KAFKA_BROKERS", default_value = crate::ports::KAFKA_BROKERS)]
     pub kafka_brokers: String,
+
+    /// This service's Kafka principal (SASL/SCRAM-SHA-256); unset, the client speaks PLAINTEXT. `cargo xtask up`
+    /// and docker-compose.yml give every service its own
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// The principal's password (or KAFKA_SASL_PASSWORD_FILE)
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<String>,
 
     /// Confluent-compatible schema registry
     #[arg(long, env = "SCHEMA_REGISTRY_URL", default_value = crate::ports::SCHEMA_REGISTRY_URL)]
@@ -20,6 +29,31 @@ pub struct CommonArgs {
     /// Log output: `text` or `json`
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+}
+
+impl CommonArgs {
+    /// The brokers and this service's credentials.
+    #[cfg(feature = "kafka")]
+    pub fn kafka(&self) -> crate::kafka::Brokers {
+        let credentials = self.kafka_sasl_username.as_ref().map(|u| crate::kafka::Credentials {
+            username: u.clone(),
+            password: self.kafka_sasl_password.clone().unwrap_or_default(),
+        });
+        crate::kafka::Brokers::new(&self.kafka_brokers, credentials)
+    }
+}
+
+impl std::fmt::Debug for CommonArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommonArgs")
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("kafka_sasl_username", &self.kafka_sasl_username)
+            .field("kafka_sasl_password", &self.kafka_sasl_password.as_ref().map(|_| "<redacted>"))
+            .field("schema_registry_url", &self.schema_registry_url)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
 }
 
 /// PostgreSQL connection for services that own tables. The URL carries a password, so clap never prints it.

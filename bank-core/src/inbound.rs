@@ -28,6 +28,7 @@ impl TopicNames {
             (&self.heartbeat, TopicKind::Heartbeat),
             (&self.confirm_account_creation, TopicKind::ConfirmAccountCreation),
             (&self.account_creation_confirmed, TopicKind::AccountCreationConfirmed),
+            (&self.account_creation_confirmed_manual, TopicKind::AccountCreationConfirmed),
             (&self.account_creation_failed, TopicKind::AccountCreationFailed),
             (&self.confirm_money_transfer, TopicKind::ConfirmMoneyTransfer),
             (&self.money_transfer_confirmed, TopicKind::MoneyTransferConfirmed),

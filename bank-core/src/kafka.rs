@@ -6,11 +6,41 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
 
+pub use crate::kafka_wire::Credentials;
+
+/// Where the brokers are and who this client is to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Brokers {
+    /// Bootstrap servers, comma separated.
+    pub servers: String,
+    /// SASL/SCRAM-SHA-256 credentials; without them the client speaks PLAINTEXT.
+    pub credentials: Option<Credentials>,
+}
+
+impl Brokers {
+    pub fn new(servers: &str, credentials: Option<Credentials>) -> Self {
+        Self { servers: servers.to_owned(), credentials }
+    }
+
+    /// A client config with the servers and, with credentials, SASL/SCRAM-SHA-256 (over plain TCP: the brokers
+    /// listen on loopback or on the compose network only).
+    pub fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.servers);
+        if let Some(cr) = &self.credentials {
+            c.set("security.protocol", "SASL_PLAINTEXT")
+                .set("sasl.mechanisms", "SCRAM-SHA-256")
+                .set("sasl.username", &cr.username)
+                .set("sasl.password", &cr.password);
+        }
+        c
+    }
+}
+
 /// Idempotent producer: no duplicates or reordering per partition on retries.
-pub fn producer_config(brokers: &str, client_id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("client.id", client_id)
+pub fn producer_config(brokers: &Brokers, client_id: &str) -> ClientConfig {
+    let mut c = brokers.config();
+    c.set("client.id", client_id)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("max.in.flight.requests.per.connection", "5")
@@ -28,16 +58,15 @@ pub fn producer_config(brokers: &str, client_id: &str) -> ClientConfig {
     c
 }
 
-pub fn producer(brokers: &str, client_id: &str) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+pub fn producer(brokers: &Brokers, client_id: &str) -> Result<FutureProducer, rdkafka::error::KafkaError> {
     producer_config(brokers, client_id).create()
 }
 
 /// Consumer with manual offset handling: nothing is committed automatically; a service stores offsets
 /// only after the work they stand for is durable (in Kafka or in Postgres).
-pub fn consumer_config(brokers: &str, group_id: &str, client_id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("group.id", group_id)
+pub fn consumer_config(brokers: &Brokers, group_id: &str, client_id: &str) -> ClientConfig {
+    let mut c = brokers.config();
+    c.set("group.id", group_id)
         .set("client.id", client_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -160,16 +189,16 @@ pub async fn dead_letter(producer: &FutureProducer, to: &str, source: Source<'_>
     Ok(())
 }
 
-pub fn consumer(brokers: &str, group_id: &str, client_id: &str) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
+pub fn consumer(
+    brokers: &Brokers,
+    group_id: &str,
+    client_id: &str,
+) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
     consumer_config(brokers, group_id, client_id).create()
 }
 
-pub fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, rdkafka::error::KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("client.id", "open-bank-admin")
-        .set("request.timeout.ms", "10000")
-        .create()
+pub fn admin(brokers: &Brokers) -> Result<AdminClient<DefaultClientContext>, rdkafka::error::KafkaError> {
+    brokers.config().set("client.id", "open-bank-admin").set("request.timeout.ms", "10000").create()
 }
 
 /// Whether the brokers answer a metadata request within two seconds (for `/ready`). Runs off the async workers.

@@ -9,7 +9,8 @@
 //! Features, none on by default: `kafka` (the wire contract, Kafka and registry clients, provisioning), `db`
 //! (Postgres pools and migrations), `http` (probes and the Prometheus recorder), `testsuite` (helpers for
 //! integration tests; dev-dependencies only). Without features it holds the domain types, config, ports,
-//! logging, shutdown and retry.
+//! logging, shutdown and retry, the topic names, who may do what on Kafka ([`principals`]) and the few Kafka
+//! requests sent by hand ([`kafka_wire`]: SCRAM login, broker count, CreateAcls), which xtask uses too.
 //!
 //! Reads and writes no topic or table itself; services do, through these building blocks.
 
@@ -31,8 +32,10 @@ pub mod ids;
 pub mod inbound;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod kafka_wire;
 pub mod money;
 pub mod ports;
+pub mod principals;
 #[cfg(feature = "kafka")]
 pub mod provision;
 pub mod redact;
@@ -46,7 +49,6 @@ pub mod telemetry;
 #[cfg(feature = "testsuite")]
 pub mod testing;
 pub mod token;
-#[cfg(feature = "kafka")]
 pub mod topics;
 
 pub use iban::{CASH, COMPANY_IBAN, Iban, IbanError};

@@ -30,6 +30,8 @@ pub struct Report {
     pub registered: Vec<String>,
     /// Topics with more partitions than the contract (left alone: partitions cannot shrink).
     pub oversized: Vec<String>,
+    /// Kafka ACLs made sure of (the synchronizer's `--kafka-acls`; creating one that exists changes nothing).
+    pub acls: usize,
 }
 
 impl Report {
@@ -44,22 +46,27 @@ impl Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.changed_anything() {
-            return write!(f, "nothing to change: {} topics and schemas already match the contract", TOPICS.len());
+            write!(f, "nothing to change: {} topics and schemas already match the contract", TOPICS.len())?;
+        } else {
+            write!(
+                f,
+                "created {} topics, grew {}, reconfigured {}, registered {} schemas",
+                self.created.len(),
+                self.grown.len(),
+                self.reconfigured.len(),
+                self.registered.len()
+            )?;
         }
-        write!(
-            f,
-            "created {} topics, grew {}, reconfigured {}, registered {} schemas",
-            self.created.len(),
-            self.grown.len(),
-            self.reconfigured.len(),
-            self.registered.len()
-        )
+        if self.acls > 0 {
+            write!(f, "; {} Kafka ACLs in place", self.acls)?;
+        }
+        Ok(())
     }
 }
 
 /// Reconciles `topics` (names prefixed with `prefix`) on the cluster and registry.
 pub async fn sync(
-    brokers: &str,
+    brokers: &crate::kafka::Brokers,
     registry_url: &str,
     prefix: &str,
     replication_factor: i32,

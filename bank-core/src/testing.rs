@@ -36,8 +36,61 @@ pub fn setting(key: &str, default: &str) -> String {
     std::env::var(key).ok().or_else(|| stack_file().get(key).cloned()).unwrap_or_else(|| default.to_owned())
 }
 
-pub fn kafka_brokers() -> String {
-    setting("KAFKA_BROKERS", crate::ports::KAFKA_BROKERS)
+/// The stack's brokers as the tests reach them: with the admin principal of `.openbank/env` (or
+/// `KAFKA_SASL_USERNAME` / `KAFKA_SASL_PASSWORD` / `KAFKA_SASL_PASSWORD_FILE` from the environment).
+pub fn kafka_brokers() -> crate::kafka::Brokers {
+    crate::kafka::Brokers::new(&setting("KAFKA_BROKERS", crate::ports::KAFKA_BROKERS), kafka_credentials())
+}
+
+/// The tests' Kafka credentials, if the stack has authentication.
+pub fn kafka_credentials() -> Option<crate::kafka::Credentials> {
+    let username = setting("KAFKA_SASL_USERNAME", "");
+    if username.is_empty() {
+        return None;
+    }
+    let mut password = setting("KAFKA_SASL_PASSWORD", "");
+    if password.is_empty() {
+        let file = setting("KAFKA_SASL_PASSWORD_FILE", "");
+        password = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("KAFKA_SASL_PASSWORD_FILE {file}: {e}"))
+            .trim_end()
+            .to_owned();
+    }
+    Some(crate::kafka::Credentials { username, password })
+}
+
+/// The stack's brokers as the service principal `name` reaches them, with the password `cargo xtask up` made for
+/// it (`.openbank/kafka/credentials/<name>`).
+pub fn kafka_as(name: &str) -> crate::kafka::Brokers {
+    let file = workspace_root().join(".openbank/kafka/credentials").join(name);
+    let password = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| infra_missing(&format!("the password of Kafka principal {name} ({})", file.display()), e));
+    let credentials = crate::kafka::Credentials { username: name.to_owned(), password: password.trim().to_owned() };
+    crate::kafka::Brokers::new(&kafka_brokers().servers, Some(credentials))
+}
+
+/// The environment that points a service binary at the stack's brokers with the tests' principal.
+pub fn kafka_env() -> Vec<(&'static str, String)> {
+    let kafka = kafka_brokers();
+    let mut env = vec![("KAFKA_BROKERS", kafka.servers)];
+    if let Some(c) = kafka.credentials {
+        env.push(("KAFKA_SASL_USERNAME", c.username));
+        env.push(("KAFKA_SASL_PASSWORD", c.password));
+    }
+    env
+}
+
+/// The settings every service shares, pointed at the stack with the tests' principal and `prefix`.
+pub fn common_args(prefix: &str) -> crate::config::CommonArgs {
+    let kafka = kafka_brokers();
+    crate::config::CommonArgs {
+        kafka_brokers: kafka.servers,
+        kafka_sasl_username: kafka.credentials.as_ref().map(|c| c.username.clone()),
+        kafka_sasl_password: kafka.credentials.map(|c| c.password),
+        schema_registry_url: registry_url(),
+        topic_prefix: prefix.to_owned(),
+        log_format: "text".into(),
+    }
 }
 
 pub fn registry_url() -> String {

@@ -1,5 +1,6 @@
 //! Every Kafka topic of the wire contract in one table, used by the synchronizer and the services.
 
+#[cfg(feature = "kafka")]
 use crate::avro::{
     AccountCreationConfirmed, AccountCreationFailed, AvroRecord, BalanceChanged, ConfirmAccountCreation,
     ConfirmMoneyTransfer, Heartbeat, MoneyTransferConfirmed, MoneyTransferFailed,
@@ -8,6 +9,10 @@ use crate::avro::{
 pub const HEARTBEAT: &str = "heartbeat";
 pub const CONFIRM_ACCOUNT_CREATION: &str = "confirm_account_creation";
 pub const ACCOUNT_CREATION_CONFIRMED: &str = "account_creation_confirmed";
+/// Confirmations of `MANUAL` accounts (registered users), with their tokens: a topic of their own, so that only the
+/// handler (which writes it) and the gateway (which reads it) can see those tokens; the generator reads
+/// [`ACCOUNT_CREATION_CONFIRMED`], where only `AUTO` accounts are confirmed.
+pub const ACCOUNT_CREATION_CONFIRMED_MANUAL: &str = "account_creation_confirmed_manual";
 pub const ACCOUNT_CREATION_FAILED: &str = "account_creation_failed";
 pub const CONFIRM_MONEY_TRANSFER: &str = "confirm_money_transfer";
 pub const MONEY_TRANSFER_CONFIRMED: &str = "money_transfer_confirmed";
@@ -21,6 +26,7 @@ pub struct TopicNames {
     pub heartbeat: String,
     pub confirm_account_creation: String,
     pub account_creation_confirmed: String,
+    pub account_creation_confirmed_manual: String,
     pub account_creation_failed: String,
     pub confirm_money_transfer: String,
     pub money_transfer_confirmed: String,
@@ -35,6 +41,7 @@ impl TopicNames {
             heartbeat: format!("{p}{HEARTBEAT}"),
             confirm_account_creation: format!("{p}{CONFIRM_ACCOUNT_CREATION}"),
             account_creation_confirmed: format!("{p}{ACCOUNT_CREATION_CONFIRMED}"),
+            account_creation_confirmed_manual: format!("{p}{ACCOUNT_CREATION_CONFIRMED_MANUAL}"),
             account_creation_failed: format!("{p}{ACCOUNT_CREATION_FAILED}"),
             confirm_money_transfer: format!("{p}{CONFIRM_MONEY_TRANSFER}"),
             money_transfer_confirmed: format!("{p}{MONEY_TRANSFER_CONFIRMED}"),
@@ -53,7 +60,9 @@ pub mod dead_letter_headers {
     pub const ERROR: &str = "dlq.error";
 }
 
+#[cfg(feature = "kafka")]
 const WEEK_MS: &str = "604800000";
+#[cfg(feature = "kafka")]
 const HOUR_MS: &str = "3600000";
 
 /// One topic of the contract.
@@ -81,17 +90,21 @@ impl TopicSpec {
     }
 }
 
+#[cfg(feature = "kafka")]
 const fn record<R: AvroRecord>() -> Option<(&'static str, &'static str)> {
     Some((R::FULL_NAME, R::SCHEMA))
 }
 
+#[cfg(feature = "kafka")]
 /// Accounts are permanent facts: the generator (and later the gateway) rebuild their view of them from here.
 const FOREVER: &[(&str, &str)] =
     &[("cleanup.policy", "delete"), ("retention.ms", "-1"), ("compression.type", "producer")];
 
+#[cfg(feature = "kafka")]
 const EVENTS: &[(&str, &str)] =
     &[("cleanup.policy", "delete"), ("retention.ms", WEEK_MS), ("compression.type", "producer")];
 
+#[cfg(feature = "kafka")]
 pub const TOPICS: &[TopicSpec] = &[
     TopicSpec {
         name: HEARTBEAT,
@@ -109,6 +122,13 @@ pub const TOPICS: &[TopicSpec] = &[
     },
     TopicSpec {
         name: ACCOUNT_CREATION_CONFIRMED,
+        partitions: 3,
+        key: "command id",
+        record: record::<AccountCreationConfirmed>(),
+        configs: FOREVER,
+    },
+    TopicSpec {
+        name: ACCOUNT_CREATION_CONFIRMED_MANUAL,
         partitions: 3,
         key: "command id",
         record: record::<AccountCreationConfirmed>(),
@@ -158,18 +178,20 @@ pub const TOPICS: &[TopicSpec] = &[
     },
 ];
 
+#[cfg(feature = "kafka")]
 pub fn spec(name: &str) -> Option<&'static TopicSpec> {
     TOPICS.iter().find(|t| t.name == name)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "kafka"))]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_record_type_has_exactly_one_topic() {
+    fn every_record_type_has_one_topic_and_account_confirmations_two() {
         for (name, _) in crate::avro::ALL_SCHEMAS {
-            assert_eq!(TOPICS.iter().filter(|t| t.record.map(|r| r.0) == Some(*name)).count(), 1, "{name}");
+            let want = if *name == AccountCreationConfirmed::FULL_NAME { 2 } else { 1 };
+            assert_eq!(TOPICS.iter().filter(|t| t.record.map(|r| r.0) == Some(*name)).count(), want, "{name}");
         }
         assert_eq!(spec(DEAD_LETTERS).unwrap().record, None);
     }

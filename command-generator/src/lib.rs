@@ -70,7 +70,7 @@ struct Accounts {
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let p = &config.common.topic_prefix;
     let t = TopicNames::with_prefix(p);
-    let brokers = &config.common.kafka_brokers;
+    let brokers = &config.common.kafka();
     let producer = bank_core::kafka::producer(brokers, "command-generator").context("failed to create producer")?;
     let codec =
         Arc::new(Codec::new(&config.common.schema_registry_url).context("failed to create the registry codec")?);

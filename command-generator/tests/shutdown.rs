@@ -1,7 +1,7 @@
 //! The real binary stops within 2 s of SIGTERM, also while it is still waiting for its topics to appear (a
 //! stack that is starting, or a synchronizer that has not run): a supervisor never has to kill it.
 
-use bank_core::testing::{kafka_brokers, registry_url, unique_prefix};
+use bank_core::testing::{kafka_env, registry_url, unique_prefix};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 fn stops_within_two_seconds_of_sigterm_while_waiting_for_its_topics() {
     // A fresh prefix: none of its topics exist, so the generator retries reading offsets with a backoff.
     let mut child = Command::new(env!("CARGO_BIN_EXE_command-generator"))
-        .env("KAFKA_BROKERS", kafka_brokers())
+        .envs(kafka_env())
         .env("SCHEMA_REGISTRY_URL", registry_url())
         .env("TOPIC_PREFIX", unique_prefix())
         .env("COMMAND_GENERATOR_LISTEN", "127.0.0.1:0")

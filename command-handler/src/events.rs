@@ -177,7 +177,11 @@ impl<'h> Emitter<'h> {
                 (t, self.encode(t, &MoneyTransferFailed { id, reason: reason.clone().unwrap_or_default() }).await?)
             }
             Decided::Account { iban: Some((iban, token, a_type)), .. } => {
-                let t = &topics.account_creation_confirmed;
+                // A registered user's token goes where the generator cannot read it.
+                let t = match a_type {
+                    Atype::Auto => &topics.account_creation_confirmed,
+                    Atype::Manual => &topics.account_creation_confirmed_manual,
+                };
                 let rec = AccountCreationConfirmed { id, iban: iban.clone(), token: token.clone(), a_type: *a_type };
                 (t, self.encode(t, &rec).await?)
             }

@@ -107,7 +107,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 
     let prefix = &config.common.topic_prefix;
     let topics = Topics::with_prefix(prefix);
-    let brokers = &config.common.kafka_brokers;
+    let brokers = &config.common.kafka();
     let producer = bank_core::kafka::producer(brokers, "command-handler").context("failed to create producer")?;
     let group = format!("{prefix}{}", config.group);
     let consumer: Arc<consume::HandlerConsumer> = Arc::new(

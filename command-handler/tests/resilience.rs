@@ -60,3 +60,38 @@ async fn two_instances_share_the_partitions_and_handle_each_command_once() {
     assert!(report.passed(), "{report}");
     assert_eq!(f.results_count().await, total, "one result per command");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_passes_while_commands_keep_arriving() {
+    // A running bank is never empty at one instant (the heartbeat, users): the audit settles on what was written
+    // before it started and checks that, while commands keep coming.
+    let f = Fixture::new().await;
+    let handler = f.spawn_handler(50).await;
+    let accounts = f.accounts(20).await;
+    let commands = stream(&accounts, 200_000, 23);
+    let during = std::sync::atomic::AtomicUsize::new(0);
+    let auditing = std::sync::atomic::AtomicBool::new(false);
+    let produce = async {
+        for chunk in commands.chunks(20) {
+            if auditing.load(std::sync::atomic::Ordering::SeqCst) {
+                during.fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+            produce_all(&f, chunk).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let audit = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        auditing.store(true, std::sync::atomic::Ordering::SeqCst);
+        f.audit().await
+    };
+    let report = tokio::select! {
+        report = audit => report,
+        () = produce => panic!("the commands ran out before the audit ended; the test proves nothing"),
+    };
+    let during = during.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("{during} commands produced while the audit ran");
+    assert!(during > 0, "commands kept arriving during the audit");
+    assert!(report.passed(), "{report}");
+    handler.cancel();
+}

@@ -19,12 +19,7 @@ use std::time::{Duration, Instant};
 const COMPANY_TOKEN: &str = "fedcba9876543210fedcba9876543210";
 
 fn common(prefix: &str) -> CommonArgs {
-    CommonArgs {
-        kafka_brokers: kafka_brokers(),
-        schema_registry_url: registry_url(),
-        topic_prefix: prefix.to_owned(),
-        log_format: "text".into(),
-    }
+    bank_core::testing::common_args(prefix)
 }
 
 async fn spawn_generator(prefix: &str) -> (CancellationToken, tokio::task::JoinHandle<()>) {

@@ -207,7 +207,7 @@ impl Config {
             heartbeat_metrics: url(&self.pipeline_heartbeat_metrics_url),
             generator_metrics: url(&self.pipeline_generator_metrics_url),
             handler_metrics: url(&self.pipeline_handler_metrics_url),
-            kafka_brokers: self.common.kafka_brokers.clone(),
+            kafka_brokers: self.common.kafka(),
             generator_group: format!("{prefix}{}", self.pipeline_generator_group),
             handler_group: format!("{prefix}{}", self.pipeline_handler_group),
             projection_group: format!("{prefix}{}", self.group),

@@ -21,10 +21,11 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// The topics the projection reads.
-fn consumed(t: &TopicNames) -> [&str; 5] {
+fn consumed(t: &TopicNames) -> [&str; 6] {
     [
         &t.balance_changed,
         &t.account_creation_confirmed,
+        &t.account_creation_confirmed_manual,
         &t.account_creation_failed,
         &t.money_transfer_confirmed,
         &t.money_transfer_failed,

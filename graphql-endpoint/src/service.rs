@@ -34,8 +34,8 @@ pub async fn start(
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
     bank_core::db::migrate(&pool, store::SCHEMA, store::MIGRATIONS).await.context("database migration failed")?;
-    let producer = bank_core::kafka::producer(&config.common.kafka_brokers, "graphql-endpoint")
-        .context("failed to create producer")?;
+    let producer =
+        bank_core::kafka::producer(&config.common.kafka(), "graphql-endpoint").context("failed to create producer")?;
     let codec =
         Arc::new(Codec::new(&config.common.schema_registry_url).context("failed to create the registry codec")?);
     // The projection has connections of its own: the requests' queries never queue it (answers wait for it).
@@ -103,7 +103,7 @@ fn gateway_of(config: &Config, pool: PgPool, producer: FutureProducer, codec: Ar
 fn spawn_live_feed(config: &Config, gateway: &Gateway, shutdown: &CancellationToken) -> anyhow::Result<JoinHandle<()>> {
     let instance = bank_core::token::random_hex::<4>();
     let live_group = format!("{}{}-live-{instance}", config.common.topic_prefix, config.group);
-    let consumer = bank_core::kafka::consumer(&config.common.kafka_brokers, &live_group, "graphql-endpoint-live")
+    let consumer = bank_core::kafka::consumer(&config.common.kafka(), &live_group, "graphql-endpoint-live")
         .context("failed to create the live consumer")?;
     Ok(tokio::spawn(live::run_transactions(
         gateway.hub.clone(),
@@ -122,7 +122,7 @@ fn spawn_projection(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let group = format!("{}{}", config.common.topic_prefix, config.group);
-    let consumer = bank_core::kafka::consumer(&config.common.kafka_brokers, &group, "graphql-endpoint")
+    let consumer = bank_core::kafka::consumer(&config.common.kafka(), &group, "graphql-endpoint")
         .context("failed to create consumer")?;
     let projection = projection::Projection {
         pool,

@@ -205,12 +205,7 @@ async fn http_surface_limits_and_pages() {
     let dist = std::env::temp_dir().join(format!("openbank-ui-{}", std::process::id()));
     std::fs::create_dir_all(&dist).unwrap();
     std::fs::write(dist.join("index.html"), "<!doctype html><title>Open Bank UI</title>").unwrap();
-    let mut config = bank.config(&bank_core::config::CommonArgs {
-        kafka_brokers: bank_core::testing::kafka_brokers(),
-        schema_registry_url: bank_core::testing::registry_url(),
-        topic_prefix: bank.prefix.clone(),
-        log_format: "text".into(),
-    });
+    let mut config = bank.config(&bank_core::testing::common_args(&bank.prefix));
     config.frontend_dir = dist.clone();
     let router = graphql_endpoint::router(g.service.clone(), &config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

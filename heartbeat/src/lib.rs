@@ -66,7 +66,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         anyhow::bail!("HEARTBEAT_RATE {} is above the maximum of {MAX_RATE}", config.rate);
     }
     let producer =
-        bank_core::kafka::producer(&config.common.kafka_brokers, "heartbeat").context("failed to create producer")?;
+        bank_core::kafka::producer(&config.common.kafka(), "heartbeat").context("failed to create producer")?;
     let codec = Codec::new(&config.common.schema_registry_url).context("failed to create the registry codec")?;
     let topic = format!("{}{}", config.common.topic_prefix, topics::HEARTBEAT);
     let state = AppState { rate: Arc::new(AtomicU64::new(config.rate)), generation: Arc::new(AtomicU64::new(0)) };

@@ -1,7 +1,6 @@
 //! Against the real Kafka and schema registry of `cargo xtask up`, on a private topic prefix.
 
 use bank_core::avro::Heartbeat;
-use bank_core::config::CommonArgs;
 use bank_core::provision;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
@@ -29,16 +28,8 @@ async fn spawn_app(rate: u64) -> App {
         .unwrap_or_else(|e| bank_core::testing::infra_missing("kafka or the schema registry", format!("{e:#}")));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = Config {
-        common: CommonArgs {
-            kafka_brokers: kafka_brokers(),
-            schema_registry_url: registry_url(),
-            topic_prefix: prefix.clone(),
-            log_format: "text".into(),
-        },
-        rate,
-        listen: listener.local_addr().unwrap(),
-    };
+    let config =
+        Config { common: bank_core::testing::common_args(&prefix), rate, listen: listener.local_addr().unwrap() };
     let shutdown = CancellationToken::new();
     tokio::spawn(heartbeat::run(config, listener, shutdown.clone()));
     let http = reqwest::Client::builder().no_proxy().build().unwrap();

@@ -4,7 +4,7 @@
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -14,7 +14,7 @@ use crate::model::Calibration;
 
 const ROUNDS: u32 = 200;
 
-pub async fn calibrate(brokers: &str, database_url: &str, api: Option<&Api>) -> Calibration {
+pub async fn calibrate(brokers: &bank_core::kafka::Brokers, database_url: &str, api: Option<&Api>) -> Calibration {
     let mut c = Calibration::default();
     match kafka(brokers).await {
         Ok((p50, p99)) => (c.kafka_round_trip_p50_ms, c.kafka_round_trip_p99_ms) = (Some(p50), Some(p99)),
@@ -37,7 +37,7 @@ fn quantiles(h: &hdrhistogram::Histogram<u64>) -> (f64, f64) {
     (h.value_at_quantile(0.5) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0)
 }
 
-async fn kafka(brokers: &str) -> anyhow::Result<(f64, f64)> {
+async fn kafka(brokers: &bank_core::kafka::Brokers) -> anyhow::Result<(f64, f64)> {
     // A topic of its own, read from its beginning, deleted afterwards.
     let topic = format!("load_test_calibration_{}", uuid::Uuid::new_v4().simple());
     let admin = bank_core::kafka::admin(brokers)?;
@@ -50,11 +50,11 @@ async fn kafka(brokers: &str) -> anyhow::Result<(f64, f64)> {
     result
 }
 
-async fn round_trips(brokers: &str, topic: &str) -> anyhow::Result<(f64, f64)> {
+async fn round_trips(brokers: &bank_core::kafka::Brokers, topic: &str) -> anyhow::Result<(f64, f64)> {
     // The services' own client settings, so the floor is what they can reach.
     let producer: FutureProducer = bank_core::kafka::producer(brokers, "load-test-calibration")?;
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: StreamConsumer = brokers
+        .config()
         .set("group.id", format!("load-test-calibration-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "100")

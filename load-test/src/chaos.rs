@@ -257,7 +257,10 @@ async fn drive(mut a: DriveArgs) -> anyhow::Result<()> {
         a.endpoints.iter().map(|e| Api::new(e, Duration::from_secs(10))).collect::<anyhow::Result<_>>()?;
     let first = apis.first().cloned().ok_or_else(|| anyhow::anyhow!("no gateway"))?;
     let tag = format!("{:x}{:x}", a.seed, std::process::id());
-    let setup_deadline = Instant::now() + Duration::from_secs(60);
+    // Registration waits for the handler: a broker that stops (the cluster's fault) moves group coordinators, and
+    // the consumer groups can take a minute to settle again (measured: rebalances of 15-22 s, repeated while the
+    // stopped broker comes back).
+    let setup_deadline = Instant::now() + Duration::from_secs(180);
     let users: Vec<ChaosUser> = futures::stream::iter(0..a.users)
         .map(|i| {
             let (api, name) = (&first, format!("chaos{tag}u{i}"));
@@ -457,7 +460,7 @@ async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
     use rdkafka::producer::FutureRecord;
 
     let root = stack::root();
-    let brokers = stack::setting(&root, "KAFKA_BROKERS", "localhost:9092");
+    let brokers = stack::brokers(&root, &stack::setting(&root, "KAFKA_BROKERS", "localhost:9092"));
     let registry = stack::setting(&root, "SCHEMA_REGISTRY_URL", "http://localhost:8081");
     let prefix = stack::setting(&root, "TOPIC_PREFIX", "");
     let names = bank_core::topics::TopicNames::with_prefix(&prefix);
@@ -712,7 +715,7 @@ async fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
     apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
         .build()?
         .write_value(&mut bytes, Value::Record(fields))?;
-    let brokers = stack::setting(&root, "KAFKA_BROKERS", "localhost:9092");
+    let brokers = stack::brokers(&root, &stack::setting(&root, "KAFKA_BROKERS", "localhost:9092"));
     let producer = bank_core::kafka::producer(&brokers, "chaos-evolve")?;
     let topic = bank_core::topics::TopicNames::with_prefix(&prefix).confirm_money_transfer;
     producer

@@ -90,6 +90,12 @@ pub struct RunArgs {
     /// Kafka brokers; default: `.openbank/env`, else localhost:9092.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
+    /// Kafka principal (the stack's super user); default: `.openbank/env`, else none (PLAINTEXT).
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    /// Its password (or KAFKA_SASL_PASSWORD_FILE); default: `.openbank/env`.
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<String>,
     /// The schema registry; default: `.openbank/env`, else http://localhost:8081.
     #[arg(long, env = "SCHEMA_REGISTRY_URL")]
     pub schema_registry_url: Option<String>,
@@ -142,7 +148,7 @@ impl RunArgs {
 pub struct Ctx {
     pub args: RunArgs,
     pub root: PathBuf,
-    pub brokers: String,
+    pub brokers: bank_core::kafka::Brokers,
     pub registry: String,
     pub topic_prefix: String,
     /// Ctrl-C: the current step ends cleanly, results are still written.
@@ -259,7 +265,17 @@ async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
     let setting = |arg: &Option<String>, key: &str, default: &str| {
         arg.clone().unwrap_or_else(|| stack::setting(&root, key, default))
     };
-    let brokers = setting(&args.kafka_brokers, "KAFKA_BROKERS", "localhost:9092");
+    let servers = setting(&args.kafka_brokers, "KAFKA_BROKERS", "localhost:9092");
+    let brokers = match &args.kafka_sasl_username {
+        Some(username) => bank_core::kafka::Brokers::new(
+            &servers,
+            Some(bank_core::kafka::Credentials {
+                username: username.clone(),
+                password: setting(&args.kafka_sasl_password, "KAFKA_SASL_PASSWORD", ""),
+            }),
+        ),
+        None => stack::brokers(&root, &servers),
+    };
     let registry = setting(&args.schema_registry_url, "SCHEMA_REGISTRY_URL", "http://localhost:8081");
     let database = setting(&args.database_url, "DATABASE_URL", "");
     let topic_prefix = setting(&args.topic_prefix, "TOPIC_PREFIX", "");

@@ -74,7 +74,7 @@ async fn decode(
         codec.decode::<ConfirmAccountCreation>(p).await.ok().map(|r| (id(r.id), Kind::Command { transfer: false }))
     } else if t == topics.money_transfer_confirmed {
         codec.decode::<MoneyTransferConfirmed>(p).await.ok().map(|r| (id(r.id), Kind::Result { confirmed: true }))
-    } else if t == topics.account_creation_confirmed {
+    } else if t == topics.account_creation_confirmed || t == topics.account_creation_confirmed_manual {
         codec.decode::<AccountCreationConfirmed>(p).await.ok().map(|r| (id(r.id), Kind::Result { confirmed: true }))
     } else if t == topics.money_transfer_failed {
         codec.decode::<MoneyTransferFailed>(p).await.ok().map(|r| (id(r.id), Kind::Result { confirmed: false }))
@@ -177,6 +177,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Step>> {
         &topics.money_transfer_confirmed,
         &topics.money_transfer_failed,
         &topics.account_creation_confirmed,
+        &topics.account_creation_confirmed_manual,
         &topics.account_creation_failed,
         &topics.balance_changed,
     ];

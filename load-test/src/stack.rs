@@ -31,6 +31,15 @@ pub fn setting(root: &Path, key: &str, default: &str) -> String {
     bank_core::stack_env::parse(&file).remove(key).unwrap_or_else(|| default.to_owned())
 }
 
+/// The brokers `servers` with the Kafka principal of the environment or `.openbank/env` (`KAFKA_SASL_USERNAME`,
+/// `KAFKA_SASL_PASSWORD` or its `_FILE`): the stack's admin, written there by `cargo xtask up`.
+pub fn brokers(root: &Path, servers: &str) -> bank_core::kafka::Brokers {
+    let username = setting(root, "KAFKA_SASL_USERNAME", "");
+    let credentials = (!username.is_empty())
+        .then(|| bank_core::kafka::Credentials { username, password: setting(root, "KAFKA_SASL_PASSWORD", "") });
+    bank_core::kafka::Brokers::new(servers, credentials)
+}
+
 /// The address a component listens on, from the state file.
 pub fn address(root: &Path, component: &str) -> Option<String> {
     let text = std::fs::read_to_string(root.join(".openbank/state.json")).ok()?;

@@ -475,7 +475,51 @@ pub fn checks(paths: &Paths) -> Vec<(String, bool)> {
         &format!("Kafka is apache/kafka:{}; cluster: 3 voters, replication 3, min ISR 2", crate::kafka::VERSION),
         Ok([check_kafka(&all, crate::kafka::VERSION), check_cluster(&cluster)].concat()),
     );
+    record(
+        "every Kafka client has its own principal (bank_core::principals), docker/secrets.sh makes each password",
+        std::fs::read_to_string(paths.root.join(SECRETS_SCRIPT))
+            .context("cannot read docker/secrets.sh")
+            .map(|script| [check_principals(&all, &script), check_principals(&cluster, &script)].concat()),
+    );
     out
+}
+
+/// The script of the `secrets` one-shot.
+pub const SECRETS_SCRIPT: &str = "docker/secrets.sh";
+
+/// Every service with Kafka settings logs in as itself (or, for the synchronizer and the load tester, as the super
+/// user) with the password file the secrets script makes, and the script makes exactly the principals of
+/// `bank_core::principals`.
+pub fn check_principals(services: &Services, secrets_script: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let listed: Vec<String> = secrets_script
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("kafka_principals=("))
+        .map(|rest| rest.trim_end_matches(')').split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let want: Vec<String> = crate::kafka_auth::names().into_iter().map(str::to_owned).collect();
+    if listed != want {
+        problems
+            .push(format!("{SECRETS_SCRIPT} makes Kafka passwords for {listed:?}, bank_core::principals has {want:?}"));
+    }
+    for (name, s) in services {
+        if !s.environment.contains_key("KAFKA_BROKERS") {
+            continue;
+        }
+        let principal = if matches!(name.as_str(), "synchronizer" | LOAD_TEST) { "admin" } else { name.as_str() };
+        let user = s.environment.get("KAFKA_SASL_USERNAME").map(String::as_str);
+        let file = s.environment.get("KAFKA_SASL_PASSWORD_FILE").map(String::as_str);
+        let want_file = format!("/run/openbank/kafka_password_{principal}");
+        if user != Some(principal) || file != Some(want_file.as_str()) {
+            problems.push(format!(
+                "service `{name}` logs in to Kafka as {user:?} with {file:?}, not as `{principal}` with {want_file}"
+            ));
+        }
+        if !want.iter().any(|w| w == principal) {
+            problems.push(format!("service `{name}` has no principal in bank_core::principals"));
+        }
+    }
+    problems
 }
 
 /// `cargo xtask compose`'s exit code: 0 when every check passed.
@@ -766,6 +810,17 @@ mod tests {
         std::fs::write(dir.join(COMPOSE_FILE), text.replacen("healthcheck:", "healthchek:", 1)).unwrap();
         assert!(config(&dir, &[COMPOSE_FILE], &[]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_kafka_client_logs_in_as_itself() {
+        let script = std::fs::read_to_string(root().join(SECRETS_SCRIPT)).unwrap();
+        assert_eq!(check_principals(&committed(), &script), Vec::<String>::new());
+        let shared = drifted("KAFKA_SASL_USERNAME: command-generator", "KAFKA_SASL_USERNAME: command-handler");
+        let problems = check_principals(&shared, &script);
+        assert!(problems.iter().any(|p| p.contains("`command-generator`")), "{problems:?}");
+        let short = script.replace(" graphql-endpoint)", ")");
+        assert!(check_principals(&committed(), &short).iter().any(|p| p.contains("makes Kafka passwords")));
     }
 
     #[test]

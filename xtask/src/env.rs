@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use bank_core::kafka_wire::Credentials;
+
 use crate::paths::{Paths, write_private};
 use crate::ports::Ports;
 use crate::postgres;
@@ -24,6 +26,9 @@ pub struct Endpoints {
     pub external_database: bool,
     /// The port of every slot of the stack, as `up` picked them (`.openbank/state.json`).
     pub ports: Ports,
+    /// The local Kafka's principals, the super user first (`crate::kafka_auth`); empty for an external Kafka,
+    /// whose credentials come from the caller's environment.
+    pub kafka_principals: Vec<Credentials>,
 }
 
 impl Endpoints {
@@ -36,8 +41,10 @@ impl Endpoints {
             Some(url) => url.clone(),
             None => postgres::database_url(paths, &password(paths)?, ports.port("postgres")),
         };
+        let external_kafka = var("KAFKA_BROKERS").is_some();
         Ok(Self {
-            external_kafka: var("KAFKA_BROKERS").is_some(),
+            kafka_principals: if external_kafka { Vec::new() } else { crate::kafka_auth::all(paths)? },
+            external_kafka,
             external_registry: var("SCHEMA_REGISTRY_URL").is_some(),
             external_database: database.is_some(),
             // Every node of the cluster `up` runs, so clients bootstrap while one of them is down.
@@ -69,7 +76,11 @@ impl Endpoints {
         self.ports.listen(instance)
     }
 
+    /// The settings of a tool or test: the stack's addresses and secrets, and the Kafka super user.
     pub fn apply(&self, cmd: &mut Command) {
+        if let Some(admin) = self.kafka_principals.first() {
+            Self::kafka_as(cmd, admin);
+        }
         cmd.env("KAFKA_BROKERS", &self.kafka_brokers)
             .env("SCHEMA_REGISTRY_URL", &self.registry_url)
             .env("DATABASE_URL", &self.database_url)
@@ -82,6 +93,29 @@ impl Endpoints {
             .env("PIPELINE_HANDLER_METRICS_URL", self.metrics_url("command-handler"));
     }
 
+    /// The settings of the service `name`: as [`Self::apply`], but with its own Kafka principal. The synchronizer
+    /// provisions as the super user and creates every principal's ACLs.
+    pub fn apply_service(&self, cmd: &mut Command, name: &str) {
+        self.apply(cmd);
+        if self.kafka_principals.is_empty() {
+            return;
+        }
+        if name == "synchronizer" {
+            cmd.env("SYNCHRONIZER_KAFKA_ACLS", "true");
+        } else if let Some(c) = self.kafka_principals.iter().find(|c| c.username == name) {
+            Self::kafka_as(cmd, c);
+        } else {
+            // No Kafka for it (the schema registry): no Kafka password either.
+            cmd.env_remove("KAFKA_SASL_USERNAME").env_remove("KAFKA_SASL_PASSWORD");
+        }
+    }
+
+    fn kafka_as(cmd: &mut Command, c: &Credentials) {
+        cmd.env("KAFKA_SASL_USERNAME", &c.username)
+            .env("KAFKA_SASL_PASSWORD", &c.password)
+            .env_remove("KAFKA_SASL_PASSWORD_FILE");
+    }
+
     fn metrics_url(&self, instance: &str) -> String {
         format!("http://{}/metrics", self.address(instance))
     }
@@ -89,14 +123,20 @@ impl Endpoints {
     /// `.openbank/env`'s settings: where everything listens, for `source` and for every tool and test (the
     /// integration tests through `bank_core::testing`, the load test, the browser tests).
     pub fn env_pairs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("KAFKA_BROKERS", self.kafka_brokers.clone()),
-            ("SCHEMA_REGISTRY_URL", self.registry_url.clone()),
-            ("DATABASE_URL", self.database_url.clone()),
-            ("COMPANY_ACCOUNT_TOKEN", self.company_token.clone()),
-            ("GRAPHQL_URL", self.graphql_url()),
-            ("HEARTBEAT_URL", format!("http://{}", self.address("heartbeat"))),
-        ]
+        let admin =
+            self.kafka_principals.first().into_iter().flat_map(|c| {
+                [("KAFKA_SASL_USERNAME", c.username.clone()), ("KAFKA_SASL_PASSWORD", c.password.clone())]
+            });
+        admin
+            .chain([
+                ("KAFKA_BROKERS", self.kafka_brokers.clone()),
+                ("SCHEMA_REGISTRY_URL", self.registry_url.clone()),
+                ("DATABASE_URL", self.database_url.clone()),
+                ("COMPANY_ACCOUNT_TOKEN", self.company_token.clone()),
+                ("GRAPHQL_URL", self.graphql_url()),
+                ("HEARTBEAT_URL", format!("http://{}", self.address("heartbeat"))),
+            ])
+            .collect()
     }
 
     /// Writes `.openbank/env` (mode 0600: it holds the database password and the company token).
@@ -115,7 +155,15 @@ impl Endpoints {
         eprintln!("  Web UI           {ui}/");
         eprintln!("  GraphiQL         {ui}/graphiql");
         eprintln!("  Bank employee    user `employee`, password in {}", paths.home.join("employee-password").display());
-        eprintln!("  Kafka            {}", self.kafka_brokers);
+        if self.kafka_principals.is_empty() {
+            eprintln!("  Kafka            {}", self.kafka_brokers);
+        } else {
+            eprintln!(
+                "  Kafka            {} (SASL/SCRAM-SHA-256; user `admin`, password in {})",
+                self.kafka_brokers,
+                paths.home.join("kafka/credentials/admin").display()
+            );
+        }
         eprintln!("  Schema registry  {}/subjects", self.registry_url);
         eprintln!("  PostgreSQL       {}", bank_core::redact::redact_url(&self.database_url));
         eprintln!("  Logs             {}", paths.logs().join("latest").display());
@@ -133,8 +181,8 @@ pub fn password(paths: &Paths) -> anyhow::Result<String> {
     secret(paths, "pg-password")
 }
 
-/// A secret generated once from the OS CSPRNG and kept in `.openbank/<name>` (0600).
-fn secret(paths: &Paths, name: &str) -> anyhow::Result<String> {
+/// A secret generated once from the OS CSPRNG and kept in `.openbank/<name>` (0600, in folders of mode 0700).
+pub fn secret(paths: &Paths, name: &str) -> anyhow::Result<String> {
     let file = paths.home.join(name);
     if let Ok(p) = std::fs::read_to_string(&file)
         && !p.trim().is_empty()
@@ -145,6 +193,9 @@ fn secret(paths: &Paths, name: &str) -> anyhow::Result<String> {
     getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
     let p: String = buf.iter().map(|b| format!("{b:02x}")).collect();
     paths.ensure_home()?;
+    if let Some(dir) = file.parent() {
+        crate::paths::private_dir(dir)?;
+    }
     write_private(&file, &p)?;
     Ok(p)
 }
@@ -175,6 +226,7 @@ mod tests {
             external_registry: false,
             external_database: false,
             ports,
+            kafka_principals: crate::kafka_auth::all(&paths).unwrap(),
         };
         endpoints.write(&paths).unwrap();
         let file = paths.env_file();
@@ -187,6 +239,8 @@ mod tests {
             assert_eq!(&back[*k], v, "{k}");
         }
         assert_eq!(back["KAFKA_BROKERS"], "localhost:9194");
+        assert_eq!(back["KAFKA_SASL_USERNAME"], "admin");
+        assert_eq!(back["KAFKA_SASL_PASSWORD"], endpoints.kafka_principals[0].password);
         assert_eq!(back["SCHEMA_REGISTRY_URL"], "http://localhost:8082");
         assert_eq!(back["GRAPHQL_URL"], "http://localhost:8890");
         assert_eq!(back["HEARTBEAT_URL"], "http://127.0.0.1:17889");

@@ -3,17 +3,24 @@
 //! them can die without losing the quorum or a committed record (replication 3, `min.insync.replicas` 2).
 //! Node `n` listens on its slots' ports (`kafka-<n>`, `kafka-<n>-controller`): by default 9092/9093, 9094/9095,
 //! 9096/9097, moved by `up` when another program holds one.
+//!
+//! Nobody gets in without a password. The client listener takes SASL/SCRAM-SHA-256 only: the super user `admin`
+//! (brokers among themselves, the synchronizer, tests and tools) and one principal per service
+//! ([`bank_core::principals`]), each with a password generated for this checkout in `.openbank/kafka/credentials/`
+//! and added to the storage when it is formatted; the StandardAuthorizer refuses whatever no ACL allows, and the
+//! synchronizer creates the services' ACLs. The controller listener takes SASL/PLAIN from `admin` alone (SCRAM
+//! credentials live in the metadata log, which the controllers serve, so they cannot guard it).
 
 use anyhow::{Context, bail};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use bank_core::kafka_wire::{Connection, Credentials};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::component::{Component, Ctx, Layer, Started, instance_name, recorded_instances, split_instance, step};
 use crate::env::Endpoints;
-use crate::paths::Paths;
+use crate::kafka_auth::{self, jaas_quoted};
+use crate::paths::{Paths, write_private};
 use crate::ports::{Ports, controller_slot};
 use crate::postgres;
 use crate::proc::{self, Stopped};
@@ -263,6 +270,11 @@ fn needle(n: u32) -> String {
     if n == 1 { NEEDLE.to_owned() } else { format!("server-{n}.properties") }
 }
 
+/// Where the fingerprint of the principals the storage was formatted with is kept.
+fn principals_file(paths: &Paths) -> PathBuf {
+    paths.data().join("kafka-principals")
+}
+
 /// Where the number of nodes the storage was formatted for is kept.
 fn topology_file(paths: &Paths) -> PathBuf {
     paths.data().join("kafka-brokers")
@@ -275,20 +287,32 @@ pub fn min_insync_replicas(count: u32) -> u32 {
 }
 
 /// Node `n`'s `server.properties` for a cluster of `count` combined broker+controller nodes.
-fn server_properties(paths: &Paths, ports: &Ports, n: u32, count: u32) -> anyhow::Result<String> {
+fn server_properties(paths: &Paths, ports: &Ports, n: u32, count: u32, admin: &Credentials) -> anyhow::Result<String> {
     let (address, controller) = node_addresses(ports, n);
     let voters = (1..=count).map(|i| format!("{i}@{}", node_addresses(ports, i).1)).collect::<Vec<_>>().join(",");
     let isr = min_insync_replicas(count);
+    let (user, pw) = (jaas_quoted(&admin.username)?, jaas_quoted(&admin.password)?);
     Ok(format!(
         "# written by `cargo xtask up`: node {n} of {count} combined broker+controller nodes, loopback only\n\
          process.roles=broker,controller\n\
          node.id={n}\n\
          controller.quorum.voters={voters}\n\
-         listeners=PLAINTEXT://{address},CONTROLLER://{controller}\n\
-         advertised.listeners=PLAINTEXT://{address}\n\
+         listeners=CLIENT://{address},CONTROLLER://{controller}\n\
+         advertised.listeners=CLIENT://{address}\n\
          controller.listener.names=CONTROLLER\n\
-         inter.broker.listener.name=PLAINTEXT\n\
-         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+         inter.broker.listener.name=CLIENT\n\
+         listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
+         listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-256\n\
+         sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256\n\
+         listener.name.client.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
+         required username=\"{user}\" password=\"{pw}\";\n\
+         listener.name.controller.sasl.enabled.mechanisms=PLAIN\n\
+         sasl.mechanism.controller.protocol=PLAIN\n\
+         listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \
+         required username=\"{user}\" password=\"{pw}\" user_{user}=\"{pw}\";\n\
+         authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n\
+         allow.everyone.if.no.acl.found=false\n\
+         super.users=User:{user}\n\
          log.dirs={}\n\
          num.partitions=1\n\
          default.replication.factor={count}\n\
@@ -306,12 +330,13 @@ fn server_properties(paths: &Paths, ports: &Ports, n: u32, count: u32) -> anyhow
     ))
 }
 
-fn write_config(paths: &Paths, ports: &Ports, count: u32) -> anyhow::Result<PathBuf> {
+/// Writes every node's `server.properties` (0600: they hold the super user's password) and the log settings.
+fn write_config(paths: &Paths, ports: &Ports, count: u32, admin: &Credentials) -> anyhow::Result<PathBuf> {
     let dir = paths.home.join("kafka");
-    std::fs::create_dir_all(&dir)?;
+    crate::paths::private_dir(&dir)?;
     for n in 1..=count {
         std::fs::create_dir_all(data_dir(paths, n))?;
-        std::fs::write(props_path(paths, n), server_properties(paths, ports, n, count)?)?;
+        write_private(&props_path(paths, n), &server_properties(paths, ports, n, count, admin)?)?;
     }
     let log4j = dir.join("log4j2.properties");
     std::fs::write(
@@ -353,12 +378,16 @@ fn java(libs: &Path, log4j: &Path, count: u32) -> Command {
 fn prepare(paths: &Paths, ports: &Ports, count: u32) -> anyhow::Result<bool> {
     check_java()?;
     let libs = ensure_jars(paths)?;
+    let principals = kafka_auth::all(paths)?;
+    let fingerprint = kafka_auth::fingerprint(&principals);
     let first = data_dir(paths, 1).join("meta.properties");
     let formatted_for = match std::fs::read_to_string(topology_file(paths)) {
         Ok(text) => text.trim().parse::<u32>().ok(),
         Err(_) => first.exists().then_some(1),
     };
-    if let Some(old) = formatted_for.filter(|&old| old != count) {
+    let formatted_with = std::fs::read_to_string(principals_file(paths)).unwrap_or_default();
+    let other_principals = first.exists() && formatted_with.trim() != fingerprint;
+    if let Some(old) = formatted_for.filter(|&old| old != count || other_principals) {
         let running: Vec<String> =
             (1..=MAX_BROKERS.max(old)).map(|n| node_addresses(ports, n).0).filter(|a| proc::port_open(a)).collect();
         if !running.is_empty() {
@@ -367,7 +396,14 @@ fn prepare(paths: &Paths, ports: &Ports, count: u32) -> anyhow::Result<bool> {
                 running.join(", ")
             );
         }
-        step("kafka", &format!("storage was formatted for {old} broker(s), not {count}: deleting it"));
+        let why = if old != count {
+            format!("storage was formatted for {old} broker(s), not {count}")
+        } else if formatted_with.is_empty() {
+            "storage was formatted without authentication".to_owned()
+        } else {
+            "storage was formatted with other principals' passwords".to_owned()
+        };
+        step("kafka", &format!("{why}: deleting it"));
         for n in 1..=MAX_BROKERS.max(old) {
             let dir = data_dir(paths, n);
             if dir.exists() {
@@ -375,7 +411,7 @@ fn prepare(paths: &Paths, ports: &Ports, count: u32) -> anyhow::Result<bool> {
             }
         }
     }
-    let log4j = write_config(paths, ports, count)?;
+    let log4j = write_config(paths, ports, count, &principals[0])?;
     let new_cluster = !first.exists();
     let cluster_id = match std::fs::read_to_string(&first) {
         Ok(text) => text
@@ -387,10 +423,11 @@ fn prepare(paths: &Paths, ports: &Ports, count: u32) -> anyhow::Result<bool> {
     };
     for n in 1..=count {
         if !data_dir(paths, n).join("meta.properties").exists() {
-            format_storage(&libs, &log4j, &props_path(paths, n), &cluster_id, count)?;
+            format_storage(&libs, &log4j, &props_path(paths, n), &cluster_id, count, &principals)?;
         }
     }
     std::fs::write(topology_file(paths), format!("{count}\n"))?;
+    std::fs::write(principals_file(paths), format!("{fingerprint}\n"))?;
     Ok(new_cluster)
 }
 
@@ -450,11 +487,21 @@ fn random_cluster_id(libs: &Path, log4j: &Path) -> anyhow::Result<String> {
     Ok(cluster_id)
 }
 
-fn format_storage(libs: &Path, log4j: &Path, props: &Path, cluster_id: &str, count: u32) -> anyhow::Result<()> {
-    let out = java(libs, log4j, count)
-        .args(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c"])
-        .arg(props)
-        .output()?;
+/// Formats one node's storage with the cluster's id and every principal's SCRAM credential.
+fn format_storage(
+    libs: &Path,
+    log4j: &Path,
+    props: &Path,
+    cluster_id: &str,
+    count: u32,
+    principals: &[Credentials],
+) -> anyhow::Result<()> {
+    let mut cmd = java(libs, log4j, count);
+    cmd.args(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c"]).arg(props);
+    for c in principals {
+        cmd.arg("--add-scram").arg(kafka_auth::add_scram(c)?);
+    }
+    let out = cmd.output()?;
     if !out.status.success() {
         bail!(
             "kafka storage format failed: {}",
@@ -464,68 +511,34 @@ fn format_storage(libs: &Path, log4j: &Path, props: &Path, cluster_id: &str, cou
     Ok(())
 }
 
-/// Sends a Kafka Metadata (v1, all topics) request and returns the number of live brokers in the answer.
+/// The number of live brokers `host_port` knows of, asked as the super user ([`kafka_auth::probe_credentials`]).
 ///
-/// Hand-built on purpose: a Kafka client (librdkafka through rdkafka) would make xtask a C build and take
-/// seconds to give up on a broker that is not there; this is one 30-byte request and an 8-byte read.
+/// By hand ([`bank_core::kafka_wire`]) on purpose: a Kafka client (librdkafka through rdkafka) would make xtask a
+/// C build and take seconds to give up on a broker that is not there.
 pub fn brokers(host_port: &str) -> anyhow::Result<i32> {
-    let a = proc::addr(host_port).with_context(|| format!("cannot resolve {host_port}"))?;
-    let mut s = TcpStream::connect_timeout(&a, Duration::from_millis(500))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.write_all(&metadata_request(7))?;
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size)?;
-    let len = usize::try_from(i32::from_be_bytes(size)).context("negative frame size")?;
-    if !(8..=64 * 1024 * 1024).contains(&len) {
-        bail!("unexpected kafka frame size {len}");
-    }
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body)?;
-    parse_metadata_brokers(&body, 7)
-}
-
-fn metadata_request(correlation_id: i32) -> Vec<u8> {
-    let client = b"xtask";
-    let mut body = Vec::new();
-    body.extend_from_slice(&3i16.to_be_bytes()); // api key: Metadata
-    body.extend_from_slice(&1i16.to_be_bytes()); // api version 1
-    body.extend_from_slice(&correlation_id.to_be_bytes());
-    body.extend_from_slice(&i16::try_from(client.len()).unwrap_or(0).to_be_bytes());
-    body.extend_from_slice(client);
-    body.extend_from_slice(&(-1i32).to_be_bytes()); // null topic array: all topics
-    let mut frame = i32::try_from(body.len()).unwrap_or(0).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    frame
-}
-
-/// The correlation id and broker count that open a Metadata v1 response.
-fn parse_metadata_brokers(body: &[u8], correlation_id: i32) -> anyhow::Result<i32> {
-    let field = |at: usize| -> anyhow::Result<i32> {
-        let bytes = body.get(at..at + 4).context("short metadata response")?;
-        Ok(i32::from_be_bytes(bytes.try_into()?))
-    };
-    let corr = field(0)?;
-    if corr != correlation_id {
-        bail!("metadata response for another request ({corr})");
-    }
-    field(4)
+    let credentials = kafka_auth::probe_credentials();
+    Connection::open(host_port, credentials.as_ref(), Duration::from_secs(3))?.broker_count()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn admin() -> Credentials {
+        Credentials { username: "admin".into(), password: "0123abcd".into() }
+    }
+
     #[test]
     fn cluster_nodes_have_their_own_ports_storage_and_quorum() {
         let paths = Paths::at(Path::new("/tmp/openbank-kafka-props"));
         let ports = Ports::default();
-        let single = server_properties(&paths, &ports, 1, 1).unwrap();
+        let single = server_properties(&paths, &ports, 1, 1, &admin()).unwrap();
         assert!(single.contains("controller.quorum.voters=1@localhost:9093\n"), "{single}");
         assert!(single.contains("min.insync.replicas=1\n") && single.contains("offsets.topic.replication.factor=1\n"));
-        let third = server_properties(&paths, &ports, 3, 3).unwrap();
+        let third = server_properties(&paths, &ports, 3, 3, &admin()).unwrap();
         assert!(third.contains("node.id=3\n"));
         assert!(third.contains("controller.quorum.voters=1@localhost:9093,2@localhost:9095,3@localhost:9097\n"));
-        assert!(third.contains("listeners=PLAINTEXT://localhost:9096,CONTROLLER://localhost:9097\n"));
+        assert!(third.contains("listeners=CLIENT://localhost:9096,CONTROLLER://localhost:9097\n"));
         assert!(
             third.contains("min.insync.replicas=2\n") && third.contains("transaction.state.log.replication.factor=3\n")
         );
@@ -536,33 +549,35 @@ mod tests {
     }
 
     #[test]
+    fn every_listener_wants_a_password_and_no_acl_means_no() {
+        let paths = Paths::at(Path::new("/tmp/openbank-kafka-props"));
+        let p = server_properties(&paths, &Ports::default(), 1, 1, &admin()).unwrap();
+        for line in [
+            "listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n",
+            "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-256\n",
+            "listener.name.controller.sasl.enabled.mechanisms=PLAIN\n",
+            "allow.everyone.if.no.acl.found=false\n",
+            "super.users=User:admin\n",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n",
+        ] {
+            assert!(p.contains(line), "{line} missing from\n{p}");
+        }
+        assert!(!p.contains("PLAINTEXT:PLAINTEXT"));
+        assert!(p.contains(r#"user_admin="0123abcd";"#), "the controller knows admin alone");
+        let bad = Credentials { username: "admin".into(), password: "a\";evil".into() };
+        assert!(server_properties(&paths, &Ports::default(), 1, 1, &bad).is_err());
+    }
+
+    #[test]
     fn picked_ports_reach_the_listeners_the_quorum_and_the_bootstrap_list() {
         let paths = Paths::at(Path::new("/tmp/openbank-kafka-props"));
         let mut ports = Ports::default();
         ports.set("kafka", 9192);
         ports.set("kafka-2-controller", 9195);
-        let first = server_properties(&paths, &ports, 1, 3).unwrap();
-        assert!(first.contains("listeners=PLAINTEXT://localhost:9192,CONTROLLER://localhost:9093\n"), "{first}");
-        assert!(first.contains("advertised.listeners=PLAINTEXT://localhost:9192\n"));
+        let first = server_properties(&paths, &ports, 1, 3, &admin()).unwrap();
+        assert!(first.contains("listeners=CLIENT://localhost:9192,CONTROLLER://localhost:9093\n"), "{first}");
+        assert!(first.contains("advertised.listeners=CLIENT://localhost:9192\n"));
         assert!(first.contains("controller.quorum.voters=1@localhost:9093,2@localhost:9195,3@localhost:9097\n"));
         assert_eq!(bootstrap(&ports, 2), "localhost:9192,localhost:9094");
-    }
-
-    #[test]
-    fn metadata_request_is_well_formed() {
-        let f = metadata_request(7);
-        let size = i32::from_be_bytes(f[0..4].try_into().unwrap());
-        assert_eq!(usize::try_from(size).unwrap(), f.len() - 4);
-        assert_eq!(&f[4..6], &3i16.to_be_bytes());
-        assert_eq!(&f[f.len() - 4..], &(-1i32).to_be_bytes());
-    }
-
-    #[test]
-    fn parses_broker_count() {
-        let mut body = 7i32.to_be_bytes().to_vec();
-        body.extend_from_slice(&1i32.to_be_bytes());
-        assert_eq!(parse_metadata_brokers(&body, 7).unwrap(), 1);
-        assert!(parse_metadata_brokers(&body, 8).is_err());
-        assert!(parse_metadata_brokers(&body[..5], 7).is_err());
     }
 }

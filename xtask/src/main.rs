@@ -8,6 +8,7 @@ mod frontend;
 mod fuzz;
 mod http;
 mod kafka;
+mod kafka_auth;
 mod paths;
 mod ports;
 mod postgres;

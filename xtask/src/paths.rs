@@ -14,7 +14,7 @@ pub struct Paths {
 
 /// The checkout xtask works on. Read at run time (`cargo run` sets `CARGO_MANIFEST_DIR`), not baked in at build
 /// time: checkouts that share one target dir share the xtask binary too.
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .filter(|d| d.join("Cargo.toml").exists())

@@ -50,7 +50,7 @@ impl Component for RustService {
         }
         let bin = ctx.paths.bin(self.name);
         let mut cmd = Command::new(&bin);
-        ctx.endpoints.apply(&mut cmd);
+        ctx.endpoints.apply_service(&mut cmd, self.name);
         let t = Instant::now();
         let record = match self.probe {
             Probe::Http => {

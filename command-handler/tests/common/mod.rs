@@ -4,7 +4,7 @@
 
 use bank_audit::{Auditor, Report};
 use bank_core::avro::{AvroRecord, ConfirmAccountCreation, ConfirmMoneyTransfer};
-use bank_core::config::{CommonArgs, DatabaseArgs};
+use bank_core::config::DatabaseArgs;
 use bank_core::provision;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
@@ -66,12 +66,7 @@ impl Fixture {
     /// Handler configuration for this fixture (environment variables of the caller are overridden).
     pub fn config(&self, batch_size: u32) -> Config {
         let mut c = Config::parse_from(["command-handler"]);
-        c.common = CommonArgs {
-            kafka_brokers: kafka_brokers(),
-            schema_registry_url: registry_url(),
-            topic_prefix: self.prefix.clone(),
-            log_format: "text".into(),
-        };
+        c.common = bank_core::testing::common_args(&self.prefix);
         c.database = DatabaseArgs { database_url: self.db_url.clone(), database_max_connections: 4 };
         c.batch_size = batch_size;
         c.company_token = Some(COMPANY_TOKEN.into());
@@ -81,8 +76,8 @@ impl Fixture {
 
     /// Environment for running the handler binary against this fixture.
     pub fn env(&self, batch_size: u32, listen: &str) -> Vec<(&'static str, String)> {
-        vec![
-            ("KAFKA_BROKERS", kafka_brokers()),
+        let mut env = bank_core::testing::kafka_env();
+        env.extend([
             ("SCHEMA_REGISTRY_URL", registry_url()),
             ("DATABASE_URL", self.db_url.clone()),
             ("TOPIC_PREFIX", self.prefix.clone()),
@@ -90,7 +85,8 @@ impl Fixture {
             ("COMMAND_HANDLER_LISTEN", listen.to_owned()),
             ("COMPANY_ACCOUNT_TOKEN", COMPANY_TOKEN.to_owned()),
             ("DATABASE_MAX_CONNECTIONS", "4".to_owned()),
-        ]
+        ]);
+        env
     }
 
     /// Runs the handler in this process until the returned token is cancelled.

@@ -24,7 +24,7 @@ pub struct Sources {
     pub heartbeat_metrics: Option<String>,
     pub generator_metrics: Option<String>,
     pub handler_metrics: Option<String>,
-    pub kafka_brokers: String,
+    pub kafka_brokers: bank_core::kafka::Brokers,
     /// Consumer groups (prefixed) of the generator, the handler and the projection.
     pub generator_group: String,
     pub handler_group: String,
@@ -242,6 +242,7 @@ fn probes(sources: &Sources) -> rdkafka::error::KafkaResult<[GroupProbe; 3]> {
             vec![
                 t.balance_changed.clone(),
                 t.account_creation_confirmed.clone(),
+                t.account_creation_confirmed_manual.clone(),
                 t.account_creation_failed.clone(),
                 t.money_transfer_confirmed.clone(),
                 t.money_transfer_failed.clone(),

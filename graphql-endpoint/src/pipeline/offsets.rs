@@ -26,7 +26,7 @@ pub struct GroupProbe {
 }
 
 impl GroupProbe {
-    pub fn new(brokers: &str, group: &str, topics: Vec<String>) -> KafkaResult<Self> {
+    pub fn new(brokers: &bank_core::kafka::Brokers, group: &str, topics: Vec<String>) -> KafkaResult<Self> {
         let consumer = bank_core::kafka::consumer_config(brokers, group, "graphql-endpoint-pipeline").create()?;
         Ok(Self { consumer, topics })
     }

@@ -56,12 +56,7 @@ impl Bank {
             .unwrap_or_else(|e| infra_missing("kafka or the schema registry", format!("{e:#}")));
         let (db_url, _pool) = bank_core::testing::fresh_database().await;
         let shutdown = CancellationToken::new();
-        let common = CommonArgs {
-            kafka_brokers: kafka_brokers(),
-            schema_registry_url: registry_url(),
-            topic_prefix: prefix.clone(),
-            log_format: "text".into(),
-        };
+        let common = bank_core::testing::common_args(&prefix);
 
         let mut handler = command_handler::Config::parse_from(["command-handler"]);
         handler.common = common.clone();
@@ -85,12 +80,7 @@ impl Bank {
     }
 
     pub fn common(&self) -> CommonArgs {
-        CommonArgs {
-            kafka_brokers: kafka_brokers(),
-            schema_registry_url: registry_url(),
-            topic_prefix: self.prefix.clone(),
-            log_format: "text".into(),
-        }
+        bank_core::testing::common_args(&self.prefix)
     }
 
     pub fn config(&self, common: &CommonArgs) -> Config {

@@ -9,7 +9,8 @@
 //! - the `load-test` profile writes a run (and `run.json`) the gateway lists;
 //! - the browser tests in Chromium against the web UI on :8888 (live updates over the websocket, the employee
 //!   login, the results page with that run), screenshots kept with the logs;
-//! - `bank-audit` (in the load-test image) passes; a `.env`'s EMPLOYEE_PASSWORD replaces the generated one;
+//! - `bank-audit` (in the load-test image) passes, and as the heartbeat's Kafka principal it is refused; a `.env`'s
+//!   EMPLOYEE_PASSWORD replaces the generated one;
 //! - the cluster (docker-compose.cluster.yml): three brokers healthy, one stopped and started again while transfers
 //!   flow, every confirmed transfer stored once (`load-test chaos verify`), the audit passes;
 //! - `docker compose down -v` leaves no container, network or volume of the project.
@@ -271,6 +272,11 @@ impl Run {
 
         banner("bank-audit in the load-test image");
         check(outcome, "`bank-audit` passes against the compose stack", self.audit(&[]));
+        check(
+            outcome,
+            "Kafka refuses a principal what its ACLs do not allow (`bank-audit` as `heartbeat`)",
+            self.audit_refused_as_heartbeat(),
+        );
         self.save_logs("single");
 
         banner("a .env overrides a generated secret");
@@ -370,6 +376,39 @@ impl Run {
         .stdin(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+    }
+
+    /// `bank-audit` as the heartbeat's principal, which may write `heartbeat` and nothing else: whether Kafka
+    /// refused it (an authorization error, not a wrong password or a missing broker).
+    fn audit_refused_as_heartbeat(&self) -> bool {
+        let out = self
+            .compose(
+                &[
+                    "--profile",
+                    "load-test",
+                    "run",
+                    "--rm",
+                    "-T",
+                    "--no-deps",
+                    "-e",
+                    "KAFKA_SASL_USERNAME=heartbeat",
+                    "-e",
+                    "KAFKA_SASL_PASSWORD_FILE=/run/openbank/kafka_password_heartbeat",
+                    "--entrypoint",
+                    "bank-audit",
+                    "load-test",
+                ],
+                &[],
+            )
+            .stdin(Stdio::null())
+            .output();
+        let Ok(out) = out else { return false };
+        let text =
+            String::from_utf8_lossy(&out.stdout).to_lowercase() + &String::from_utf8_lossy(&out.stderr).to_lowercase();
+        let refused = !out.status.success() && text.contains("authorization failed");
+        let tail: Vec<&str> = text.lines().rev().take(3).collect();
+        eprintln!("  bank-audit as heartbeat: {} ({})", out.status, tail.join(" | "));
+        refused
     }
 
     /// Transfers for 40 s through the gateway; kafka-2 stops 10 s in and starts again 15 s later; then every
