@@ -34,6 +34,14 @@ sasl.jaas.config=$scram
 PROPS
 
 data="${KAFKA_LOG_DIRS:-/var/lib/kafka/data}"
+# Written after a format with the credentials: storage without it was formatted before Kafka asked for passwords,
+# and no principal could log in to it.
+marker="$data/.openbank-scram"
+if [ -f "$data/meta.properties" ] && [ ! -f "$marker" ]; then
+  echo "kafka: $data was formatted without the SCRAM credentials this stack requires (a kafka-data volume from an" >&2
+  echo "kafka: older version): remove it with \`docker compose down -v\` (its topics are lost) and start again" >&2
+  exit 1
+fi
 if [ ! -f "$data/meta.properties" ]; then
   # The image's conversion of KAFKA_* variables into server.properties keys (KAFKA_ dropped, lower case, `_` to
   # `.`, `...` to `-`, `..` to `_`), for the format's config only.
@@ -61,5 +69,6 @@ if [ ! -f "$data/meta.properties" ]; then
   KAFKA_HEAP_OPTS=-Xmx256m /opt/kafka/bin/kafka-storage.sh format --cluster-id="$CLUSTER_ID" -c "$props" "${args[@]}" \
     > /tmp/format.log 2>&1 || { cat /tmp/format.log >&2; exit 1; }
   rm -f "$props"
+  touch "$marker"
 fi
 exec /etc/kafka/docker/run

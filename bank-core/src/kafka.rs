@@ -4,9 +4,9 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::FutureProducer;
 
 pub use crate::kafka_wire::Credentials;
+pub use crate::producer::{Delivery, Producer};
 
 /// Where the brokers are and who this client is to them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +58,9 @@ pub fn producer_config(brokers: &Brokers, client_id: &str) -> ClientConfig {
     c
 }
 
-pub fn producer(brokers: &Brokers, client_id: &str) -> Result<FutureProducer, rdkafka::error::KafkaError> {
-    producer_config(brokers, client_id).create()
+/// The idempotent producer of [`producer_config`], made again should it fail for good ([`Producer`]).
+pub fn producer(brokers: &Brokers, client_id: &str) -> Result<Producer, rdkafka::error::KafkaError> {
+    Producer::new(producer_config(brokers, client_id))
 }
 
 /// Consumer with manual offset handling: nothing is committed automatically; a service stores offsets
@@ -169,7 +170,7 @@ impl<'a> Source<'a> {
 
 /// Sends `source` unchanged to the dead-letter topic `to` with [`dead_letter_headers`], waiting for Kafka's
 /// acknowledgement (at most 30 s).
-pub async fn dead_letter(producer: &FutureProducer, to: &str, source: Source<'_>, error: &str) -> anyhow::Result<()> {
+pub async fn dead_letter(producer: &Producer, to: &str, source: Source<'_>, error: &str) -> anyhow::Result<()> {
     use rdkafka::message::{Header, OwnedHeaders};
     let mut headers = OwnedHeaders::new();
     for (key, value) in dead_letter_headers(source.topic, source.partition, source.offset, error) {
@@ -202,9 +203,9 @@ pub fn admin(brokers: &Brokers) -> Result<AdminClient<DefaultClientContext>, rdk
 }
 
 /// Whether the brokers answer a metadata request within two seconds (for `/ready`). Runs off the async workers.
-pub async fn reachable(producer: &FutureProducer) -> Result<(), String> {
-    use rdkafka::producer::Producer;
-    let p = producer.clone();
+pub async fn reachable(producer: &Producer) -> Result<(), String> {
+    use rdkafka::producer::Producer as _;
+    let p = producer.instance();
     tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, std::time::Duration::from_secs(2)).map(|_| ()))
         .await
         .map_err(|_| "probe failed".to_owned())?
@@ -213,7 +214,7 @@ pub async fn reachable(producer: &FutureProducer) -> Result<(), String> {
 
 /// A `/ready` check for services whose only dependency is Kafka.
 #[cfg(feature = "http")]
-pub fn ready_check(producer: &FutureProducer) -> crate::http::ReadyCheck {
+pub fn ready_check(producer: &Producer) -> crate::http::ReadyCheck {
     let producer = producer.clone();
     std::sync::Arc::new(move || {
         let p = producer.clone();

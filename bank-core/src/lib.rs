@@ -1,6 +1,7 @@
 //! Open Bank's shared core: domain types (`Iban`, `Money`, `AccountToken`, `CommandId`), the wire contract
 //! (every topic in [`topics::TOPICS`], the Avro records in [`avro`] whose `.avsc` files live in `bank-core/avro/`),
-//! Kafka client builders and the plumbing every consumer shares ([`kafka::next_batch`] gathers a batch,
+//! Kafka client builders (the services' producer, [`kafka::Producer`], is made again when librdkafka's instance
+//! fails for good) and the plumbing every consumer shares ([`kafka::next_batch`] gathers a batch,
 //! [`kafka::dead_letter`] sets a record aside with its source in headers, [`retry::Backoff`] paces every retry,
 //! [`inbound::Inbound`] types a record by its topic), topic and schema provisioning ([`provision::sync`]),
 //! schema-registry encoding, shared config, telemetry, the shutdown token, the `/health` `/ready` `/metrics` HTTP
@@ -36,6 +37,8 @@ pub mod kafka_wire;
 pub mod money;
 pub mod ports;
 pub mod principals;
+#[cfg(feature = "kafka")]
+pub mod producer;
 #[cfg(feature = "kafka")]
 pub mod provision;
 pub mod redact;

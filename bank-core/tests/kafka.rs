@@ -113,3 +113,65 @@ async fn a_dead_letter_keeps_key_payload_and_names_its_source() {
     assert_eq!(headers.get(h::SOURCE_TOPIC).map(String::as_str), Some("p_balance_changed"));
     assert_eq!(headers, want);
 }
+
+/// Puts `instance` into librdkafka's fatal state, as a broker's sequence-number desynchronisation does (librdkafka
+/// offers this hook because real fatal errors cannot be caused on demand).
+#[allow(unsafe_code)]
+fn make_fatal(instance: &rdkafka::producer::FutureProducer) {
+    use rdkafka::producer::Producer as _;
+    let reason = c"test: sequence desynchronisation";
+    // SAFETY: the handle is alive for the call (`instance` holds it) and `reason` is a NUL-terminated string that
+    // librdkafka copies.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_test_fatal_error(
+            instance.client().native_ptr(),
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            reason.as_ptr(),
+        )
+    };
+    assert_eq!(err, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR, "fatal error raised");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_that_failed_for_good_is_made_again() {
+    let prefix = unique_prefix();
+    let topic = format!("{prefix}{}", topics::HEARTBEAT);
+    let guard = DeleteTopicsOnDrop(prefix.clone());
+    create(&[&topic]).await;
+    let send = |p: kafka::Producer, byte: u8| {
+        let topic = topic.clone();
+        async move {
+            let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&topic).payload(std::slice::from_ref(&byte));
+            p.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e)
+        }
+    };
+    let producer = kafka::producer(&kafka_brokers(), "fatal-test").unwrap();
+    send(producer.clone(), 1).await.expect("delivered before the fatal error");
+
+    // librdkafka's own producer never leaves the fatal state: this is what the bank's producers met.
+    let raw: rdkafka::producer::FutureProducer =
+        kafka::producer_config(&kafka_brokers(), "fatal-raw").create().unwrap();
+    make_fatal(&raw);
+    for _ in 0..2 {
+        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&topic).payload(&[9u8][..]);
+        let failed = raw.send(record, Duration::from_secs(10)).await;
+        assert!(failed.is_err(), "a fatal librdkafka producer keeps failing");
+    }
+
+    make_fatal(&producer.instance());
+    let first = send(producer.clone(), 2).await;
+    assert!(first.is_err(), "the send that meets the fatal state fails to its caller (it sends again)");
+    assert_eq!(producer.replacements(), 1, "the fatal instance was replaced once");
+    // A clone shares the replacement, and a second failure of the same old instance replaces nothing.
+    send(producer.clone(), 3).await.expect("delivered by the new instance");
+    send(producer, 4).await.expect("delivered by the new instance");
+
+    let consumer = reader(&topic);
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let m = tokio::time::timeout(Duration::from_secs(15), consumer.recv()).await.expect("records").unwrap();
+        got.push(m.payload().unwrap().to_vec());
+    }
+    assert_eq!(got, [vec![1u8], vec![3], vec![4]], "what was acknowledged is on the topic, in order");
+    drop(guard);
+}

@@ -14,6 +14,7 @@ pub mod mix;
 use anyhow::Context;
 use bank_core::avro::{AccountCreationConfirmed, Atype};
 use bank_core::config::CommonArgs;
+use bank_core::kafka::Producer;
 use bank_core::kafka::next_batch;
 use bank_core::registry::Codec;
 use bank_core::retry::Backoff;
@@ -23,7 +24,7 @@ use clap::Parser;
 use mix::{Generated, Known};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::FutureRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -201,7 +202,7 @@ async fn generate(
     config: &Config,
     t: &TopicNames,
     consumer: &StreamConsumer,
-    producer: &FutureProducer,
+    producer: &Producer,
     codec: &Codec,
     accounts: &RwLock<Accounts>,
     shutdown: &CancellationToken,

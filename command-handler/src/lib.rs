@@ -30,7 +30,6 @@ use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
 use clap::Parser;
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::Producer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

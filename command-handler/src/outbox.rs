@@ -3,11 +3,12 @@
 //! again: events are delivered at least once and consumers de-duplicate by (transfer id, iban).
 
 use crate::store::{OutboxRow, parse_headers};
+use bank_core::kafka::{Delivery, Producer};
 use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
@@ -20,7 +21,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Publisher {
     pub pool: PgPool,
-    pub producer: FutureProducer,
+    pub producer: Producer,
 }
 
 /// Longest payload (and key) of an event Kafka refused as too large: the rest is cut off, and the event carries
@@ -145,7 +146,7 @@ impl Publisher {
     }
 
     /// Hands one row to the producer, waiting while its local queue is full. Any other error is returned.
-    async fn send(&self, row: &OutboxRow) -> KafkaResult<rdkafka::producer::DeliveryFuture> {
+    async fn send(&self, row: &OutboxRow) -> KafkaResult<Delivery> {
         let mut headers = OwnedHeaders::new();
         for (k, v) in &row.headers {
             headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });

@@ -4,6 +4,7 @@
 
 use bank_core::avro::{ConfirmMoneyTransfer, Heartbeat};
 use bank_core::config::{CommonArgs, DatabaseArgs};
+use bank_core::kafka::Producer;
 use bank_core::provision;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
@@ -12,7 +13,7 @@ use bank_core::{CASH, topics};
 use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,7 @@ async fn known_accounts(n: u32) {
     }
 }
 
-async fn beats(producer: &FutureProducer, codec: &Codec, prefix: &str, range: std::ops::Range<i64>) {
+async fn beats(producer: &Producer, codec: &Codec, prefix: &str, range: std::ops::Range<i64>) {
     let topic = format!("{prefix}{}", topics::HEARTBEAT);
     for beat in range {
         let bytes = codec.encode(&topic, &Heartbeat { beat }).await.unwrap();

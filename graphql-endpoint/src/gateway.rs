@@ -10,9 +10,10 @@ use crate::store::attempts::{self, Limit};
 use crate::store::{self, EmployeeUpsert, NewTransfer, Role, TransferRow, TransferStatus, User};
 use bank_core::CommandId;
 use bank_core::avro::{Atype, AvroRecord, ConfirmAccountCreation, ConfirmMoneyTransfer};
+use bank_core::kafka::Producer;
 use bank_core::registry::Codec;
 use bank_core::topics::TopicNames;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use sqlx::postgres::PgPool;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -163,7 +164,7 @@ impl Settings {
 
 pub struct Gateway {
     pub pool: PgPool,
-    pub producer: FutureProducer,
+    pub producer: Producer,
     pub codec: Arc<Codec>,
     /// The live feed of balance changes
     pub hub: Arc<Hub>,

@@ -34,7 +34,6 @@ pub use http::{router, token_from_init};
 pub use service::{Service, start};
 
 use bank_core::shutdown::CancellationToken;
-use rdkafka::producer::Producer;
 use std::time::Duration;
 use tokio::net::TcpListener;
 

@@ -6,6 +6,7 @@
 use crate::live::record_of;
 use crate::store::{self, ProjectionBatch};
 use bank_core::inbound::Inbound;
+use bank_core::kafka::Producer;
 use bank_core::kafka::{Source, dead_letter, next_batch};
 use bank_core::registry::{Codec, CodecError};
 use bank_core::retry::Backoff;
@@ -13,7 +14,6 @@ use bank_core::shutdown::CancellationToken;
 use bank_core::topics::TopicNames;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::postgres::PgPool;
 use std::collections::{HashMap, VecDeque};
@@ -35,7 +35,7 @@ fn consumed(t: &TopicNames) -> [&str; 6] {
 pub struct Projection {
     pub pool: PgPool,
     pub codec: std::sync::Arc<Codec>,
-    pub producer: FutureProducer,
+    pub producer: Producer,
     pub topics: TopicNames,
     pub batch_size: usize,
     pub batch_wait: Duration,

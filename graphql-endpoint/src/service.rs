@@ -8,9 +8,9 @@ use crate::results::{self, Results};
 use crate::schema::{self, BankSchema};
 use crate::{limits, projection, store};
 use anyhow::Context;
+use bank_core::kafka::Producer;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
-use rdkafka::producer::FutureProducer;
 use sqlx::postgres::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +59,7 @@ pub async fn start(
 }
 
 /// The gateway's domain state, as configured.
-fn gateway_of(config: &Config, pool: PgPool, producer: FutureProducer, codec: Arc<Codec>) -> Gateway {
+fn gateway_of(config: &Config, pool: PgPool, producer: Producer, codec: Arc<Codec>) -> Gateway {
     let mut settings = Settings::new(
         &config.common.topic_prefix,
         Duration::from_millis(config.result_timeout_ms),

@@ -18,11 +18,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bank_core::avro::Heartbeat;
 use bank_core::config::CommonArgs;
+use bank_core::kafka::Producer;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
 use bank_core::topics;
 use clap::Parser;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,7 +93,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 
 /// Sends beats on schedule until shutdown.
 async fn pace(
-    producer: &FutureProducer,
+    producer: &Producer,
     codec: &Codec,
     topic: &str,
     state: &AppState,

@@ -3,7 +3,7 @@
 
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -52,7 +52,7 @@ async fn kafka(brokers: &bank_core::kafka::Brokers) -> anyhow::Result<(f64, f64)
 
 async fn round_trips(brokers: &bank_core::kafka::Brokers, topic: &str) -> anyhow::Result<(f64, f64)> {
     // The services' own client settings, so the floor is what they can reach.
-    let producer: FutureProducer = bank_core::kafka::producer(brokers, "load-test-calibration")?;
+    let producer = bank_core::kafka::producer(brokers, "load-test-calibration")?;
     let consumer: StreamConsumer = brokers
         .config()
         .set("group.id", format!("load-test-calibration-{}", uuid::Uuid::new_v4()))

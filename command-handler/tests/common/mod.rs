@@ -5,6 +5,7 @@
 use bank_audit::{Auditor, Report};
 use bank_core::avro::{AvroRecord, ConfirmAccountCreation, ConfirmMoneyTransfer};
 use bank_core::config::DatabaseArgs;
+use bank_core::kafka::Producer;
 use bank_core::provision;
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
@@ -14,7 +15,7 @@ use clap::Parser;
 use command_handler::Config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
@@ -28,7 +29,7 @@ pub struct Fixture {
     pub db_url: String,
     pub pool: PgPool,
     pub codec: Codec,
-    pub producer: FutureProducer,
+    pub producer: Producer,
     /// The fixture that provisioned the topics deletes them when it is dropped; attached clients do not.
     _topics: Option<DeleteTopicsOnDrop>,
 }

@@ -302,10 +302,14 @@ impl Run {
             "a broker stopped and started while transfers flow: every confirmed transfer stored once",
             held.is_ok(),
         );
-        if let Err(e) = held {
+        if let Err(e) = &held {
             eprintln!("  {e:#}");
         }
-        check(outcome, "`bank-audit` passes against the cluster", self.audit(cluster));
+        let audited = check(outcome, "`bank-audit` passes against the cluster", self.audit(cluster));
+        if held.is_err() || !audited {
+            self.save_logs("cluster");
+            self.print_complaints("cluster");
+        }
         Ok(())
     }
 
@@ -458,6 +462,24 @@ impl Run {
         for service in names.lines().map(str::trim).filter(|s| !s.is_empty()) {
             if let Ok(text) = self.output(&["logs", "--no-color", service], &["cluster"]) {
                 let _ = std::fs::write(self.logs.join(format!("{stage}-{service}.log")), text);
+            }
+        }
+    }
+
+    /// The last warnings and errors each service of `stage` logged (from the saved logs), for a run whose logs are
+    /// gone with its machine.
+    fn print_complaints(&self, stage: &str) {
+        const SERVICES: [&str; 5] =
+            ["command-handler", "graphql-endpoint", "command-generator", "heartbeat", "synchronizer"];
+        for service in SERVICES {
+            let Ok(text) = std::fs::read_to_string(self.logs.join(format!("{stage}-{service}.log"))) else { continue };
+            let complaints: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+                .collect();
+            eprintln!("  {service}: {} warnings and errors logged; the last ones:", complaints.len());
+            for line in complaints.iter().rev().take(8).rev() {
+                eprintln!("    {}", line.chars().take(400).collect::<String>());
             }
         }
     }
