@@ -69,14 +69,28 @@ pub async fn read_until(
     let c: StreamConsumer = bank_core::kafka::consumer_config(brokers, GROUP, GROUP).create()?;
     c.assign(&tpl)?;
     let mut idle_until = tokio::time::Instant::now() + STALL;
+    // A broker connection lost or a leader moving (a broker restarted shortly before) is carried on from: librdkafka
+    // reconnects. The stall deadline still bounds it.
+    let mut last_transient: Option<String> = None;
     while !remaining.is_empty() {
         let m = match tokio::time::timeout_at(idle_until, c.recv()).await {
             Ok(Ok(m)) => m,
+            Ok(Err(e)) if bank_core::kafka::is_transient(&e) => {
+                last_transient = Some(e.to_string());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
             Ok(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
-            Err(_) => anyhow::bail!(
-                "reading {topic} stalled with partitions {:?} unread: their handled offsets are beyond what Kafka holds (was the topic recreated while the database was kept?)",
-                remaining.keys().collect::<Vec<_>>()
-            ),
+            Err(_) => match last_transient {
+                Some(e) => anyhow::bail!(
+                    "reading {topic} stalled with partitions {:?} unread; the last error: {e}",
+                    remaining.keys().collect::<Vec<_>>()
+                ),
+                None => anyhow::bail!(
+                    "reading {topic} stalled with partitions {:?} unread: their handled offsets are beyond what Kafka holds (was the topic recreated while the database was kept?)",
+                    remaining.keys().collect::<Vec<_>>()
+                ),
+            },
         };
         if let Some(end) = remaining.get(&m.partition()).copied() {
             idle_until = tokio::time::Instant::now() + STALL;

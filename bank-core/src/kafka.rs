@@ -190,6 +190,33 @@ pub async fn dead_letter(producer: &Producer, to: &str, source: Source<'_>, erro
     Ok(())
 }
 
+/// Whether `e` is one librdkafka recovers from by itself (a broker connection lost, a leader or coordinator moving,
+/// a request timing out), so a reader should carry on rather than give up.
+pub fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::Resolve
+                | C::OperationTimedOut
+                | C::RequestTimedOut
+                | C::NetworkException
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::CoordinatorLoadInProgress
+                | C::CoordinatorNotAvailable
+                | C::NotCoordinator
+                | C::NotEnoughReplicas
+                | C::KafkaStorageError
+                | C::FencedLeaderEpoch
+                | C::UnknownLeaderEpoch
+                | C::OffsetNotAvailable
+        )
+    )
+}
+
 pub fn consumer(
     brokers: &Brokers,
     group_id: &str,
@@ -226,6 +253,17 @@ pub fn ready_check(producer: &Producer) -> crate::http::ReadyCheck {
 mod tests {
     use super::*;
     use crate::topics::dead_letter_headers as h;
+
+    #[test]
+    fn a_lost_connection_is_transient_a_refusal_is_not() {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+        let consumption = KafkaError::MessageConsumption;
+        assert!(is_transient(&consumption(C::BrokerTransportFailure)), "the error a restarted broker gave the audit");
+        assert!(is_transient(&consumption(C::NotLeaderForPartition)));
+        assert!(!is_transient(&consumption(C::TopicAuthorizationFailed)), "refused by an ACL: never retried");
+        assert!(!is_transient(&consumption(C::UnknownTopicOrPartition)), "a missing topic is reported");
+        assert!(!is_transient(&KafkaError::Canceled));
+    }
 
     #[test]
     fn dead_letter_headers_name_the_source_and_the_error() {

@@ -158,13 +158,24 @@ async fn a_producer_that_failed_for_good_is_made_again() {
         assert!(failed.is_err(), "a fatal librdkafka producer keeps failing");
     }
 
+    // An instance is replaced at most once per MIN_LIFETIME.
+    tokio::time::sleep(bank_core::producer::MIN_LIFETIME).await;
     make_fatal(&producer.instance());
     let first = send(producer.clone(), 2).await;
     assert!(first.is_err(), "the send that meets the fatal state fails to its caller (it sends again)");
     assert_eq!(producer.replacements(), 1, "the fatal instance was replaced once");
-    // A clone shares the replacement, and a second failure of the same old instance replaces nothing.
+    // A clone shares the replacement.
     send(producer.clone(), 3).await.expect("delivered by the new instance");
-    send(producer, 4).await.expect("delivered by the new instance");
+
+    // A new instance that fails at once is not replaced before MIN_LIFETIME (no loop of new clients when every
+    // instance fails), and is replaced after it.
+    make_fatal(&producer.instance());
+    assert!(send(producer.clone(), 5).await.is_err());
+    assert_eq!(producer.replacements(), 1, "not replaced again within MIN_LIFETIME");
+    tokio::time::sleep(bank_core::producer::MIN_LIFETIME).await;
+    assert!(send(producer.clone(), 6).await.is_err(), "still the fatal instance");
+    assert_eq!(producer.replacements(), 2, "replaced once MIN_LIFETIME had passed");
+    send(producer, 4).await.expect("delivered by the newest instance");
 
     let consumer = reader(&topic);
     let mut got = Vec::new();

@@ -112,7 +112,7 @@ impl Publisher {
             let mut deliveries = Vec::with_capacity(todo.len());
             let mut failed = Vec::new();
             for row in todo {
-                match self.send(&row).await {
+                match self.send(&row, shutdown).await {
                     Ok(delivery) => {
                         sent.push(row);
                         deliveries.push(delivery);
@@ -145,8 +145,9 @@ impl Publisher {
         done
     }
 
-    /// Hands one row to the producer, waiting while its local queue is full. Any other error is returned.
-    async fn send(&self, row: &OutboxRow) -> KafkaResult<Delivery> {
+    /// Hands one row to the producer, waiting while its local queue is full (until shutdown). Any other error is
+    /// returned.
+    async fn send(&self, row: &OutboxRow, shutdown: &CancellationToken) -> KafkaResult<Delivery> {
         let mut headers = OwnedHeaders::new();
         for (k, v) in &row.headers {
             headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
@@ -161,7 +162,9 @@ impl Publisher {
             }
             match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
-                Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                Err((e, _))
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) && !shutdown.is_cancelled() =>
+                {
                     // Local queue full: let librdkafka drain it.
                     tracing::debug!(error = %e, "producer queue full");
                     tokio::time::sleep(Duration::from_millis(5)).await;

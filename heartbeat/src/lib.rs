@@ -124,8 +124,9 @@ async fn pace(
             match producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((e, _)) => {
-                    // Local queue full: stop this tick and catch up on the next one.
-                    tracing::warn!(error = %e, "producer queue full");
+                    // Not queued (the local queue full, or Kafka refusing for now): stop this tick and catch up on
+                    // the next one.
+                    tracing::warn!(error = %e, "heartbeat not queued; catching up on the next tick");
                     break;
                 }
             }
