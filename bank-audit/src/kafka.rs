@@ -24,8 +24,25 @@ pub struct Watermarks {
 /// A record's partition, offset and payload.
 pub type Located = (i32, i64, Option<Vec<u8>>);
 
-/// Every partition of `topic` with its watermarks.
+/// Every partition of `topic` with its watermarks. A transient failure (a broker connection lost, a leader
+/// moving) is tried again, up to five times a second apart.
 pub async fn watermarks(brokers: &bank_core::kafka::Brokers, topic: &str) -> anyhow::Result<Vec<Watermarks>> {
+    let mut attempts = 0;
+    loop {
+        match watermarks_once(brokers, topic).await {
+            Err(e)
+                if attempts < 5
+                    && e.downcast_ref::<rdkafka::error::KafkaError>().is_some_and(bank_core::kafka::is_transient) =>
+            {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn watermarks_once(brokers: &bank_core::kafka::Brokers, topic: &str) -> anyhow::Result<Vec<Watermarks>> {
     let (brokers, topic) = (brokers.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Watermarks>> {
         let c: BaseConsumer = bank_core::kafka::consumer_config(&brokers, GROUP, GROUP).create()?;

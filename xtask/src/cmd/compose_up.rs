@@ -11,7 +11,8 @@
 //!   login, the results page with that run), screenshots kept with the logs;
 //! - `bank-audit` (in the load-test image) passes, and as the heartbeat's Kafka principal it is refused; a `.env`'s
 //!   EMPLOYEE_PASSWORD replaces the generated one;
-//! - the cluster (docker-compose.cluster.yml): three brokers healthy, one stopped and started again while transfers
+//! - the cluster (docker-compose.cluster.yml), with a .env choosing the heartbeat's Kafka password: three brokers
+//!   healthy and the password stored as chosen, one broker stopped and started again while transfers
 //!   flow, every confirmed transfer stored once (`load-test chaos verify`), the audit passes;
 //! - `docker compose down -v` leaves no container, network or volume of the project.
 //!
@@ -146,6 +147,11 @@ impl Run {
             .env_remove("POSTGRES_PASSWORD")
             .env_remove("EMPLOYEE_PASSWORD")
             .env_remove("COMPANY_ACCOUNT_TOKEN")
+            .env_remove("KAFKA_PASSWORD_ADMIN")
+            .env_remove("KAFKA_PASSWORD_HEARTBEAT")
+            .env_remove("KAFKA_PASSWORD_COMMAND_GENERATOR")
+            .env_remove("KAFKA_PASSWORD_COMMAND_HANDLER")
+            .env_remove("KAFKA_PASSWORD_GRAPHQL_ENDPOINT")
             .args(["compose", "--env-file"])
             .arg(env_file)
             .args(["-f", crate::compose::COMPOSE_FILE]);
@@ -289,12 +295,36 @@ impl Run {
         banner("the cluster: docker-compose.cluster.yml, one broker stopped while transfers flow");
         self.compose(&["down", "-v"], &[]).status()?;
         let cluster = &["cluster"];
-        let up = self.compose(&["up", "-d"], cluster).status()?.success();
+        // A fresh stack whose .env chooses one Kafka password (the heartbeat's): the storage is formatted with it.
+        let chosen = format!("kafka-chosen-{}", std::process::id());
+        let cluster_env = self.dir.join("cluster.env");
+        std::fs::write(&cluster_env, format!("KAFKA_PASSWORD_HEARTBEAT={chosen}\n"))?;
+        let up = self.compose_with(&cluster_env, &["up", "-d"], cluster).status()?.success();
         let healthy = up && self.wait_healthy(cluster, &["kafka", "kafka-2", "kafka-3"]).is_ok();
         if !check(outcome, "the cluster: three brokers healthy, every service healthy", healthy) {
             self.save_logs("cluster");
             bail!("the cluster did not become healthy (logs: {})", self.logs.display());
         }
+        let stored = self
+            .output(
+                &[
+                    "run",
+                    "--rm",
+                    "-T",
+                    "--no-deps",
+                    "--entrypoint",
+                    "cat",
+                    "secrets",
+                    "/run/openbank/kafka_password_heartbeat",
+                ],
+                &[],
+            )
+            .unwrap_or_default();
+        check(
+            outcome,
+            "a .env's KAFKA_PASSWORD_HEARTBEAT is the heartbeat's Kafka password (stored, and the heartbeat healthy with it)",
+            stored.trim() == chosen,
+        );
         let held = self.cluster_fault(cluster);
         self.save_logs("cluster");
         check(
