@@ -162,6 +162,18 @@ impl Run {
         c
     }
 
+    /// A one-off container of the load-test profile: `docker compose --profile load-test run --rm -T <options>
+    /// load-test <args>`, without stdin.
+    fn load_test(&self, options: &[&str], args: &[&str], overlays: &[&str]) -> Command {
+        let mut a = vec!["--profile", "load-test", "run", "--rm", "-T"];
+        a.extend_from_slice(options);
+        a.push("load-test");
+        a.extend_from_slice(args);
+        let mut c = self.compose(&a, overlays);
+        c.stdin(Stdio::null());
+        c
+    }
+
     /// Runs `args`; stdout (and stderr) captured; Ok(output) on success.
     fn output(&self, args: &[&str], overlays: &[&str]) -> anyhow::Result<String> {
         let out = self.compose(args, overlays).stdin(Stdio::null()).output().context("cannot run docker compose")?;
@@ -236,25 +248,7 @@ impl Run {
         banner("the load-test profile");
         let before = load_test_runs();
         let loaded = self
-            .compose(
-                &[
-                    "--profile",
-                    "load-test",
-                    "run",
-                    "--rm",
-                    "-T",
-                    "load-test",
-                    "run",
-                    "--rates",
-                    "50,100",
-                    "--step-secs",
-                    "10",
-                    "--users",
-                    "50",
-                ],
-                &[],
-            )
-            .stdin(Stdio::null())
+            .load_test(&[], &["run", "--rates", "50,100", "--step-secs", "10", "--users", "50"], &[])
             .status()?
             .success();
         let after = load_test_runs();
@@ -403,39 +397,22 @@ impl Run {
 
     /// `bank-audit` in the load-test image; whether it passed.
     fn audit(&self, overlays: &[&str]) -> bool {
-        self.compose(
-            &["--profile", "load-test", "run", "--rm", "-T", "--no-deps", "--entrypoint", "bank-audit", "load-test"],
-            overlays,
-        )
-        .stdin(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        self.load_test(&["--no-deps", "--entrypoint", "bank-audit"], &[], overlays).status().is_ok_and(|s| s.success())
     }
 
     /// `bank-audit` as the heartbeat's principal, which may write `heartbeat` and nothing else: whether Kafka
     /// refused it (an authorization error, not a wrong password or a missing broker).
     fn audit_refused_as_heartbeat(&self) -> bool {
-        let out = self
-            .compose(
-                &[
-                    "--profile",
-                    "load-test",
-                    "run",
-                    "--rm",
-                    "-T",
-                    "--no-deps",
-                    "-e",
-                    "KAFKA_SASL_USERNAME=heartbeat",
-                    "-e",
-                    "KAFKA_SASL_PASSWORD_FILE=/run/openbank/kafka_password_heartbeat",
-                    "--entrypoint",
-                    "bank-audit",
-                    "load-test",
-                ],
-                &[],
-            )
-            .stdin(Stdio::null())
-            .output();
+        let options = [
+            "--no-deps",
+            "-e",
+            "KAFKA_SASL_USERNAME=heartbeat",
+            "-e",
+            "KAFKA_SASL_PASSWORD_FILE=/run/openbank/kafka_password_heartbeat",
+            "--entrypoint",
+            "bank-audit",
+        ];
+        let out = self.load_test(&options, &[], &[]).output();
         let Ok(out) = out else { return false };
         let text =
             String::from_utf8_lossy(&out.stdout).to_lowercase() + &String::from_utf8_lossy(&out.stderr).to_lowercase();
@@ -449,13 +426,7 @@ impl Run {
     /// transfer the client saw CONFIRMED must be stored once.
     fn cluster_fault(&self, overlays: &[&str]) -> anyhow::Result<()> {
         let out = "/results/compose-cluster/transfers.json";
-        let lt = |args: &[&str]| {
-            let mut a = vec!["--profile", "load-test", "run", "--rm", "-T", "--no-deps", "load-test"];
-            a.extend_from_slice(args);
-            let mut c = self.compose(&a, overlays);
-            c.stdin(Stdio::null());
-            c
-        };
+        let lt = |args: &[&str]| self.load_test(&["--no-deps"], args, overlays);
         let mut drive = lt(&[
             "chaos",
             "drive",
