@@ -3,6 +3,7 @@
 mod cmd;
 mod component;
 mod compose;
+mod crash;
 mod env;
 mod frontend;
 mod fuzz;

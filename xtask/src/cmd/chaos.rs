@@ -255,6 +255,8 @@ pub fn chaos(opts: &ChaosOptions) -> anyhow::Result<i32> {
     let seed = opts.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())
     });
+    let started_at = std::time::SystemTime::now();
+    crate::crash::allow_core_dumps();
     let state = State::load(&Paths::new(false)?.state_file());
     if !status_quiet() {
         bail!("the stack is not up and healthy; start it with `cargo xtask up` (see `cargo xtask status`)");
@@ -353,13 +355,19 @@ pub fn chaos(opts: &ChaosOptions) -> anyhow::Result<i32> {
     for line in &timeline.lines {
         eprintln!("  {line}");
     }
+    // A service that died of a signal (not one of the kill -9s above) left a core: its backtrace is the evidence.
+    let crashes = crate::crash::report(&paths.root, &paths.logs(), started_at);
+    for c in &crashes {
+        eprintln!("chaos: FAIL {c}");
+    }
     let counts = drive_counts(&drive_line);
     // Exactly-once over nothing proves nothing: the run must have moved money.
     let moved = counts.confirmed > 0;
     if !moved {
         eprintln!("chaos: no transfer was confirmed, so the exactly-once check had nothing to check");
     }
-    let ok = faults_ok && drive_ok && healthy && audit_ok && verify_ok && counts.pending == 0 && moved;
+    let ok =
+        faults_ok && drive_ok && healthy && audit_ok && verify_ok && counts.pending == 0 && moved && crashes.is_empty();
     println!(
         "chaos: seed {seed}, {} s, {} broker(s), {} handler(s): sent {}, confirmed {}, failed {}, pending {}; {injected} faults injected{}; audit {}; exactly once {}; {}",
         opts.duration,

@@ -64,6 +64,8 @@ type Checks = Vec<(String, bool)>;
 
 pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
+    crate::crash::allow_core_dumps();
     let paths = Paths::new(false)?;
     paths.ensure_home()?;
     let mut checks: Checks = Vec::new();
@@ -152,6 +154,17 @@ pub fn run(opts: &TestOptions) -> anyhow::Result<i32> {
     } else {
         eprintln!("skipped: creating the test's user needs root (and this run already is the non-root path)");
     }
+
+    // A core is a service that died of a signal (the fault tests' kill -9s leave none): the chaos run reports its
+    // own; this catches one from any other step.
+    let crashes = crate::crash::report(&paths.root, &paths.logs(), started_at);
+    checks.push((
+        format!(
+            "no service died of a signal{}",
+            if crashes.is_empty() { String::new() } else { format!(": {}", crashes.join("; ")) }
+        ),
+        crashes.is_empty(),
+    ));
 
     if !endpoints.external_database {
         let dropped = crate::postgres::drop_test_databases(&paths)?;
