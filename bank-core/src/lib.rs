@@ -5,7 +5,7 @@
 //! [`kafka::dead_letter`] sets a record aside with its source in headers, [`retry::Backoff`] paces every retry,
 //! [`inbound::Inbound`] types a record by its topic), topic and schema provisioning ([`provision::sync`]),
 //! schema-registry encoding, shared config, telemetry, the shutdown token, the `/health` `/ready` `/metrics` HTTP
-//! helper, Postgres migrations and the table of the local stack's ports ([`ports`]).
+//! helper, Postgres migrations, the poison-isolation engine every batch consumer runs ([`isolate::isolate`]) and the table of the local stack's ports ([`ports`]).
 //!
 //! Features, none on by default: `kafka` (the wire contract, Kafka and registry clients, provisioning), `db`
 //! (Postgres pools and migrations), `http` (probes and the Prometheus recorder), `testsuite` (helpers for
@@ -31,6 +31,8 @@ pub mod iban;
 pub mod ids;
 #[cfg(feature = "kafka")]
 pub mod inbound;
+#[cfg(feature = "db")]
+pub mod isolate;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod kafka_wire;

@@ -1,9 +1,9 @@
 //! The SQL of a batch transaction: stored results, new accounts, locking the accounts, `apply_transfers`, and
 //! the result rows. Every function runs inside the batch's transaction.
 
-use crate::plan::{AppliedRow, CommandKind, Plan, Stored, Transfer};
+use crate::batch::{Command, CommandKind, Incoming};
+use crate::plan::{AppliedRow, Plan, Stored, Transfer};
 use crate::rules::Movement;
-use crate::store::{Command, Incoming};
 use anyhow::Context;
 use bank_core::avro::ConfirmMoneyTransfer;
 use bank_core::refusal::{Refusal, RefusalCode};

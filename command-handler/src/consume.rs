@@ -1,8 +1,9 @@
 //! The consumer loop: gathers a batch of records, decodes them, hands the batch to the handler, passes the
 //! committed events to the outbox publisher and mirrors the offsets to Kafka; and the consumer-lag gauges.
 
+use crate::batch::{Command, Incoming, OutboxRow};
+use crate::handler::Handler;
 use crate::offsets::OffsetsContext;
-use crate::store::{Command, Handler, Incoming, OutboxRow};
 use bank_core::inbound::{Inbound, TopicKind};
 use bank_core::kafka::next_batch;
 use bank_core::retry::Backoff;

@@ -2,8 +2,8 @@
 //! account, a dead letter per record that cannot be handled, and the outbox rows they are stored as.
 
 use crate::apply::ResultRows;
-use crate::plan::{Balances, CommandKind, Plan, Stored, unprocessable};
-use crate::store::{BatchOutcome, Command, Handler, Incoming};
+use crate::batch::{BatchOutcome, Command, CommandKind, Incoming, OutboxRow};
+use crate::plan::{Balances, Plan, Stored, unprocessable};
 use anyhow::Context;
 use bank_core::CommandId;
 use bank_core::avro::{
@@ -11,18 +11,10 @@ use bank_core::avro::{
     MoneyTransferConfirmed, MoneyTransferFailed,
 };
 use bank_core::kafka::dead_letter_headers;
+use bank_core::registry::Codec;
+use bank_core::topics::TopicNames;
 use sqlx::{Postgres, Transaction};
 use std::collections::HashMap;
-
-/// An encoded event in the outbox.
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    pub seq: i64,
-    pub topic: String,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    pub headers: Vec<(String, String)>,
-}
 
 /// An encoded event before it has an outbox sequence number.
 #[derive(Debug, Clone)]
@@ -66,15 +58,16 @@ impl Decided {
 
 /// Turns the final plans of a batch into result rows, events and counts.
 pub struct Emitter<'h> {
-    handler: &'h Handler,
+    codec: &'h Codec,
+    topics: &'h TopicNames,
     pub events: Vec<Event>,
     pub results: ResultRows,
     decided: HashMap<usize, Decided>,
 }
 
 impl<'h> Emitter<'h> {
-    pub fn new(handler: &'h Handler) -> Self {
-        Self { handler, events: Vec::new(), results: ResultRows::default(), decided: HashMap::new() }
+    pub fn new(codec: &'h Codec, topics: &'h TopicNames) -> Self {
+        Self { codec, topics, events: Vec::new(), results: ResultRows::default(), decided: HashMap::new() }
     }
 
     /// Records what record `i` became.
@@ -160,13 +153,13 @@ impl<'h> Emitter<'h> {
 
     fn dead_letter(&mut self, r: &Incoming, error: &str) {
         let headers = dead_letter_headers(&r.topic, r.partition, r.offset, error);
-        let topic = self.handler.topics.dead_letters.clone();
+        let topic = self.topics.dead_letters.clone();
         self.events.push(Event { topic, key: r.key.clone(), payload: r.payload.clone(), headers });
     }
 
     async fn result_event(&mut self, r: &Incoming, d: &Decided) -> anyhow::Result<()> {
         let id = r.command.id().context("a result for a record without a command id")?;
-        let topics = &self.handler.topics;
+        let topics = &self.topics;
         let (topic, payload) = match d {
             Decided::Transfer { confirmed: true, .. } => {
                 let t = &topics.money_transfer_confirmed;
@@ -203,7 +196,7 @@ impl<'h> Emitter<'h> {
         changed_by: i64,
         from_to: &str,
     ) -> anyhow::Result<()> {
-        let topic = self.handler.topics.balance_changed.clone();
+        let topic = self.topics.balance_changed.clone();
         let rec = BalanceChanged {
             iban: iban.to_owned(),
             new_balance,
@@ -219,7 +212,7 @@ impl<'h> Emitter<'h> {
     }
 
     async fn encode<R: AvroRecord>(&self, topic: &str, record: &R) -> anyhow::Result<Vec<u8>> {
-        self.handler.codec.encode(topic, record).await.with_context(|| format!("encode {} for {topic}", R::FULL_NAME))
+        self.codec.encode(topic, record).await.with_context(|| format!("encode {} for {topic}", R::FULL_NAME))
     }
 }
 

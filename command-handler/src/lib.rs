@@ -4,8 +4,8 @@
 //! `money_transfer_failed`, `balance_changed`, `account_creation_confirmed`, `account_creation_failed` and
 //! `dead_letters`. Owns the Postgres schema `bank` (accounts, results, outbox, consumed offsets).
 //!
-//! Each batch of records is handled in ONE transaction (see [`store`], which plans it with [`plan`], writes it
-//! with [`apply`] and [`events`], and advances [`offsets`]); the consumed offsets live in that
+//! Each batch of records is handled in ONE transaction (see [`handler`], which plans it with [`plan`], writes it
+//! with [`apply`] and [`events`], and advances [`offsets`]; the types every phase shares are in [`batch`]); the consumed offsets live in that
 //! transaction and the consumer seeks to them whenever partitions are assigned, so a crash, a rebalance or a
 //! second instance never applies a command twice. Events leave through the outbox (see [`outbox`]).
 
@@ -14,26 +14,28 @@
 #![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod apply;
+pub mod batch;
 pub mod consume;
 pub mod events;
+pub mod handler;
 pub mod isolate;
 pub mod offsets;
 pub mod outbox;
 pub mod plan;
 pub mod rules;
-pub mod store;
 
 use anyhow::Context;
 use bank_core::Money;
 use bank_core::config::{CommonArgs, DatabaseArgs};
 use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
+use batch::Limits;
 use clap::Parser;
+use handler::{Handler, Topics};
 use rdkafka::consumer::Consumer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{Handler, Limits, Topics};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -88,14 +90,14 @@ impl Config {
     }
 }
 
-pub const MIGRATIONS: &[bank_core::db::Migration] = store::MIGRATIONS;
+pub const MIGRATIONS: &[bank_core::db::Migration] = handler::MIGRATIONS;
 
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = bank_core::db::connect(&config.database.database_url, config.database.database_max_connections)
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
-    bank_core::db::migrate(&pool, store::SCHEMA, MIGRATIONS).await.context("database migration failed")?;
-    store::ensure_company(
+    bank_core::db::migrate(&pool, handler::SCHEMA, MIGRATIONS).await.context("database migration failed")?;
+    apply::ensure_company(
         &pool,
         config.company_token.as_deref(),
         Money::from_cents(config.company_opening_cents),

@@ -1,7 +1,7 @@
 //! The consumed offsets in `bank.consumed_offsets`, the source of truth of where each partition continues: locked,
 //! checked and advanced by every batch transaction, and read by the consumer whenever partitions are assigned.
 
-use crate::store::Incoming;
+use crate::batch::Incoming;
 use anyhow::Context;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};

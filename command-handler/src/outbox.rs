@@ -2,7 +2,8 @@
 //! On start, and periodically for rows a crashed instance left behind, rows still in the outbox are published
 //! again: events are delivered at least once and consumers de-duplicate by (transfer id, iban).
 
-use crate::store::{OutboxRow, parse_headers};
+use crate::batch::OutboxRow;
+use crate::events::parse_headers;
 use bank_core::kafka::{Delivery, Producer};
 use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;

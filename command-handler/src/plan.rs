@@ -3,30 +3,14 @@
 //! transfer to apply. The database answers (stored offsets, stored results, accounts, `apply_transfers` rows)
 //! come in as plain values.
 
+use crate::batch::{Command, CommandKind, Incoming};
 use crate::rules::{self, Movement};
-use crate::store::{Command, Incoming};
 use bank_core::avro::Atype;
 use bank_core::refusal::{Refusal, RefusalCode};
 use bank_core::{AccountToken, Iban, Money};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use uuid::Uuid;
-
-/// What a command asks for; the `kind` column of `bank.results`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommandKind {
-    Transfer,
-    Account,
-}
-
-impl CommandKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Transfer => "transfer",
-            Self::Account => "account",
-        }
-    }
-}
 
 /// A `kind` column value this code does not know.
 #[derive(Debug)]

@@ -13,7 +13,9 @@ use bank_core::registry::Codec;
 use bank_core::shutdown::CancellationToken;
 use bank_core::testing::registry_url;
 use bank_core::{CASH, CommandId, Iban, Money, topics};
-use command_handler::store::{self, Command, Handler, Incoming, Topics};
+use command_handler::apply::ensure_company;
+use command_handler::batch::{BatchOutcome, Command, Incoming};
+use command_handler::handler::{self, Handler, Topics};
 use common::{COMPANY_TOKEN, Fixture, transfer};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -24,8 +26,8 @@ const COMPANY_OPENING: i64 = 1_000_000_000;
 /// A handler instance with its own connection pool, as a second process would have.
 async fn instance(f: &Fixture) -> Handler {
     let pool = bank_core::db::connect(&f.db_url, 4).await.unwrap();
-    bank_core::db::migrate(&pool, store::SCHEMA, command_handler::MIGRATIONS).await.unwrap();
-    store::ensure_company(&pool, Some(COMPANY_TOKEN), Money::from_cents(COMPANY_OPENING), Money::from_cents(-50_000))
+    bank_core::db::migrate(&pool, handler::SCHEMA, command_handler::MIGRATIONS).await.unwrap();
+    ensure_company(&pool, Some(COMPANY_TOKEN), Money::from_cents(COMPANY_OPENING), Money::from_cents(-50_000))
         .await
         .unwrap();
     Handler::new(pool, Codec::new(&registry_url()).unwrap(), Topics::with_prefix(&f.prefix), f.config(1).limits())
@@ -40,7 +42,7 @@ fn creation(id: CommandId) -> Command {
 }
 
 /// (iban, token) per command id in the account-creation confirmations of `out`.
-async fn confirmations(f: &Fixture, out: &store::BatchOutcome) -> HashMap<CommandId, (String, String)> {
+async fn confirmations(f: &Fixture, out: &BatchOutcome) -> HashMap<CommandId, (String, String)> {
     let mut found = HashMap::new();
     for row in &out.outbox {
         if row.topic == f.topic(topics::ACCOUNT_CREATION_CONFIRMED) {

@@ -5,13 +5,15 @@ mod common;
 
 use bank_core::shutdown::CancellationToken;
 use bank_core::topics;
-use command_handler::store::{self, Handler, Topics};
+use command_handler::apply::ensure_company;
+use command_handler::batch::OutboxRow;
+use command_handler::handler::{self, Handler, Topics};
 use common::{COMPANY_TOKEN, Fixture};
 
 async fn instance(f: &Fixture) -> Handler {
     let pool = bank_core::db::connect(&f.db_url, 4).await.unwrap();
-    bank_core::db::migrate(&pool, store::SCHEMA, command_handler::MIGRATIONS).await.unwrap();
-    store::ensure_company(&pool, Some(COMPANY_TOKEN), bank_core::Money::from_cents(1), bank_core::Money::from_cents(0))
+    bank_core::db::migrate(&pool, handler::SCHEMA, command_handler::MIGRATIONS).await.unwrap();
+    ensure_company(&pool, Some(COMPANY_TOKEN), bank_core::Money::from_cents(1), bank_core::Money::from_cents(0))
         .await
         .unwrap();
     let codec = bank_core::registry::Codec::new(&bank_core::testing::registry_url()).unwrap();
@@ -35,8 +37,8 @@ async fn each_published_event_is_counted_once_even_when_some_needed_a_second_rou
         producer: bank_core::kafka::producer(&bank_core::testing::kafka_brokers(), "handler-test").unwrap(),
     };
     let before = published_total();
-    let mut rows: Vec<store::OutboxRow> = (1..=5)
-        .map(|seq| store::OutboxRow {
+    let mut rows: Vec<OutboxRow> = (1..=5)
+        .map(|seq| OutboxRow {
             seq,
             topic: f.topic(topics::MONEY_TRANSFER_CONFIRMED),
             key: Some(b"k".to_vec()),
@@ -47,7 +49,7 @@ async fn each_published_event_is_counted_once_even_when_some_needed_a_second_rou
     // Refused by the producer as too large: delivered in a second round, truncated.
     rows.insert(
         2,
-        store::OutboxRow {
+        OutboxRow {
             seq: 6,
             topic: f.topic(topics::DEAD_LETTERS),
             key: Some(b"k".to_vec()),

@@ -6,18 +6,19 @@
 use crate::live::record_of;
 use crate::store::{self, ProjectionBatch};
 use bank_core::inbound::Inbound;
+use bank_core::isolate::{Attempt, Failure, isolate};
 use bank_core::kafka::Producer;
 use bank_core::kafka::{Source, dead_letter, next_batch};
 use bank_core::registry::{Codec, CodecError};
 use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;
 use bank_core::topics::TopicNames;
+use futures::future::BoxFuture;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::postgres::PgPool;
-use std::collections::{HashMap, VecDeque};
-use std::ops::Range;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The topics the projection reads.
@@ -58,7 +59,7 @@ impl Projection {
                 return Ok(());
             }
             let started = Instant::now();
-            let Some(done) = self.project_isolating(&entries, &shutdown).await? else {
+            let Some(done) = self.project_isolating(&mut entries, &shutdown).await else {
                 // Parts may be written; they are idempotent and add nothing when repeated on the next start.
                 return Ok(());
             };
@@ -96,6 +97,7 @@ impl Projection {
                         key: m.key().map(<[u8]>::to_vec),
                         payload: m.payload().map(<[u8]>::to_vec),
                         batch,
+                        dead: None,
                     });
                     return Ok(());
                 }
@@ -114,68 +116,13 @@ impl Projection {
         }
     }
 
-    /// Projects `entries` in one transaction when all goes well. A batch that fails for a reason outside its
-    /// records (PostgreSQL unreachable, a deadlock) is retried as a whole as long as it takes; one that fails
-    /// because PostgreSQL refuses a value of a record (a data exception or a constraint, SQLSTATE 22xxx/23xxx)
-    /// is retried [`RECORD_ATTEMPTS`] times, then split in halves, projected in order, until the failing record is
-    /// alone: it is dead-lettered with the error and the rest is projected. `None` when a shutdown interrupted it.
-    async fn project_isolating(
-        &self,
-        entries: &[Entry],
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<Option<store::Projected>> {
+    /// Projects `entries` through the poison-isolation engine ([`bank_core::isolate`]): one transaction when all
+    /// goes well; a record PostgreSQL refuses (or whose projection panics) is isolated and dead-lettered, the
+    /// rest projected in order. `None` when a shutdown interrupted it.
+    async fn project_isolating(&self, entries: &mut [Entry], shutdown: &CancellationToken) -> Option<store::Projected> {
         let mut total = store::Projected::default();
-        let mut queue: VecDeque<Range<usize>> = VecDeque::new();
-        queue.push_back(0..entries.len());
-        while let Some(range) = queue.pop_front() {
-            let Some(part) = entries.get(range.clone()) else { continue };
-            let batch = merged(part);
-            let mut backoff = Backoff::new(Duration::from_millis(100));
-            let mut record_failures = 0;
-            loop {
-                let e = match store::project(&self.pool, &batch).await {
-                    Ok(done) => {
-                        total.transactions += done.transactions;
-                        total.transfers += done.transfers;
-                        total.accounts += done.accounts;
-                        total.results += done.results;
-                        break;
-                    }
-                    Err(e) => e,
-                };
-                let caused_by_record = caused_by_record(&e);
-                let reason = if caused_by_record { "record" } else { "unavailable" };
-                metrics::counter!("gateway_projection_retries_total", "reason" => reason).increment(1);
-                tracing::warn!(error = %e, records = part.len(), reason, "projection batch failed");
-                if caused_by_record {
-                    record_failures += 1;
-                    if record_failures >= RECORD_ATTEMPTS {
-                        if let [one] = part {
-                            metrics::counter!("gateway_projection_dead_letters_total").increment(1);
-                            tracing::error!(error = %e, topic = %one.topic, partition = one.partition, offset = one.offset, "dead-lettering a record that cannot be projected");
-                            let error = format!("cannot be projected: {e}");
-                            let source = Source {
-                                topic: &one.topic,
-                                partition: one.partition,
-                                offset: one.offset,
-                                key: one.key.as_deref(),
-                                payload: one.payload.as_deref(),
-                            };
-                            dead_letter(&self.producer, &self.topics.dead_letters, source, &error).await?;
-                        } else {
-                            let mid = range.start + range.len() / 2;
-                            queue.push_front(mid..range.end);
-                            queue.push_front(range.start..mid);
-                        }
-                        break;
-                    }
-                }
-                if !backoff.sleep_or_cancelled(shutdown).await {
-                    return Ok(None);
-                }
-            }
-        }
-        Ok(Some(total))
+        let interrupted = isolate(self, entries, |done: store::Projected| total.add(&done), shutdown).await;
+        (!interrupted).then_some(total)
     }
 
     async fn decode_into(&self, batch: &mut ProjectionBatch, m: &BorrowedMessage<'_>) -> Result<(), CodecError> {
@@ -195,9 +142,6 @@ impl Projection {
     }
 }
 
-/// Attempts of a batch (or part of one) that PostgreSQL refused because of a record, before it is split.
-pub const RECORD_ATTEMPTS: u32 = 2;
-
 /// One decoded record with what is needed to dead-letter it.
 struct Entry {
     topic: String,
@@ -207,24 +151,61 @@ struct Entry {
     payload: Option<Vec<u8>>,
     /// This record alone.
     batch: ProjectionBatch,
+    /// Set when this record was isolated as the one that fails its batch: it is dead-lettered with this error
+    /// instead of projected.
+    dead: Option<String>,
 }
 
+impl Attempt<Entry> for Projection {
+    type Output = store::Projected;
+    const RETRIES_METRIC: &'static str = "gateway_projection_retries_total";
+
+    fn attempt<'a>(&'a self, part: &'a [Entry]) -> BoxFuture<'a, Result<store::Projected, Failure>> {
+        Box::pin(async move {
+            let batch = merged(part);
+            let done = if batch.is_empty() {
+                store::Projected::default()
+            } else {
+                store::project(&self.pool, &batch).await.map_err(|e| Failure::of_sqlx(&e))?
+            };
+            // Dead letters after the projection's commit: a retry repeats the projection (idempotent) and at
+            // worst a dead letter, never a record.
+            for one in part {
+                let Some(error) = &one.dead else { continue };
+                let source = Source {
+                    topic: &one.topic,
+                    partition: one.partition,
+                    offset: one.offset,
+                    key: one.key.as_deref(),
+                    payload: one.payload.as_deref(),
+                };
+                dead_letter(&self.producer, &self.topics.dead_letters, source, error)
+                    .await
+                    .map_err(|e| Failure::unavailable(format!("dead-lettering failed: {e:#}")))?;
+                metrics::counter!("gateway_projection_dead_letters_total").increment(1);
+                tracing::error!(%error, topic = %one.topic, partition = one.partition, offset = one.offset, "dead-lettered a record that cannot be projected");
+            }
+            Ok(done)
+        })
+    }
+
+    fn poison(&self, item: &mut Entry, failure: &Failure) -> bool {
+        if item.dead.is_some() {
+            return false;
+        }
+        item.dead = Some(format!("cannot be projected: {}", failure.message));
+        true
+    }
+}
+
+/// The records of `entries` that are not dead letters, as one batch.
 fn merged(entries: &[Entry]) -> ProjectionBatch {
     let mut b = ProjectionBatch::default();
-    for e in entries {
+    for e in entries.iter().filter(|e| e.dead.is_none()) {
         b.balances.extend(e.batch.balances.iter().cloned());
         b.accounts_opened.extend(e.batch.accounts_opened.iter().cloned());
         b.accounts_refused.extend(e.batch.accounts_refused.iter().cloned());
         b.results.extend(e.batch.results.iter().cloned());
     }
     b
-}
-
-/// PostgreSQL refused a value (SQLSTATE class 22, data exception, or 23, integrity constraint): retrying the same
-/// records cannot succeed.
-fn caused_by_record(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
-        _ => false,
-    }
 }

@@ -173,7 +173,8 @@ async fn project_results(
 }
 
 impl Projected {
-    fn add(&mut self, other: &Projected) {
+    /// Adds another committed part's counts.
+    pub fn add(&mut self, other: &Projected) {
         self.transactions += other.transactions;
         self.transfers += other.transfers;
         self.accounts += other.accounts;
