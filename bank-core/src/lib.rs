@@ -7,6 +7,8 @@
 //! schema-registry encoding, shared config, telemetry, the shutdown token, the `/health` `/ready` `/metrics` HTTP
 //! helper, Postgres migrations, the poison-isolation engine every batch consumer runs ([`isolate::isolate`]) and the table of the local stack's ports ([`ports`]).
 //!
+//! The names of the metrics one service writes and another reads are in [`metric_names`].
+//!
 //! Features, none on by default: `kafka` (the wire contract, Kafka and registry clients, provisioning), `db`
 //! (Postgres pools and migrations), `http` (probes and the Prometheus recorder), `testsuite` (helpers for
 //! integration tests; dev-dependencies only). Without features it holds the domain types, config, ports,
@@ -22,6 +24,7 @@
 #[cfg(feature = "kafka")]
 pub mod avro;
 pub mod cli;
+pub mod clock;
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;
@@ -36,7 +39,9 @@ pub mod isolate;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod kafka_wire;
+pub mod metric_names;
 pub mod money;
+pub mod movement;
 pub mod ports;
 pub mod principals;
 #[cfg(feature = "kafka")]

@@ -251,7 +251,7 @@ async fn generate(
                     Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 }
             }
-            metrics::counter!("generator_commands_total", "kind" => g.kind()).increment(1);
+            metrics::counter!(bank_core::metric_names::GENERATOR_COMMANDS, "kind" => g.kind()).increment(1);
         }
         let delivered = tokio::select! {
             // Not committed: the heartbeats are read again after a restart and yield the same command ids.

@@ -3,9 +3,9 @@
 
 use crate::batch::{Command, CommandKind, Incoming};
 use crate::plan::{AppliedRow, Plan, Stored, Transfer};
-use crate::rules::Movement;
 use anyhow::Context;
 use bank_core::avro::ConfirmMoneyTransfer;
+use bank_core::movement::Movement;
 use bank_core::refusal::{Refusal, RefusalCode};
 use bank_core::{AccountToken, CASH, COMPANY_IBAN, CommandId, Iban, Money};
 use sqlx::postgres::PgPool;
@@ -163,7 +163,7 @@ pub async fn lock_accounts(
 /// Applies the transfers in order (`bank.apply_transfers`); one row per transfer, in order.
 pub async fn apply_transfers(tx: &mut Tx<'_>, apply: &[Transfer<'_>]) -> anyhow::Result<Vec<AppliedRow>> {
     let (froms, tos): (Vec<&str>, Vec<&str>) = apply.iter().map(|t| t.movement.sides()).unzip();
-    let amounts: Vec<i64> = apply.iter().map(|t| t.amount).collect();
+    let amounts: Vec<i64> = apply.iter().map(|t| t.amount.cents()).collect();
     sqlx::query_as(
         "SELECT ord, ok, code, from_balance, to_balance, from_seq, to_seq \
          FROM bank.apply_transfers($1::text[], $2::text[], $3::bigint[]) ORDER BY ord",

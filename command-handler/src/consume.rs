@@ -55,14 +55,14 @@ pub async fn consume(
         metrics::histogram!("handler_batch_size").record(size as f64);
         metrics::histogram!("handler_batch_seconds").record(started.elapsed().as_secs_f64());
         if !interrupted {
-            let committed_ms = unix_millis();
-            let age = metrics::histogram!("handler_command_age_seconds");
+            let committed_ms = bank_core::clock::unix_millis();
+            let age = metrics::histogram!(bank_core::metric_names::HANDLER_COMMAND_AGE);
             for stamp in &stamps {
                 age.record(command_age_seconds(*stamp, committed_ms));
             }
         }
         let count = |outcome: &str, n: u64| {
-            metrics::counter!("handler_commands_total", "outcome" => outcome.to_owned()).increment(n)
+            metrics::counter!(bank_core::metric_names::HANDLER_COMMANDS, "outcome" => outcome.to_owned()).increment(n)
         };
         count("confirmed", outcome.confirmed);
         count("failed", outcome.failed);
@@ -96,12 +96,6 @@ pub async fn consume(
 /// producer's clock may run ahead of this host's).
 pub fn command_age_seconds(stamp_ms: i64, committed_ms: i64) -> f64 {
     committed_ms.saturating_sub(stamp_ms).max(0) as f64 / 1000.0
-}
-
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 const INTERRUPTED: &str = "interrupted by shutdown before it could be decoded";

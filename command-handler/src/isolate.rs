@@ -18,7 +18,7 @@ pub fn deadlock_retries() -> u64 {
 
 impl Attempt<Incoming> for Handler {
     type Output = BatchOutcome;
-    const RETRIES_METRIC: &'static str = "handler_batch_retries_total";
+    const RETRIES_METRIC: &'static str = bank_core::metric_names::HANDLER_BATCH_RETRIES;
 
     fn attempt<'a>(&'a self, part: &'a [Incoming]) -> BoxFuture<'a, Result<BatchOutcome, Failure>> {
         Box::pin(async move { self.handle_batch(part).await.map_err(|e| Failure::of(&e)) })

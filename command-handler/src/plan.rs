@@ -4,8 +4,9 @@
 //! come in as plain values.
 
 use crate::batch::{Command, CommandKind, Incoming};
-use crate::rules::{self, Movement};
+use crate::rules;
 use bank_core::avro::Atype;
+use bank_core::movement::Movement;
 use bank_core::refusal::{Refusal, RefusalCode};
 use bank_core::{AccountToken, Iban, Money};
 use std::collections::{BTreeMap, HashMap};
@@ -109,7 +110,7 @@ pub struct Planned {
 pub struct Transfer<'a> {
     pub index: usize,
     pub movement: &'a Movement,
-    pub amount: i64,
+    pub amount: Money,
 }
 
 /// New balances and sequence numbers of an applied transfer (`None` for `cash`).
@@ -204,7 +205,7 @@ pub fn authorise<'a>(
         match (refusal, plans.get_mut(*index)) {
             (Some(r), Some(plan)) => *plan = Plan::Refused(r),
             (Some(_), None) => {}
-            (None, _) => apply.push(Transfer { index: *index, movement, amount: cmd.amount }),
+            (None, _) => apply.push(Transfer { index: *index, movement, amount: Money::from_cents(cmd.amount) }),
         }
     }
     apply
@@ -234,7 +235,7 @@ pub fn applied(
         let refusal = if row.code.as_deref() == Some(RefusalCode::InsufficientFunds.as_str()) {
             Refusal::new(
                 RefusalCode::InsufficientFunds,
-                format!("{} from {from} would take the balance below its limit", Money::from_cents(t.amount)),
+                format!("{} from {from} would take the balance below its limit", t.amount),
             )
         } else {
             Refusal::new(RefusalCode::BalanceOverflow, format!("the balance of {to} would overflow"))

@@ -137,8 +137,11 @@ fn rows_of_apply_transfers_confirm_or_refuse() {
     let (a, b) = (account(1), account(2));
     let batch: Vec<Incoming> = (0..3).map(|o| at(o, transfer(CommandId::new(), 7, &a, &b))).collect();
     let mut planned = plan(&batch, &[true, true, true], &HashMap::new(), MAX, &|| Iban::from_account_number(9));
-    let transfers: Vec<Transfer<'_>> =
-        planned.pending.iter().map(|(index, movement)| Transfer { index: *index, movement, amount: 7 }).collect();
+    let transfers: Vec<Transfer<'_>> = planned
+        .pending
+        .iter()
+        .map(|(index, movement)| Transfer { index: *index, movement, amount: Money::from_cents(7) })
+        .collect();
     let ok = AppliedRow {
         ok: true,
         from_balance: Some(3),

@@ -1,48 +1,10 @@
 //! The banking rules of a money transfer that need no database: amount, description, IBAN shape, `from != to`.
-//! Account existence, tokens, limits and overflow are decided with the stored accounts (see `store`).
+//! Account existence, tokens, limits and overflow are decided with the stored accounts (see `handler`).
 
 use bank_core::avro::ConfirmMoneyTransfer;
+use bank_core::movement::Movement;
 use bank_core::refusal::{MAX_DESCRIPTION_CHARS, Refusal, RefusalCode};
 use bank_core::{CASH, Iban, Money};
-
-/// The shape of a transfer once its fields are valid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Movement {
-    /// `cash` → account; authorised by the receiving account's token.
-    Deposit { to: Iban },
-    /// account → `cash`; authorised by the sender's token.
-    Withdrawal { from: Iban },
-    /// account → account; authorised by the sender's token.
-    Transfer { from: Iban, to: Iban },
-}
-
-impl Movement {
-    /// The account whose token must be presented.
-    pub fn authorising(&self) -> &Iban {
-        match self {
-            Self::Deposit { to } => to,
-            Self::Withdrawal { from } | Self::Transfer { from, .. } => from,
-        }
-    }
-
-    /// Every account of this bank the movement touches.
-    pub fn accounts(&self) -> Vec<&Iban> {
-        match self {
-            Self::Deposit { to } => vec![to],
-            Self::Withdrawal { from } => vec![from],
-            Self::Transfer { from, to } => vec![from, to],
-        }
-    }
-
-    /// `from` and `to` as stored (`cash` for the outside world).
-    pub fn sides(&self) -> (&str, &str) {
-        match self {
-            Self::Deposit { to } => (CASH, to.as_str()),
-            Self::Withdrawal { from } => (from.as_str(), CASH),
-            Self::Transfer { from, to } => (from.as_str(), to.as_str()),
-        }
-    }
-}
 
 /// Checks everything that does not need the accounts table.
 pub fn check(cmd: &ConfirmMoneyTransfer, max_amount: Money) -> Result<Movement, Refusal> {

@@ -53,7 +53,7 @@ async fn command_age_is_recorded_and_the_group_offsets_advance_in_kafka() {
 
     // A deposit whose record says it entered Kafka 30 s ago: applied now, it is at least 30 s old.
     let old = transfer(token, 100, CASH, iban, "an old deposit");
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 30_000;
+    let stamp = bank_core::clock::unix_millis() - 30_000;
     let bytes = f.encode(&topic, &old).await;
     let record: FutureRecord<'_, [u8], [u8]> =
         FutureRecord::to(&topic).key(iban.as_bytes()).payload(bytes.as_slice()).timestamp(stamp);

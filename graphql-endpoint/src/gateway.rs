@@ -8,11 +8,12 @@ use crate::password::{dummy_hash, hash_password, verify_password};
 use crate::results::Results;
 use crate::store::attempts::{self, Limit};
 use crate::store::{self, EmployeeUpsert, NewTransfer, Role, TransferRow, TransferStatus, User};
-use bank_core::CommandId;
 use bank_core::avro::{Atype, AvroRecord, ConfirmAccountCreation, ConfirmMoneyTransfer};
 use bank_core::kafka::Producer;
+use bank_core::movement::Movement;
 use bank_core::registry::Codec;
 use bank_core::topics::TopicNames;
+use bank_core::{CommandId, Iban, Money};
 use rdkafka::producer::FutureRecord;
 use sqlx::postgres::PgPool;
 use std::net::IpAddr;
@@ -74,6 +75,13 @@ pub fn own_account(user: &User) -> GatewayResult<&str> {
             None => GatewayError::AccountPending("the account is still being opened; try again in a moment"),
         }),
     }
+}
+
+/// The user's account as an [`Iban`]. Stored IBANs are the handler's own and always valid; one that is not is
+/// an internal error, never guessed at.
+pub fn own_iban(user: &User) -> GatewayResult<Iban> {
+    let iban = own_account(user)?;
+    Iban::parse(iban).map_err(|e| GatewayError::internal(format!("stored IBAN {iban:?} of user {}: {e}", user.id)))
 }
 
 /// The address of the client that sent a request (the TCP peer).
@@ -424,12 +432,12 @@ impl Gateway {
     pub async fn submit(
         &self,
         user: &User,
-        from: &str,
-        to: &str,
-        amount: i64,
+        movement: &Movement,
+        amount: Money,
         description: &str,
         idempotency_key: Option<String>,
     ) -> GatewayResult<TransferRow> {
+        let (from, to) = movement.sides();
         let token = user.account_token.as_deref().ok_or(GatewayError::AccountPending("no account yet"))?;
         let key = idempotency_key.unwrap_or_else(|| Uuid::new_v4().to_string());
         let new = NewTransfer {
@@ -438,14 +446,14 @@ impl Gateway {
             idempotency_key: &key,
             from_iban: from,
             to_iban: to,
-            amount,
+            amount: amount.cents(),
             description,
         };
         let (row, fresh) = store::claim_transfer(&self.pool, &new).await?;
         if !fresh {
             metrics::counter!("gateway_idempotent_repeats_total").increment(1);
             if (row.from_iban.as_str(), row.to_iban.as_str(), row.amount, row.description.as_str())
-                != (from, to, amount, description)
+                != (from, to, amount.cents(), description)
             {
                 return Err(GatewayError::invalid(
                     "idempotencyKey",
@@ -458,11 +466,11 @@ impl Gateway {
         }
         let mut waiting = self.results.expect(row.id);
         // The debited account keys the command: the sender, or the receiver of a cash deposit.
-        let key = if from == bank_core::CASH { to } else { from };
+        let key = movement.authorising().as_str();
         let command = ConfirmMoneyTransfer {
             id: CommandId::from(row.id),
             token: token.to_owned(),
-            amount,
+            amount: amount.cents(),
             from: from.to_owned(),
             to: to.to_owned(),
             description: description.to_owned(),

@@ -7,6 +7,7 @@ use crate::limits::SUBSCRIBER_BUFFER;
 use crate::lock::lock;
 use crate::store::BalanceRecord;
 use bank_core::avro::BalanceChanged;
+use bank_core::clock::{unix_millis, unix_secs};
 use bank_core::registry::Codec;
 use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;
@@ -23,7 +24,7 @@ pub struct Hub {
     pub transactions: Fanout<String, BalanceRecord>,
     rate: Mutex<VecDeque<(u64, u64)>>,
     /// (received at, delay) in milliseconds of the newest balance changes, at most [`MAX_DELAYS`].
-    delays: Mutex<VecDeque<(u64, u64)>>,
+    delays: Mutex<VecDeque<(i64, u64)>>,
     live_assigned: AtomicBool,
 }
 
@@ -41,7 +42,7 @@ impl Default for Hub {
 const RATE_WINDOW_SECS: u64 = 10;
 /// Delays of balance changes kept for the pipeline view, and for how long.
 const MAX_DELAYS: usize = 1024;
-const DELAY_WINDOW_MS: u64 = 60_000;
+const DELAY_WINDOW_MS: i64 = 60_000;
 
 impl Hub {
     /// The Kafka consumer has its partitions.
@@ -72,8 +73,8 @@ impl Hub {
     }
 
     /// Notes how long a balance change took from its Kafka timestamp (`stamp_ms`) to its arrival (`now_ms`).
-    pub fn note_delay(&self, stamp_ms: i64, now_ms: u64) {
-        let delay = u64::try_from(i64::try_from(now_ms).unwrap_or(i64::MAX).saturating_sub(stamp_ms)).unwrap_or(0);
+    pub fn note_delay(&self, stamp_ms: i64, now_ms: i64) {
+        let delay = u64::try_from(now_ms.saturating_sub(stamp_ms)).unwrap_or(0);
         let mut delays = lock(&self.delays);
         delays.push_back((now_ms, delay));
         while delays.len() > MAX_DELAYS {
@@ -83,13 +84,9 @@ impl Hub {
 
     /// Delays (ms) of the newest balance changes: the last minute's, at most [`MAX_DELAYS`].
     pub fn recent_delays(&self) -> Vec<u64> {
-        let since = crate::pipeline::unix_millis().saturating_sub(DELAY_WINDOW_MS);
+        let since = unix_millis().saturating_sub(DELAY_WINDOW_MS);
         lock(&self.delays).iter().filter(|(at, _)| *at >= since).map(|(_, d)| *d).collect()
     }
-}
-
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A confirmed transfer shows once on `balance_changed`: as its debit, or as its credit when paid in cash.
@@ -154,7 +151,7 @@ pub async fn run_transactions(
             Ok(b) => {
                 let record = record_of(b, &m);
                 if let Some(stamp) = m.timestamp().to_millis() {
-                    hub.note_delay(stamp, crate::pipeline::unix_millis());
+                    hub.note_delay(stamp, unix_millis());
                 }
                 if counts_as_transfer(record.changed_by, &record.from_to) {
                     hub.count_transfer(unix_secs());

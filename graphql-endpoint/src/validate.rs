@@ -2,8 +2,8 @@
 //! works with, or an [`GatewayError::Invalid`] naming the argument.
 
 use crate::error::{GatewayError, GatewayResult};
-use bank_core::Iban;
 use bank_core::refusal::MAX_DESCRIPTION_CHARS;
+use bank_core::{Iban, Money};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -57,11 +57,11 @@ pub fn idempotency_key(key: Option<String>) -> GatewayResult<Option<String>> {
 }
 
 /// An amount of money to move, in cents.
-pub fn amount(amount_cents: i32) -> GatewayResult<i64> {
+pub fn amount(amount_cents: i32) -> GatewayResult<Money> {
     if amount_cents <= 0 {
         return Err(GatewayError::invalid("amountCents", "must be a positive number of cents"));
     }
-    Ok(i64::from(amount_cents))
+    Ok(Money::from_cents(i64::from(amount_cents)))
 }
 
 /// A transfer's description: one line of text, without control characters (PostgreSQL cannot store a NUL byte
@@ -147,7 +147,7 @@ mod tests {
         assert!(password("eight ch").is_ok());
         assert_eq!(field(password("short").unwrap_err()), "password");
         assert_eq!(field(password(&"x".repeat(MAX_PASSWORD_CHARS + 1)).unwrap_err()), "password");
-        assert_eq!(amount(1).unwrap(), 1);
+        assert_eq!(amount(1).unwrap(), Money::from_cents(1));
         assert_eq!(field(amount(0).unwrap_err()), "amountCents");
         assert_eq!(field(amount(i32::MIN).unwrap_err()), "amountCents");
         assert_eq!(idempotency_key(None).unwrap(), None);

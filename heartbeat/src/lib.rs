@@ -134,7 +134,7 @@ async fn pace(
             sent_since += 1;
         }
         if !deliveries.is_empty() {
-            metrics::counter!("heartbeat_beats_sent_total").increment(deliveries.len() as u64);
+            metrics::counter!(bank_core::metric_names::HEARTBEAT_BEATS_SENT).increment(deliveries.len() as u64);
             // The idempotent producer retries on its own; one task per tick counts what still failed.
             tokio::spawn(async move {
                 let failed =

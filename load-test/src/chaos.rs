@@ -466,7 +466,7 @@ async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
     let names = bank_core::topics::TopicNames::with_prefix(&prefix);
     let producer = bank_core::kafka::producer(&brokers, "chaos-poison")?;
     let codec = bank_core::registry::Codec::new(&registry)?;
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
+    let seed = bank_core::clock::since_epoch().as_nanos() as u64;
     let mut rng = Rng(seed);
     let command_topics = [names.confirm_money_transfer.clone(), names.confirm_account_creation.clone()];
     // (topic, key, value)
@@ -668,7 +668,7 @@ async fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
     let registry_url = stack::setting(&root, "SCHEMA_REGISTRY_URL", "http://localhost:8081");
     let prefix = stack::setting(&root, "TOPIC_PREFIX", "");
     let registry = bank_core::registry::RegistryClient::new(&registry_url)?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let stamp = bank_core::clock::unix_secs();
     let field = format!("evolved_{stamp}");
     let mut transfer_version = None;
     let mut subjects = 0;

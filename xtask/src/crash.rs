@@ -83,7 +83,7 @@ fn one(core: &Path, logs: &Path) -> String {
     };
     let program = generated_by(&String::from_utf8_lossy(&first.stdout)).unwrap_or_default();
     let name = Path::new(&program).file_name().map_or("unknown".into(), |n| n.to_string_lossy().into_owned());
-    let stamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let stamp = bank_core::clock::unix_secs();
     let kept = dir.join(format!("core.{name}.{stamp}"));
     let core_arg = if std::fs::rename(core, &kept).is_ok() { kept.clone() } else { core.to_path_buf() };
     let core_arg = core_arg.display().to_string();

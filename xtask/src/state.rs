@@ -82,9 +82,7 @@ impl State {
     }
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+pub use bank_core::clock::unix_secs as now_secs;
 
 #[cfg(test)]
 mod tests {

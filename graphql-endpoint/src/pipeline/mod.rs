@@ -12,6 +12,7 @@ pub mod prometheus;
 
 use crate::live::Hub;
 use async_graphql::SimpleObject;
+use bank_core::metric_names;
 use bank_core::topics::TopicNames;
 use offsets::{GroupProbe, Position};
 use std::collections::VecDeque;
@@ -144,18 +145,18 @@ impl Pipeline {
             command_age: (None, None, 0),
         };
         match heartbeat {
-            Ok(text) => s.counters[0] = prometheus::sum(&text, "heartbeat_beats_sent_total", None).or(Some(0.0)),
+            Ok(text) => s.counters[0] = prometheus::sum(&text, metric_names::HEARTBEAT_BEATS_SENT, None).or(Some(0.0)),
             Err(e) => s.errors[0] = Some(e),
         }
         match generator {
-            Ok(text) => s.counters[1] = prometheus::sum(&text, "generator_commands_total", None).or(Some(0.0)),
+            Ok(text) => s.counters[1] = prometheus::sum(&text, metric_names::GENERATOR_COMMANDS, None).or(Some(0.0)),
             Err(e) => s.errors[1] = Some(e),
         }
         match handler {
             Ok(text) => {
                 s.counters[2] =
-                    prometheus::sum(&text, "handler_commands_total", Some("outcome=\"skipped\"")).or(Some(0.0));
-                let age = "handler_command_age_seconds";
+                    prometheus::sum(&text, metric_names::HANDLER_COMMANDS, Some("outcome=\"skipped\"")).or(Some(0.0));
+                let age = metric_names::HANDLER_COMMAND_AGE;
                 let count = prometheus::sum(&text, &format!("{age}_count"), None).unwrap_or(0.0);
                 s.command_age = (
                     prometheus::quantile(&text, age, "0.5"),
@@ -258,7 +259,7 @@ const MAX_METRICS_BYTES: u64 = 4 * 1024 * 1024;
 fn view_of(samples: &VecDeque<Sample>, hub: &Hub) -> PipelineView {
     let Some(newest) = samples.back() else {
         return PipelineView {
-            taken_at_ms: unix_millis() as f64,
+            taken_at_ms: bank_core::clock::unix_millis() as f64,
             stages: Vec::new(),
             command_age: PipelineDelay { p50_seconds: None, p99_seconds: None, samples: 0 },
             balance_change_delay: delay_of(hub.recent_delays()),
@@ -279,7 +280,7 @@ fn view_of(samples: &VecDeque<Sample>, hub: &Hub) -> PipelineView {
         .collect();
     let (p50, p99, n) = newest.command_age;
     PipelineView {
-        taken_at_ms: unix_millis() as f64,
+        taken_at_ms: bank_core::clock::unix_millis() as f64,
         stages,
         command_age: PipelineDelay { p50_seconds: p50, p99_seconds: p99, samples: n },
         balance_change_delay: delay_of(hub.recent_delays()),
@@ -306,13 +307,6 @@ fn delay_of(mut ms: Vec<u64>) -> PipelineDelay {
         ms.get(i.min(last)).map(|v| *v as f64 / 1000.0)
     };
     PipelineDelay { p50_seconds: at(0.5), p99_seconds: at(0.99), samples: i32::try_from(ms.len()).unwrap_or(i32::MAX) }
-}
-
-pub fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@ use super::errors::ApiResult;
 use super::types::{Session, TransferResult, UserRole};
 use super::{account, gateway, signed_in, viewer};
 use crate::error::{GatewayError, GatewayResult};
-use crate::gateway::{ClientAddr, Gateway, Viewer, own_account};
+use crate::gateway::{ClientAddr, Gateway, Viewer, own_account, own_iban};
 use crate::store::{self, User};
 use crate::validate;
 use async_graphql::{Context, ID, Object};
+use bank_core::movement::Movement;
 
 pub struct Mutation;
 
@@ -81,8 +82,8 @@ impl Mutation {
         let to = validate::iban("to", &to)?;
         validate::description(&description)?;
         let key = validate::idempotency_key(idempotency_key.map(|k| k.0))?;
-        let iban = own_account(user)?;
-        Ok(gateway(ctx).submit(user, iban, to.as_str(), amount, &description, key).await?.into())
+        let movement = Movement::Transfer { from: own_iban(user)?, to };
+        Ok(gateway(ctx).submit(user, &movement, amount, &description, key).await?.into())
     }
 }
 
@@ -96,12 +97,12 @@ async fn cash(ctx: &Context<'_>, kind: Cash, amount_cents: i32, key: Option<ID>)
     let user = signed_in(ctx)?;
     let amount = validate::amount(amount_cents)?;
     let key = validate::idempotency_key(key.map(|k| k.0))?;
-    let iban = own_account(user)?;
-    let (from, to, description) = match kind {
-        Cash::Deposit => (bank_core::CASH, iban, "cash deposit"),
-        Cash::Withdrawal => (iban, bank_core::CASH, "cash withdrawal"),
+    let iban = own_iban(user)?;
+    let (movement, description) = match kind {
+        Cash::Deposit => (Movement::Deposit { to: iban }, "cash deposit"),
+        Cash::Withdrawal => (Movement::Withdrawal { from: iban }, "cash withdrawal"),
     };
-    Ok(gateway(ctx).submit(user, from, to, amount, description, key).await?.into())
+    Ok(gateway(ctx).submit(user, &movement, amount, description, key).await?.into())
 }
 
 /// A new session of `user`, with its account.

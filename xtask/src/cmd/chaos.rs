@@ -252,9 +252,7 @@ fn inject(fault: &Fault, paths: &Paths, endpoints: &Endpoints, release: bool, rn
 }
 
 pub fn chaos(opts: &ChaosOptions) -> anyhow::Result<i32> {
-    let seed = opts.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())
-    });
+    let seed = opts.seed.unwrap_or_else(bank_core::clock::unix_secs);
     let started_at = std::time::SystemTime::now();
     crate::crash::allow_core_dumps();
     let state = State::load(&Paths::new(false)?.state_file());
@@ -462,7 +460,10 @@ pub fn ci_checks() -> anyhow::Result<Vec<(String, bool)>> {
 pub fn deadlock_retries(metrics: &str) -> f64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with("handler_batch_retries_total{") && l.contains("reason=\"deadlock\""))
+        .filter(|l| {
+            l.strip_prefix(bank_core::metric_names::HANDLER_BATCH_RETRIES).is_some_and(|rest| rest.starts_with('{'))
+                && l.contains("reason=\"deadlock\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -478,14 +479,14 @@ fn two_handlers() -> anyhow::Result<bool> {
     let handlers = [endpoints.address("command-handler"), endpoints.address("command-handler-2")];
     let heartbeat = endpoints.address("heartbeat");
     let read = |addr: &str, f: &dyn Fn(&str) -> f64| http::call(addr, "GET", "/metrics", None).map(|(_, b)| f(&b));
-    let count_handled = |b: &str| http::metric_sum(b, "handler_commands_total");
+    let count_handled = |b: &str| http::metric_sum(b, bank_core::metric_names::HANDLER_COMMANDS);
     let before: Vec<(f64, f64)> = handlers
         .iter()
         .map(|a| (read(a, &deadlock_retries).unwrap_or(0.0), read(a, &count_handled).unwrap_or(0.0)))
         .collect();
     let previous = http::call(&heartbeat, "GET", "/rate", None).map(|(_, b)| b).unwrap_or_default();
     http::call(&heartbeat, "PUT", "/rate", Some(r#"{"beats_per_second": 300}"#));
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs());
+    let seed = bank_core::clock::unix_secs();
     let transfers = results_dir(&paths.root, seed).join("two-handlers.json");
     let mut drive = load_tester(&paths, &endpoints);
     drive.args(["chaos", "drive", "--duration", "20", "--rate", "50", "--users", "4", "--seed", &seed.to_string()]);

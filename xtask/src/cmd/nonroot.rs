@@ -88,7 +88,7 @@ fn steps(env: &Env) -> anyhow::Result<Outcome> {
     let handler = picked.listen("command-handler");
     let handled = || {
         crate::http::call(&handler, "GET", "/metrics", None)
-            .map_or(0.0, |(_, body)| crate::http::metric_sum(&body, "handler_commands_total"))
+            .map_or(0.0, |(_, body)| crate::http::metric_sum(&body, bank_core::metric_names::HANDLER_COMMANDS))
     };
     let before = handled();
     let gateway = picked.listen("graphql-endpoint");

@@ -336,7 +336,7 @@ fn pipeline_check(paths: &Paths, endpoints: &Endpoints) -> anyhow::Result<bool> 
     let handler = endpoints.address("command-handler");
     let handled = || {
         http::call(&handler, "GET", "/metrics", None)
-            .map(|(_, body)| http::metric_sum(&body, "handler_commands_total"))
+            .map(|(_, body)| http::metric_sum(&body, bank_core::metric_names::HANDLER_COMMANDS))
             .unwrap_or(0.0)
     };
     let before = handled();
@@ -402,7 +402,7 @@ const MEMORY_LIMIT_MIB: u64 = 64;
 /// A user's round trip through the running gateway while the pipeline is loaded: register, deposit, pay the
 /// company, and read the balance back. Returns the latencies.
 pub fn gateway_check(gateway: &str) -> anyhow::Result<String> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos = bank_core::clock::since_epoch().subsec_nanos();
     let name = format!("ci-{}-{nanos}", std::process::id());
     let call = |token: Option<&str>, query: &str| -> anyhow::Result<(serde_json::Value, Duration)> {
         let t = std::time::Instant::now();
