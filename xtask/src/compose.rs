@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::component;
 use crate::paths::Paths;
+use crate::stack;
 
 /// The compose file and the Dockerfile, at the workspace root.
 pub const COMPOSE_FILE: &str = "docker-compose.yml";
@@ -153,7 +153,7 @@ fn ports_of<'a>(known: &'a BTreeMap<&str, Vec<u16>>, services: &Services, name: 
 
 /// The stack's services that must be in compose: xtask's Rust services and the load tester.
 pub fn workspace_services() -> Vec<String> {
-    let mut v: Vec<String> = component::ALL.iter().filter_map(|c| c.package()).map(str::to_owned).collect();
+    let mut v: Vec<String> = stack::ALL.iter().filter_map(|c| c.package()).map(str::to_owned).collect();
     v.push(LOAD_TEST.to_owned());
     v
 }
@@ -538,7 +538,7 @@ struct Resolved {
 /// Compose v2 (built if needed), the resolved models of the main file (with the load-test profile) and of the
 /// cluster overlay, with no `.env`; the Dockerfile and rust-toolchain.toml.
 fn prepare(paths: &Paths) -> anyhow::Result<(Resolved, String, String)> {
-    crate::cmd::compose_up::ensure_compose_v2(paths)?;
+    ensure_compose_v2(paths)?;
     let read = |f: &str| std::fs::read_to_string(paths.root.join(f)).with_context(|| format!("cannot read {f}"));
     let all = parse(&config(&paths.root, &[COMPOSE_FILE], &["load-test"])?)?;
     let cluster = parse(&config(&paths.root, &[COMPOSE_FILE, CLUSTER_FILE], &["load-test"])?)?;
@@ -603,6 +603,63 @@ fn config_vars(paths: &Paths, services: &Services) -> anyhow::Result<BTreeMap<St
         vars.insert(target, String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect());
     }
     Ok(vars)
+}
+
+/// Compose v2, built from the Go module proxy when the machine has no `docker compose`.
+const COMPOSE_MODULE: &str = "github.com/docker/compose/v2";
+const COMPOSE_VERSION: &str = "v2.40.3";
+
+/// `docker compose version` is v2; as root (or for this user), builds Compose v2 from the Go module proxy into
+/// `~/.docker/cli-plugins/docker-compose` when it is not.
+pub fn ensure_compose_v2(paths: &Paths) -> anyhow::Result<()> {
+    let version = || {
+        Command::new("docker")
+            .args(["compose", "version", "--short"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    if let Some(v) = version().filter(|v| v.trim_start_matches('v').starts_with('2')) {
+        eprintln!("  Docker Compose {v}");
+        return Ok(());
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).context("HOME is not set")?;
+    let plugins = home.join(".docker").join("cli-plugins");
+    std::fs::create_dir_all(&plugins)?;
+    eprintln!("  building Docker Compose {COMPOSE_VERSION} from the Go module proxy (once; a few minutes)");
+    // Built as the main module: its go.mod has exclude directives, which `go install pkg@version` refuses.
+    let out = Command::new("go")
+        .args(["mod", "download", "-json", &format!("{COMPOSE_MODULE}@{COMPOSE_VERSION}")])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .context("go was not found: Compose v2 is built from the Go module proxy (install Go 1.24 or newer)")?;
+    anyhow::ensure!(out.status.success(), "go mod download failed: {}", String::from_utf8_lossy(&out.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let module = std::path::PathBuf::from(info["Dir"].as_str().context("no Dir in go mod download's answer")?);
+    let src = paths.cache.join(format!("compose-{COMPOSE_VERSION}"));
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::create_dir_all(&paths.cache)?;
+    anyhow::ensure!(
+        Command::new("cp").arg("-r").arg(&module).arg(&src).status()?.success(),
+        "cannot copy {}",
+        module.display()
+    );
+    Command::new("chmod").args(["-R", "u+w"]).arg(&src).status()?;
+    let built = Command::new("go")
+        .current_dir(&src)
+        .args(["build", "-trimpath"])
+        .arg(format!("-ldflags=-s -w -X {COMPOSE_MODULE}/internal.Version={COMPOSE_VERSION}"))
+        .arg("-o")
+        .arg(plugins.join("docker-compose"))
+        .arg("./cmd")
+        .status()?
+        .success();
+    let _ = std::fs::remove_dir_all(&src);
+    anyhow::ensure!(built, "building Docker Compose {COMPOSE_VERSION} failed");
+    let v = version().context("docker compose does not run after the build")?;
+    eprintln!("  Docker Compose {v} installed in {}", plugins.display());
+    Ok(())
 }
 
 #[cfg(test)]

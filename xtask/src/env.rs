@@ -7,7 +7,6 @@ use bank_core::kafka_wire::Credentials;
 
 use crate::paths::{Paths, write_private};
 use crate::ports::Ports;
-use crate::postgres;
 use crate::state::State;
 
 /// Infrastructure settings handed to every service and test.
@@ -39,7 +38,7 @@ impl Endpoints {
         let database = var("DATABASE_URL");
         let database_url = match &database {
             Some(url) => url.clone(),
-            None => postgres::database_url(paths, &password(paths)?, ports.port("postgres")),
+            None => database_url(paths, &password(paths)?, ports.port("postgres")),
         };
         let external_kafka = var("KAFKA_BROKERS").is_some();
         Ok(Self {
@@ -48,18 +47,17 @@ impl Endpoints {
             external_registry: var("SCHEMA_REGISTRY_URL").is_some(),
             external_database: database.is_some(),
             // Every node of the cluster `up` runs, so clients bootstrap while one of them is down.
-            kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| {
-                crate::kafka::bootstrap(&ports, crate::component::recorded_instances(&state, "kafka"))
-            }),
+            kafka_brokers: var("KAFKA_BROKERS")
+                .unwrap_or_else(|| ports.kafka_bootstrap(crate::state::recorded_instances(&state, "kafka"))),
             registry_url: var("SCHEMA_REGISTRY_URL").unwrap_or_else(|| ports.url("schema-registry")),
             database_url,
             company_token: match var("COMPANY_ACCOUNT_TOKEN") {
                 Some(t) => t,
-                None => secret(paths, "company-token")?,
+                None => crate::paths::secret(paths, "company-token")?,
             },
             employee_password: match var("EMPLOYEE_PASSWORD") {
                 Some(p) => p,
-                None => secret(paths, "employee-password")?,
+                None => crate::paths::secret(paths, "employee-password")?,
             },
             frontend_dir: paths.root.join("frontend").join("dist"),
             ports,
@@ -178,26 +176,26 @@ impl Endpoints {
 
 /// The local database password: generated once from the OS CSPRNG, kept in `.openbank/pg-password` (0600).
 pub fn password(paths: &Paths) -> anyhow::Result<String> {
-    secret(paths, "pg-password")
+    crate::paths::secret(paths, "pg-password")
 }
 
-/// A secret generated once from the OS CSPRNG and kept in `.openbank/<name>` (0600, in folders of mode 0700).
-pub fn secret(paths: &Paths, name: &str) -> anyhow::Result<String> {
-    let file = paths.home.join(name);
-    if let Ok(p) = std::fs::read_to_string(&file)
-        && !p.trim().is_empty()
-    {
-        return Ok(p.trim().to_owned());
-    }
-    let mut buf = [0u8; 18];
-    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
-    let p: String = buf.iter().map(|b| format!("{b:02x}")).collect();
-    paths.ensure_home()?;
-    if let Some(dir) = file.parent() {
-        crate::paths::private_dir(dir)?;
-    }
-    write_private(&file, &p)?;
-    Ok(p)
+/// The checkout's role and database, `openbank_<hash of the checkout's path>`. Several clones of the repository
+/// share the system cluster but each keeps its Kafka data in its own `.openbank/data`, so each needs its own
+/// database: offsets and results stored for one clone's topics mean nothing to another's.
+pub fn database_name(paths: &Paths) -> String {
+    let root = std::fs::canonicalize(&paths.root).unwrap_or_else(|_| paths.root.clone());
+    // FNV-1a: stable across Rust releases (std's hasher is not), so a checkout keeps its database.
+    let hash = root
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("openbank_{:08x}", hash as u32)
+}
+
+pub fn database_url(paths: &Paths, password: &str, port: u16) -> String {
+    let name = database_name(paths);
+    format!("postgres://{name}:{password}@localhost:{port}/{name}")
 }
 
 #[cfg(test)]
@@ -216,9 +214,9 @@ mod tests {
         ports.set("kafka", 9194);
         ports.set("schema-registry", 8082);
         let endpoints = Endpoints {
-            kafka_brokers: crate::kafka::bootstrap(&ports, 1),
+            kafka_brokers: ports.kafka_bootstrap(1),
             registry_url: ports.url("schema-registry"),
-            database_url: postgres::database_url(&paths, "pw'with quote", 5433),
+            database_url: database_url(&paths, "pw'with quote", 5433),
             company_token: "0123abcd".into(),
             employee_password: "not written".into(),
             frontend_dir: base.join("frontend/dist"),

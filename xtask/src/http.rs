@@ -1,5 +1,6 @@
 //! Small HTTP calls to the local stack's services (probes, admin endpoints, GraphQL), over `ureq` with no TLS.
 
+use anyhow::Context;
 use std::time::Duration;
 
 fn agent(timeout: Duration) -> ureq::Agent {
@@ -68,6 +69,45 @@ pub fn metric_sum(metrics: &str, name: &str) -> f64 {
         .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A user's round trip through the running gateway while the pipeline is loaded: register, deposit, pay the
+/// company, and read the balance back. Returns the latencies.
+pub fn gateway_check(gateway: &str) -> anyhow::Result<String> {
+    let nanos = bank_core::clock::since_epoch().subsec_nanos();
+    let name = format!("ci-{}-{nanos}", std::process::id());
+    let call = |token: Option<&str>, query: &str| -> anyhow::Result<(serde_json::Value, Duration)> {
+        let t = std::time::Instant::now();
+        let r = graphql(gateway, token, query).context("the gateway did not answer")?;
+        anyhow::ensure!(r.get("errors").is_none(), "{query} failed: {r}");
+        Ok((r["data"].clone(), t.elapsed()))
+    };
+    let (r, register) =
+        call(None, &format!(r#"mutation {{ register(username: "{name}", password: "ci password 1") {{ token }} }}"#))?;
+    let token = r["register"]["token"].as_str().context("no token")?.to_owned();
+    let (r, deposit) = call(Some(&token), "mutation { deposit(amountCents: 10000) { status } }")?;
+    anyhow::ensure!(r["deposit"]["status"] == "CONFIRMED", "deposit: {r}");
+    let (r, transfer) = call(
+        Some(&token),
+        r#"mutation { transferMoney(to: "NL66OPEN0000000000", amountCents: 2500, description: "ci") { status } }"#,
+    )?;
+    anyhow::ensure!(r["transferMoney"]["status"] == "CONFIRMED", "transfer: {r}");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (r, _) = call(Some(&token), "{ me { balanceCents } }")?;
+        if r["me"]["balanceCents"] == "7500" {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < until, "balance not 7500 after 10 s: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Ok(format!(
+        "register {:.0} ms, deposit {:.0} ms, transfer {:.0} ms (each until the bank's answer); balance 75.00 as expected",
+        ms(register),
+        ms(deposit),
+        ms(transfer)
+    ))
 }
 
 #[cfg(test)]

@@ -17,13 +17,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::component::{Component, Ctx, Layer, Started, instance_name, recorded_instances, split_instance, step};
+use crate::component::{Component, Ctx, Layer, Started, step};
 use crate::env::Endpoints;
+use crate::instance::{instance_name, split_instance};
 use crate::kafka_auth::{self, jaas_quoted};
 use crate::paths::{Paths, write_private};
-use crate::ports::{Ports, controller_slot};
-use crate::postgres;
+use crate::ports::Ports;
 use crate::proc::{self, Stopped};
+use crate::state::recorded_instances;
 use crate::state::{Record, State, now_secs};
 
 pub const VERSION: &str = "4.1.1";
@@ -59,11 +60,7 @@ impl Component for Kafka {
         let formatted = prepare(ctx.paths, ports, count)?;
         let (record, took) = start_node(ctx.paths, ports, n, count, &log)?;
         step(&name, &format!("ready on {} in {:.1}s (pid {})", record.address, took.as_secs_f64(), pid(&record)));
-        // A new cluster has none of the topics the database's offsets, results and accounts refer to.
-        if formatted && !ctx.endpoints.external_database && postgres::reset_database(ctx.paths)? {
-            step("postgres", &format!("emptied {}: Kafka's storage is new", postgres::database_name(ctx.paths)));
-        }
-        Ok(Started { record, started: true, took })
+        Ok(Started { record, started: true, took, new_storage: formatted })
     }
 
     fn probe(&self, record: &Record) -> bool {
@@ -145,11 +142,6 @@ pub fn start_again(paths: &Paths, state: &mut State, name: &str) -> anyhow::Resu
     Ok(())
 }
 
-/// The bootstrap list of a cluster of `count` nodes.
-pub fn bootstrap(ports: &Ports, count: u32) -> String {
-    (1..=count.max(1)).map(|n| node_addresses(ports, n).0).collect::<Vec<_>>().join(",")
-}
-
 /// Stops the given nodes in parallel: SIGTERM to all, SIGKILL to those still running after 30 s.
 fn stop_nodes(nodes: &[Record]) -> Vec<(String, Stopped)> {
     std::thread::scope(|s| {
@@ -181,27 +173,6 @@ fn pid(record: &Record) -> u32 {
 
 pub fn libs(paths: &Paths) -> PathBuf {
     paths.cache.join(format!("kafka-{VERSION}")).join("libs")
-}
-
-/// Checks for Java 17+ (Kafka 4 brokers need it).
-fn check_java() -> anyhow::Result<()> {
-    let out = Command::new("java")
-        .arg("-version")
-        .output()
-        .context("java was not found; Kafka needs a JDK 17 or newer (apt-get install openjdk-17-jre-headless)")?;
-    let text = String::from_utf8_lossy(&out.stderr);
-    let major = text
-        .split('"')
-        .nth(1)
-        .and_then(|v| v.split('.').next())
-        .and_then(|m| m.parse::<u32>().ok())
-        .context("cannot read the java version")?;
-    if major < 17 {
-        bail!(
-            "java {major} found; Kafka {VERSION} needs Java 17 or newer: sudo apt-get install openjdk-17-jre-headless"
-        );
-    }
-    Ok(())
 }
 
 /// Resolves `org.apache.kafka:kafka_2.13` and its runtime dependencies into the cache with Maven.
@@ -249,12 +220,6 @@ pub fn ensure_jars(paths: &Paths) -> anyhow::Result<PathBuf> {
     Ok(libs)
 }
 
-/// Node `n`'s client and controller addresses.
-fn node_addresses(ports: &Ports, n: u32) -> (String, String) {
-    let node = instance_name("kafka", n);
-    (ports.local(&node), ports.local(&controller_slot(&node)))
-}
-
 /// Node `n`'s storage: `.openbank/data/kafka` for the first, `kafka-<n>` for the others.
 fn data_dir(paths: &Paths, n: u32) -> PathBuf {
     paths.data().join(instance_name("kafka", n))
@@ -288,8 +253,8 @@ pub fn min_insync_replicas(count: u32) -> u32 {
 
 /// Node `n`'s `server.properties` for a cluster of `count` combined broker+controller nodes.
 fn server_properties(paths: &Paths, ports: &Ports, n: u32, count: u32, admin: &Credentials) -> anyhow::Result<String> {
-    let (address, controller) = node_addresses(ports, n);
-    let voters = (1..=count).map(|i| format!("{i}@{}", node_addresses(ports, i).1)).collect::<Vec<_>>().join(",");
+    let (address, controller) = ports.kafka_node(n);
+    let voters = (1..=count).map(|i| format!("{i}@{}", ports.kafka_node(i).1)).collect::<Vec<_>>().join(",");
     let isr = min_insync_replicas(count);
     let (user, pw) = (jaas_quoted(&admin.username)?, jaas_quoted(&admin.password)?);
     Ok(format!(
@@ -376,7 +341,7 @@ fn java(libs: &Path, log4j: &Path, count: u32) -> Command {
 /// quorum's voters are part of it), configs are written, and every node without storage is formatted with the
 /// cluster's id. Returns whether the cluster is new (then it holds no topics).
 fn prepare(paths: &Paths, ports: &Ports, count: u32) -> anyhow::Result<bool> {
-    check_java()?;
+    crate::java::check()?;
     let libs = ensure_jars(paths)?;
     let principals = kafka_auth::all(paths)?;
     let fingerprint = kafka_auth::fingerprint(&principals);
@@ -389,7 +354,7 @@ fn prepare(paths: &Paths, ports: &Ports, count: u32) -> anyhow::Result<bool> {
     let other_principals = first.exists() && formatted_with.trim() != fingerprint;
     if let Some(old) = formatted_for.filter(|&old| old != count || other_principals) {
         let running: Vec<String> =
-            (1..=MAX_BROKERS.max(old)).map(|n| node_addresses(ports, n).0).filter(|a| proc::port_open(a)).collect();
+            (1..=MAX_BROKERS.max(old)).map(|n| ports.kafka_node(n).0).filter(|a| proc::port_open(a)).collect();
         if !running.is_empty() {
             bail!(
                 "kafka runs as {old} broker(s) (on {}); stop the stack with `cargo xtask down` before changing --brokers",
@@ -434,7 +399,7 @@ fn prepare(paths: &Paths, ports: &Ports, count: u32) -> anyhow::Result<bool> {
 /// Starts node `n` of a `count`-node cluster and waits until it serves; a node whose quorum cannot form yet (the
 /// nodes after it are still to be started) is only checked to be running. Returns its record and the wait.
 fn start_node(paths: &Paths, ports: &Ports, n: u32, count: u32, log: &Path) -> anyhow::Result<(Record, Duration)> {
-    let (address, controller) = node_addresses(ports, n);
+    let (address, controller) = ports.kafka_node(n);
     for addr in [&address, &controller] {
         if proc::port_open(addr) {
             let port = crate::ports::port_of(addr).unwrap_or(0);
@@ -449,7 +414,7 @@ fn start_node(paths: &Paths, ports: &Ports, n: u32, count: u32, log: &Path) -> a
     let log4j = paths.home.join("kafka").join("log4j2.properties");
     let t = Instant::now();
     let pid = proc::spawn_detached(java(&libs, &log4j, count).arg("kafka.Kafka").arg(props_path(paths, n)), log)?;
-    let others_up = (1..=count).filter(|&i| i != n).filter(|&i| proc::port_open(&node_addresses(ports, i).0)).count();
+    let others_up = (1..=count).filter(|&i| i != n).filter(|&i| proc::port_open(&ports.kafka_node(i).0)).count();
     let others_up = u32::try_from(others_up).unwrap_or(0);
     let name = instance_name("kafka", n);
     if n == count || 2 * (others_up + 1) > count {
@@ -543,8 +508,8 @@ mod tests {
             third.contains("min.insync.replicas=2\n") && third.contains("transaction.state.log.replication.factor=3\n")
         );
         assert!(third.contains(&format!("log.dirs={}\n", paths.data().join("kafka-3").display())));
-        assert_eq!(bootstrap(&ports, 3), "localhost:9092,localhost:9094,localhost:9096");
-        assert_eq!(bootstrap(&ports, 1), "localhost:9092");
+        assert_eq!(ports.kafka_bootstrap(3), "localhost:9092,localhost:9094,localhost:9096");
+        assert_eq!(ports.kafka_bootstrap(1), "localhost:9092");
         assert_eq!((needle(1).as_str(), needle(2).as_str()), (NEEDLE, "server-2.properties"));
     }
 
@@ -578,6 +543,6 @@ mod tests {
         assert!(first.contains("listeners=CLIENT://localhost:9192,CONTROLLER://localhost:9093\n"), "{first}");
         assert!(first.contains("advertised.listeners=CLIENT://localhost:9192\n"));
         assert!(first.contains("controller.quorum.voters=1@localhost:9093,2@localhost:9195,3@localhost:9097\n"));
-        assert_eq!(bootstrap(&ports, 2), "localhost:9192,localhost:9094");
+        assert_eq!(ports.kafka_bootstrap(2), "localhost:9192,localhost:9094");
     }
 }

@@ -18,7 +18,7 @@ pub fn names() -> Vec<&'static str> {
 
 /// The credentials of `name`, made when missing.
 pub fn credentials(paths: &Paths, name: &str) -> anyhow::Result<Credentials> {
-    let password = crate::env::secret(paths, &format!("kafka/credentials/{name}"))?;
+    let password = crate::paths::secret(paths, &format!("kafka/credentials/{name}"))?;
     Ok(Credentials { username: name.to_owned(), password })
 }
 

@@ -8,6 +8,8 @@ mod env;
 mod frontend;
 mod fuzz;
 mod http;
+mod instance;
+mod java;
 mod kafka;
 mod kafka_auth;
 mod paths;
@@ -16,6 +18,7 @@ mod postgres;
 mod proc;
 mod service;
 mod setup;
+mod stack;
 mod state;
 
 use clap::{Parser, Subcommand};

@@ -75,6 +75,25 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A secret generated once from the OS CSPRNG and kept in `.openbank/<name>` (0600, in folders of mode 0700).
+pub fn secret(paths: &Paths, name: &str) -> anyhow::Result<String> {
+    let file = paths.home.join(name);
+    if let Ok(p) = std::fs::read_to_string(&file)
+        && !p.trim().is_empty()
+    {
+        return Ok(p.trim().to_owned());
+    }
+    let mut buf = [0u8; 18];
+    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
+    let p: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+    paths.ensure_home()?;
+    if let Some(dir) = file.parent() {
+        private_dir(dir)?;
+    }
+    write_private(&file, &p)?;
+    Ok(p)
+}
+
 /// Writes a file that holds a secret: the contents go to a new file created with mode 0600, which then replaces
 /// `path`, so the secret is never readable by others, not even for a moment.
 pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use bank_core::ports;
 
-use crate::component::split_instance;
+use crate::instance::{instance_name, split_instance};
 
 const CONTROLLER: &str = "-controller";
 
@@ -24,6 +24,17 @@ const CONTROLLER: &str = "-controller";
 pub struct Ports(BTreeMap<String, u16>);
 
 impl Ports {
+    /// Kafka node `n`'s client and controller addresses.
+    pub fn kafka_node(&self, n: u32) -> (String, String) {
+        let node = instance_name("kafka", n);
+        (self.local(&node), self.local(&controller_slot(&node)))
+    }
+
+    /// The bootstrap list of a Kafka cluster of `count` nodes.
+    pub fn kafka_bootstrap(&self, count: u32) -> String {
+        (1..=count.max(1)).map(|n| self.kafka_node(n).0).collect::<Vec<_>>().join(",")
+    }
+
     /// The slot's port: as recorded, else its default (0 for a slot that has none).
     pub fn port(&self, slot: &str) -> u16 {
         self.0.get(slot).copied().or_else(|| default_port(slot)).unwrap_or(0)

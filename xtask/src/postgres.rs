@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::component::{Component, Ctx, Layer, Started, step};
-use crate::env::{Endpoints, password};
+use crate::env::{Endpoints, database_name, password};
 use crate::paths::Paths;
 use crate::proc::{self, Stopped};
 use crate::state::{Record, State, now_secs};
@@ -36,7 +36,7 @@ impl Component for Postgres {
         let took = t.elapsed();
         let how = if record.managed { "" } else { " (already running)" };
         step("postgres", &format!("ready on {} in {:.1}s{how}", record.address, took.as_secs_f64()));
-        Ok(Started { started: record.managed, record, took })
+        Ok(Started { started: record.managed, record, took, new_storage: false })
     }
 
     fn probe(&self, record: &Record) -> bool {
@@ -92,20 +92,6 @@ fn host_port(url: &str) -> Option<String> {
     let authority = rest.split('/').next()?;
     let hp = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     Some(if hp.contains(':') { hp.to_owned() } else { format!("{hp}:5432") })
-}
-
-/// The checkout's role and database, `openbank_<hash of the checkout's path>`. Several clones of the repository
-/// share the system cluster but each keeps its Kafka data in its own `.openbank/data`, so each needs its own
-/// database: offsets and results stored for one clone's topics mean nothing to another's.
-pub fn database_name(paths: &Paths) -> String {
-    let root = std::fs::canonicalize(&paths.root).unwrap_or_else(|_| paths.root.clone());
-    // FNV-1a: stable across Rust releases (std's hasher is not), so a checkout keeps its database.
-    let hash = root
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
-    format!("openbank_{:08x}", hash as u32)
 }
 
 pub fn is_root() -> bool {
@@ -298,11 +284,6 @@ fn start_private_cluster(bin: &Path, data: &Path, log: &Path, port: u16) -> anyh
         managed = true;
     }
     Ok(managed)
-}
-
-pub fn database_url(paths: &Paths, password: &str, port: u16) -> String {
-    let name = database_name(paths);
-    format!("postgres://{name}:{password}@localhost:{port}/{name}")
 }
 
 /// How xtask reaches the cluster as its superuser.

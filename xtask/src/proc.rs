@@ -150,6 +150,18 @@ pub fn run_teeing(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
     Ok((child.wait()?.success(), output))
 }
 
+/// The last `n` lines of a file (empty when it cannot be read).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines.get(lines.len().saturating_sub(n)..).unwrap_or_default().join("\n")
+}
+
+/// `line` without terminal colour sequences or other control characters.
+pub fn plain(line: &str) -> String {
+    strip_ansi(line).chars().filter(|c| !c.is_control()).collect()
+}
+
 /// `line` without terminal colour sequences (CSI: `ESC [` … a final byte in `@`..=`~`).
 pub fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
@@ -173,6 +185,16 @@ pub fn strip_ansi(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tails_the_last_lines() {
+        let file = std::env::temp_dir().join(format!("openbank-tail-{}", std::process::id()));
+        std::fs::write(&file, "a\nb\nc\n").unwrap();
+        assert_eq!(tail(&file, 2), "b\nc");
+        assert_eq!(tail(&file, 10), "a\nb\nc");
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(tail(&file, 2), "");
+    }
 
     #[test]
     fn own_process_is_alive_and_others_are_not() {

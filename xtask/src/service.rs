@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::cmd::logs::tail;
-use crate::component::{Component, Ctx, Started, instance_name, step};
+use crate::component::{Component, Ctx, Started, step};
 use crate::env::Endpoints;
+use crate::instance::instance_name;
 use crate::state::{EXITED_OK, Record, now_secs};
 use crate::{http, proc};
 
@@ -65,7 +65,7 @@ impl Component for RustService {
             }
             Probe::OneShot => self.run_once(&mut cmd, &bin, log)?,
         };
-        Ok(Started { record, started: true, took: t.elapsed() })
+        Ok(Started { record, started: true, took: t.elapsed(), new_storage: false })
     }
 
     fn probe(&self, record: &Record) -> bool {
@@ -107,7 +107,7 @@ impl RustService {
             !proc::alive(pid, "") || http::status(addr, "/ready") == Some(200)
         })?;
         if !proc::alive(pid, "") {
-            bail!("{name} exited during start; last lines of {}:\n{}", log.display(), tail(&log, 15));
+            bail!("{name} exited during start; last lines of {}:\n{}", log.display(), proc::tail(&log, 15));
         }
         step(name, &format!("ready on {addr} in {:.2}s (pid {pid})", t.elapsed().as_secs_f64()));
         Ok(Record {
@@ -130,7 +130,7 @@ impl RustService {
             .status()
             .with_context(|| format!("failed to run {}", bin.display()))?;
         if !status.success() {
-            bail!("{} failed ({status}); last lines of {}:\n{}", self.name, log.display(), tail(&log, 15));
+            bail!("{} failed ({status}); last lines of {}:\n{}", self.name, log.display(), proc::tail(&log, 15));
         }
         step(self.name, &format!("done in {:.2}s: {}", t.elapsed().as_secs_f64(), last_summary(&log)));
         Ok(Record {

@@ -3,10 +3,11 @@
 use anyhow::{Context, bail};
 use std::process::Command;
 
-use crate::component::{self, step};
+use crate::component::step;
 use crate::env::Endpoints;
 use crate::paths::Paths;
 use crate::postgres;
+use crate::stack;
 
 /// A Debian package something needs, and what for.
 pub struct Need {
@@ -25,19 +26,15 @@ pub fn ensure_packages(endpoints: &Endpoints) -> anyhow::Result<()> {
         });
     }
     if !endpoints.external_kafka {
-        let java = Command::new("java").arg("-version").output().ok().map(|o| {
-            let text = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
-            text.lines().next().and_then(crate::cmd::doctor::java_major)
-        });
-        let what = match java {
-            None => Some("Java 17 or newer, for Apache Kafka (or set KAFKA_BROKERS)".to_owned()),
-            Some(Some(major)) if major < 17 => {
+        let what = match crate::java::installed() {
+            crate::java::Java::Missing => Some("Java 17 or newer, for Apache Kafka (or set KAFKA_BROKERS)".to_owned()),
+            crate::java::Java::Found { major, .. } if major < crate::java::MIN_MAJOR => {
                 Some(format!("Java 17 or newer, for Apache Kafka (`java` is Java {major}; or set KAFKA_BROKERS)"))
             }
-            Some(_) => None,
+            _ => None,
         };
         if let Some(what) = what {
-            needs.push(Need { package: "openjdk-17-jre-headless", what });
+            needs.push(Need { package: crate::java::PACKAGE, what });
         }
         if Command::new("mvn").arg("-v").output().is_err() {
             needs.push(Need { package: "maven", what: "mvn, to fetch Kafka's jars from Maven Central".into() });
@@ -98,7 +95,7 @@ pub fn build(paths: &Paths, release: bool, quiet: bool) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&paths.root).args(["build", "--bins"]);
-    for package in component::ALL.iter().filter_map(|c| c.package()) {
+    for package in stack::ALL.iter().filter_map(|c| c.package()) {
         cmd.args(["-p", package]);
     }
     // The audit, which `cargo xtask audit` and `cargo xtask test` run.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+use crate::instance::split_instance;
 use crate::paths::Paths;
 
 /// One component as `up` left it.
@@ -84,9 +85,39 @@ impl State {
 
 pub use bank_core::clock::unix_secs as now_secs;
 
+/// How many instances of `base` the state records (at least 1 once the first is recorded).
+pub fn recorded_instances(state: &State, base: &str) -> u32 {
+    state
+        .components
+        .iter()
+        .filter(|r| split_instance(&r.name).0 == base)
+        .map(|r| split_instance(&r.name).1)
+        .max()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instances_are_counted_from_the_records() {
+        let mut state = State::default();
+        assert_eq!(recorded_instances(&state, "kafka"), 0);
+        for name in ["kafka", "kafka-2", "kafka-3", "command-handler"] {
+            state.components.push(Record {
+                name: name.into(),
+                pid: None,
+                needle: String::new(),
+                address: String::new(),
+                log: PathBuf::new(),
+                managed: true,
+                started_at: 0,
+            });
+        }
+        assert_eq!(recorded_instances(&state, "kafka"), 3);
+        assert_eq!(recorded_instances(&state, "command-handler"), 1);
+    }
 
     #[test]
     fn run_ids_are_local_timestamps() {

@@ -12,9 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cmd::status::status_quiet;
-use crate::component::{self, instance_name};
 use crate::env::Endpoints;
+use crate::instance::instance_name;
 use crate::paths::Paths;
+use crate::stack;
 use crate::state::State;
 use crate::{http, kafka, proc};
 
@@ -189,7 +190,7 @@ fn inject(fault: &Fault, paths: &Paths, endpoints: &Endpoints, release: bool, rn
         }
         Fault::RestartPostgres => {
             let mut state = State::load(&paths.state_file());
-            let c = component::find("postgres").context("no postgres component")?;
+            let c = stack::find("postgres").context("no postgres component")?;
             c.restart(paths, &mut state)?;
             Ok(format!("{fault}: accepting connections after {:.1}s", t.elapsed().as_secs_f64()))
         }
@@ -231,7 +232,7 @@ fn inject(fault: &Fault, paths: &Paths, endpoints: &Endpoints, release: bool, rn
             let state = State::load(&paths.state_file());
             let mut killed = Vec::new();
             for base in ["command-handler", "graphql-endpoint", "command-generator"] {
-                for n in 1..=component::recorded_instances(&state, base).max(1) {
+                for n in 1..=crate::state::recorded_instances(&state, base).max(1) {
                     let name = instance_name(base, n);
                     let r = state.get(&name).with_context(|| format!("{name} is not in the state file"))?;
                     if let Some(pid) = r.pid {
@@ -263,9 +264,9 @@ pub fn chaos(opts: &ChaosOptions) -> anyhow::Result<i32> {
     let paths = Paths::new(release)?;
     let endpoints = Endpoints::resolve(&paths)?;
     let shape = Shape {
-        brokers: component::recorded_instances(&state, "kafka").max(1),
-        handlers: component::recorded_instances(&state, "command-handler").max(1),
-        gateways: component::recorded_instances(&state, "graphql-endpoint").max(1),
+        brokers: crate::state::recorded_instances(&state, "kafka").max(1),
+        handlers: crate::state::recorded_instances(&state, "command-handler").max(1),
+        gateways: crate::state::recorded_instances(&state, "graphql-endpoint").max(1),
     };
     cargo_build(&paths, release)?;
     let plan = schedule(seed, opts.duration, shape);
@@ -292,7 +293,7 @@ pub fn chaos(opts: &ChaosOptions) -> anyhow::Result<i32> {
     timeline.log(&format!("heartbeat at {}/s (PUT /rate answered {set:?})", opts.heartbeat_rate));
 
     let gateways: Vec<String> = (1..=shape.gateways)
-        .map(|n| format!("http://{}", endpoints.address(&component::instance_name("graphql-endpoint", n))))
+        .map(|n| format!("http://{}", endpoints.address(&crate::instance::instance_name("graphql-endpoint", n))))
         .collect();
     let mut drive = load_tester(&paths, &endpoints);
     drive

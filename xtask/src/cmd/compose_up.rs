@@ -31,9 +31,6 @@ use crate::{http, postgres, proc, setup};
 
 /// The project name of the run (not the directory's, so a person's own compose stack of this checkout is not it).
 const PROJECT: &str = "openbank-ci";
-/// Compose v2, built from the Go module proxy when the machine has no `docker compose`.
-const COMPOSE_MODULE: &str = "github.com/docker/compose/v2";
-const COMPOSE_VERSION: &str = "v2.40.3";
 /// What the compose stack publishes on this machine.
 const GATEWAY: &str = "127.0.0.1:8888";
 const HEARTBEAT: &str = "127.0.0.1:17888";
@@ -62,7 +59,7 @@ pub fn run(paths: &Paths) -> anyhow::Result<Outcome> {
 }
 
 fn run_with_engine(paths: &Paths, started: Instant) -> anyhow::Result<Outcome> {
-    ensure_compose_v2(paths)?;
+    crate::compose::ensure_compose_v2(paths)?;
     for address in [GATEWAY, HEARTBEAT] {
         if proc::port_open(address) {
             bail!(
@@ -235,7 +232,7 @@ impl Run {
         );
 
         banner("a GraphQL round trip through :8888");
-        let round_trip = crate::cmd::test::gateway_check(GATEWAY);
+        let round_trip = crate::http::gateway_check(GATEWAY);
         match &round_trip {
             Ok(line) => eprintln!("  {line}"),
             Err(e) => eprintln!("  {e:#}"),
@@ -557,59 +554,6 @@ fn ensure_engine(paths: &Paths) -> anyhow::Result<Option<u32>> {
     let pid = proc::spawn_detached(&mut Command::new("dockerd"), &log)?;
     proc::wait_until("dockerd", Duration::from_secs(60), answers)?;
     Ok(Some(pid))
-}
-
-/// `docker compose version` is v2; as root (or for this user), builds Compose v2 from the Go module proxy into
-/// `~/.docker/cli-plugins/docker-compose` when it is not.
-pub fn ensure_compose_v2(paths: &Paths) -> anyhow::Result<()> {
-    let version = || {
-        Command::new("docker")
-            .args(["compose", "version", "--short"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    };
-    if let Some(v) = version().filter(|v| v.trim_start_matches('v').starts_with('2')) {
-        eprintln!("  Docker Compose {v}");
-        return Ok(());
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set")?;
-    let plugins = home.join(".docker").join("cli-plugins");
-    std::fs::create_dir_all(&plugins)?;
-    eprintln!("  building Docker Compose {COMPOSE_VERSION} from the Go module proxy (once; a few minutes)");
-    // Built as the main module: its go.mod has exclude directives, which `go install pkg@version` refuses.
-    let out = Command::new("go")
-        .args(["mod", "download", "-json", &format!("{COMPOSE_MODULE}@{COMPOSE_VERSION}")])
-        .current_dir(std::env::temp_dir())
-        .output()
-        .context("go was not found: Compose v2 is built from the Go module proxy (install Go 1.24 or newer)")?;
-    anyhow::ensure!(out.status.success(), "go mod download failed: {}", String::from_utf8_lossy(&out.stderr));
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let module = PathBuf::from(info["Dir"].as_str().context("no Dir in go mod download's answer")?);
-    let src = paths.cache.join(format!("compose-{COMPOSE_VERSION}"));
-    let _ = std::fs::remove_dir_all(&src);
-    std::fs::create_dir_all(&paths.cache)?;
-    anyhow::ensure!(
-        Command::new("cp").arg("-r").arg(&module).arg(&src).status()?.success(),
-        "cannot copy {}",
-        module.display()
-    );
-    Command::new("chmod").args(["-R", "u+w"]).arg(&src).status()?;
-    let built = Command::new("go")
-        .current_dir(&src)
-        .args(["build", "-trimpath"])
-        .arg(format!("-ldflags=-s -w -X {COMPOSE_MODULE}/internal.Version={COMPOSE_VERSION}"))
-        .arg("-o")
-        .arg(plugins.join("docker-compose"))
-        .arg("./cmd")
-        .status()?
-        .success();
-    let _ = std::fs::remove_dir_all(&src);
-    anyhow::ensure!(built, "building Docker Compose {COMPOSE_VERSION} failed");
-    let v = version().context("docker compose does not run after the build")?;
-    eprintln!("  Docker Compose {v} installed in {}", plugins.display());
-    Ok(())
 }
 
 /// The stand-in base images, where the machine has none of these names (`xtask/standins/build.sh`).

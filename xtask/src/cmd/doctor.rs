@@ -59,22 +59,7 @@ impl External {
 fn version_of(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    Some(plain(text.lines().next().unwrap_or("")).trim().to_owned())
-}
-
-/// `line` without terminal colour sequences or other control characters.
-pub fn plain(line: &str) -> String {
-    crate::proc::strip_ansi(line).chars().filter(|c| !c.is_control()).collect()
-}
-
-/// The major version in `java -version`'s first line (`openjdk version "17.0.9" …`, or `"1.8.0_392"` for 8).
-pub fn java_major(first_line: &str) -> Option<u32> {
-    let quoted = first_line.split('"').nth(1)?;
-    let mut parts = quoted.split(['.', '_', '-', '+']);
-    match parts.next()?.parse::<u32>().ok()? {
-        1 => parts.next()?.parse().ok(),
-        major => Some(major),
-    }
+    Some(crate::proc::plain(text.lines().next().unwrap_or("")).trim().to_owned())
 }
 
 /// A tool `up` needs: found, installable by `up` (as root), or what to install.
@@ -105,16 +90,16 @@ fn tools(root: bool, external: &External) -> Vec<Finding> {
         out.push(f);
     }
     if !external.kafka {
-        let java = version_of("java", &["-version"]);
-        match java.as_deref().map(java_major) {
-            Some(Some(major)) if major < 17 => out.push(Finding {
+        match crate::java::installed() {
+            crate::java::Java::Missing => out.push(tool("java", None, crate::java::PACKAGE, root, "Apache Kafka")),
+            crate::java::Java::Found { major, line } if major >= crate::java::MIN_MAJOR => {
+                out.push(tool("java", Some(line), crate::java::PACKAGE, root, "Apache Kafka"));
+            }
+            java => out.push(Finding {
                 what: "java".into(),
-                found: format!(
-                    "Java {major} found; Kafka needs 17 or newer: sudo apt-get install openjdk-17-jre-headless"
-                ),
+                found: format!("{}: sudo apt-get install {}", java.problem().unwrap_or_default(), crate::java::PACKAGE),
                 blocks_up: true,
             }),
-            _ => out.push(tool("java", java, "openjdk-17-jre-headless", root, "Apache Kafka")),
         }
         out.push(tool("mvn", version_of("mvn", &["-B", "-v"]), "maven", root, "fetching Kafka from Maven Central"));
     }
@@ -200,16 +185,8 @@ mod tests {
 
     #[test]
     fn colour_sequences_are_dropped() {
-        assert_eq!(plain("\u{1b}[1mApache Maven 3.8.7\u{1b}[m"), "Apache Maven 3.8.7");
-        assert_eq!(plain("plain\ttext\u{1b}"), "plaintext");
-    }
-
-    #[test]
-    fn java_versions_old_and_new_style() {
-        assert_eq!(java_major(r#"openjdk version "17.0.9" 2023-10-17"#), Some(17));
-        assert_eq!(java_major(r#"openjdk version "21" 2023-09-19"#), Some(21));
-        assert_eq!(java_major(r#"java version "1.8.0_392""#), Some(8));
-        assert_eq!(java_major("no version here"), None);
+        assert_eq!(crate::proc::plain("\u{1b}[1mApache Maven 3.8.7\u{1b}[m"), "Apache Maven 3.8.7");
+        assert_eq!(crate::proc::plain("plain\ttext\u{1b}"), "plaintext");
     }
 
     #[test]

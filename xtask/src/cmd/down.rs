@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::component::{self, Layer};
 use crate::paths::Paths;
 use crate::proc::Stopped;
+use crate::stack;
 use crate::state::{Record, State};
 
 /// Stops what `up` started; `clean` also deletes data and logs. Returns each stopped component with how long it
@@ -19,7 +20,7 @@ pub fn down(clean: bool) -> anyhow::Result<Vec<(String, Stopped)>> {
             continue;
         }
         // A record of no known component (an older xtask's) is stopped as a plain process.
-        let s = match component::find(&r.name) {
+        let s = match stack::find(&r.name) {
             Some(c) => c.stop(&paths, r, clean)?,
             None => component::stop_process(r, Duration::from_secs(20)),
         };
@@ -51,7 +52,7 @@ pub fn down(clean: bool) -> anyhow::Result<Vec<(String, Stopped)>> {
 /// Services first (newest first), then Kafka, then PostgreSQL: a service must never find its infrastructure gone
 /// while it shuts down, whatever order the state file lists components in.
 fn stop_order(records: &[Record]) -> Vec<&Record> {
-    let layer = |r: &Record| component::find(&r.name).map_or(Layer::Service, |c| c.layer());
+    let layer = |r: &Record| stack::find(&r.name).map_or(Layer::Service, |c| c.layer());
     let mut order: Vec<&Record> = records.iter().rev().collect();
     order.sort_by_key(|r| layer(r));
     order
@@ -64,7 +65,7 @@ pub fn leftover_processes(before: &State) -> Vec<String> {
         .iter()
         .filter(|r| r.managed)
         .flat_map(|r| {
-            let pids = match component::find(&r.name) {
+            let pids = match stack::find(&r.name) {
                 Some(c) => c.pids(r),
                 None => r.pid.filter(|&p| crate::proc::alive(p, &r.needle)).into_iter().collect(),
             };

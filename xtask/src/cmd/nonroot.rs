@@ -92,7 +92,7 @@ fn steps(env: &Env) -> anyhow::Result<Outcome> {
     };
     let before = handled();
     let gateway = picked.listen("graphql-endpoint");
-    let round_trip = crate::cmd::test::gateway_check(&gateway);
+    let round_trip = crate::http::gateway_check(&gateway);
     let own_handler = handled() - before >= 3.0;
     match &round_trip {
         Ok(line) => eprintln!("ok   non-root GraphQL round trip on {gateway}: {line}"),

@@ -3,14 +3,14 @@
 
 use anyhow::bail;
 
-use crate::component;
 use crate::paths::Paths;
+use crate::stack;
 use crate::state::State;
 
 pub fn restart(name: &str) -> anyhow::Result<()> {
     let paths = Paths::new(false)?;
     let mut state = State::load(&paths.state_file());
-    match component::find(name) {
+    match stack::find(name) {
         Some(c) => c.restart_instance(&paths, &mut state, name),
         None => bail!("cannot restart `{name}`: only kafka and postgres can be restarted in place"),
     }

@@ -1,7 +1,7 @@
 //! `cargo xtask status`: a table of components with pid, address and health.
 
-use crate::component;
 use crate::paths::Paths;
+use crate::stack;
 use crate::state::State;
 
 /// Prints a table of components; returns whether all are healthy.
@@ -15,7 +15,7 @@ pub fn status() -> anyhow::Result<bool> {
     println!("{:<18} {:>8}  {:<22} {:<8} LOG", "COMPONENT", "PID", "ADDRESS", "HEALTH");
     let mut all = true;
     for r in &state.components {
-        let ok = component::healthy(r);
+        let ok = stack::healthy(r);
         all &= ok;
         let pid = r.pid.map_or_else(|| if r.managed { "-".into() } else { "extern".into() }, |p| p.to_string());
         let health = match (ok, r.finished()) {
@@ -32,5 +32,5 @@ pub fn status() -> anyhow::Result<bool> {
 pub fn status_quiet() -> bool {
     let Ok(paths) = Paths::new(false) else { return false };
     let state = State::load(&paths.state_file());
-    !state.components.is_empty() && state.components.iter().all(component::healthy)
+    !state.components.is_empty() && state.components.iter().all(stack::healthy)
 }

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use crate::cmd::down::{down, leftover_processes};
 use crate::cmd::status::{status, status_quiet};
 use crate::cmd::up::{UpOptions, up};
-use crate::component::{self, Layer};
+use crate::component::Layer;
 use crate::env::Endpoints;
 use crate::paths::Paths;
+use crate::stack;
 use crate::state::State;
 use crate::{http, proc, setup};
 
@@ -313,7 +314,7 @@ fn down_check(paths: &Paths, checks: &mut Checks) -> anyhow::Result<()> {
     let stopped = down(false)?;
     let slow: Vec<String> = stopped
         .iter()
-        .filter(|(name, s)| component::is_service(name) && (s.killed || s.took > Duration::from_secs(2)))
+        .filter(|(name, s)| stack::is_service(name) && (s.killed || s.took > Duration::from_secs(2)))
         .map(|(name, s)| format!("{name} ({:.1}s{})", s.took.as_secs_f64(), if s.killed { ", killed" } else { "" }))
         .collect();
     if !slow.is_empty() {
@@ -345,7 +346,7 @@ fn pipeline_check(paths: &Paths, endpoints: &Endpoints) -> anyhow::Result<bool> 
         .context("heartbeat admin endpoint unreachable")?;
     eprintln!("heartbeat rate 500/s for 20 s (PUT /rate answered {status})");
     let started = std::time::Instant::now();
-    let gateway = gateway_check(&endpoints.address("graphql-endpoint"));
+    let gateway = crate::http::gateway_check(&endpoints.address("graphql-endpoint"));
     match &gateway {
         Ok(line) => eprintln!("ok   gateway under load: {line}"),
         Err(e) => eprintln!("FAIL gateway under load: {e:#}"),
@@ -355,7 +356,7 @@ fn pipeline_check(paths: &Paths, endpoints: &Endpoints) -> anyhow::Result<bool> 
         .into_iter()
         .filter(|r| r.managed)
         .filter_map(|r| {
-            let c = component::find(&r.name).filter(|c| c.layer() == Layer::Service)?;
+            let c = stack::find(&r.name).filter(|c| c.layer() == Layer::Service)?;
             c.pids(&r).first().map(|&pid| (r.name, pid))
         })
         .collect::<Vec<_>>();
@@ -398,45 +399,6 @@ const MIN_HANDLED: f64 = 5_000.0;
 
 /// The most resident memory any service may use while the pipeline runs at 500 commands/s.
 const MEMORY_LIMIT_MIB: u64 = 64;
-
-/// A user's round trip through the running gateway while the pipeline is loaded: register, deposit, pay the
-/// company, and read the balance back. Returns the latencies.
-pub fn gateway_check(gateway: &str) -> anyhow::Result<String> {
-    let nanos = bank_core::clock::since_epoch().subsec_nanos();
-    let name = format!("ci-{}-{nanos}", std::process::id());
-    let call = |token: Option<&str>, query: &str| -> anyhow::Result<(serde_json::Value, Duration)> {
-        let t = std::time::Instant::now();
-        let r = http::graphql(gateway, token, query).context("the gateway did not answer")?;
-        anyhow::ensure!(r.get("errors").is_none(), "{query} failed: {r}");
-        Ok((r["data"].clone(), t.elapsed()))
-    };
-    let (r, register) =
-        call(None, &format!(r#"mutation {{ register(username: "{name}", password: "ci password 1") {{ token }} }}"#))?;
-    let token = r["register"]["token"].as_str().context("no token")?.to_owned();
-    let (r, deposit) = call(Some(&token), "mutation { deposit(amountCents: 10000) { status } }")?;
-    anyhow::ensure!(r["deposit"]["status"] == "CONFIRMED", "deposit: {r}");
-    let (r, transfer) = call(
-        Some(&token),
-        r#"mutation { transferMoney(to: "NL66OPEN0000000000", amountCents: 2500, description: "ci") { status } }"#,
-    )?;
-    anyhow::ensure!(r["transferMoney"]["status"] == "CONFIRMED", "transfer: {r}");
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (r, _) = call(Some(&token), "{ me { balanceCents } }")?;
-        if r["me"]["balanceCents"] == "7500" {
-            break;
-        }
-        anyhow::ensure!(std::time::Instant::now() < until, "balance not 7500 after 10 s: {r}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    Ok(format!(
-        "register {:.0} ms, deposit {:.0} ms, transfer {:.0} ms (each until the bank's answer); balance 75.00 as expected",
-        ms(register),
-        ms(deposit),
-        ms(transfer)
-    ))
-}
 
 #[cfg(test)]
 mod tests {

@@ -8,12 +8,14 @@
 use anyhow::Context;
 use std::time::{Duration, Instant};
 
-use crate::component::{self, Ctx, Layer, step};
+use crate::component::{Ctx, Layer, step};
 use crate::env::Endpoints;
 use crate::paths::Paths;
 use crate::ports::{self, Ports, Want, controller_slot};
+use crate::postgres;
 use crate::proc;
 use crate::setup;
+use crate::stack;
 use crate::state::{Record, State, now_secs};
 
 #[derive(Default)]
@@ -39,7 +41,7 @@ impl UpOptions {
             "graphql-endpoint" => self.gateways,
             _ => return 1,
         };
-        asked.unwrap_or_else(|| component::recorded_instances(state, name)).max(1)
+        asked.unwrap_or_else(|| crate::state::recorded_instances(state, name)).max(1)
     }
 }
 
@@ -81,10 +83,10 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
     // The addresses every service, tool and test gets follow the ports just placed.
     endpoints = Endpoints::resolve(&paths)?;
     if !endpoints.external_kafka {
-        endpoints.kafka_brokers = crate::kafka::bootstrap(&endpoints.ports, brokers);
+        endpoints.kafka_brokers = endpoints.ports.kafka_bootstrap(brokers);
     }
 
-    for c in component::ALL {
+    for c in stack::ALL {
         if let Some(address) = c.external(&endpoints) {
             external(&mut state, c.name(), &address);
             continue;
@@ -95,10 +97,10 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
             scale_down(&paths, &mut state, c.name(), instances)?;
         }
         let topology_changed =
-            c.layer() == Layer::Broker && component::recorded_instances(&state, c.name()) != instances;
+            c.layer() == Layer::Broker && crate::state::recorded_instances(&state, c.name()) != instances;
         for instance in 1..=instances {
             let ctx = Ctx { paths: &paths, endpoints: &endpoints, instance, instances };
-            let name = component::instance_name(c.name(), instance);
+            let name = crate::instance::instance_name(c.name(), instance);
             let current = state.get(&name).cloned();
             let restart = topology_changed || (moved_since && c.layer() == Layer::Service);
             if !restart && current.as_ref().is_some_and(|r| c.reusable(r, &ctx, !report.started.is_empty())) {
@@ -107,6 +109,9 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<UpReport> {
             }
             let log = state.run_dir(&paths)?.join(format!("{name}.log"));
             let s = c.start(&ctx, current.as_ref(), log)?;
+            if s.new_storage {
+                empty_database_for_new_kafka(&paths, &endpoints)?;
+            }
             if c.layer() == Layer::Broker {
                 report.kafka_start = Some(report.kafka_start.unwrap_or_default().max(s.took));
             }
@@ -146,9 +151,9 @@ fn port_wants(
     // While any Kafka node runs, every node keeps its ports: the running ones know the others' controller
     // addresses (`controller.quorum.voters`). A taken one then fails its start, naming the holder.
     let kafka_running =
-        state.components.iter().any(|r| component::split_instance(&r.name).0 == "kafka" && running(&r.name));
+        state.components.iter().any(|r| crate::instance::split_instance(&r.name).0 == "kafka" && running(&r.name));
     let mut wants = Vec::new();
-    for c in component::ALL {
+    for c in stack::ALL {
         if c.external(endpoints).is_some() || c.name() == "synchronizer" {
             continue;
         }
@@ -163,7 +168,7 @@ fn port_wants(
             continue;
         }
         for n in 1..=opts.instances(state, c.name()) {
-            let name = component::instance_name(c.name(), n);
+            let name = crate::instance::instance_name(c.name(), n);
             let keep = |slot: &str| {
                 if c.layer() == Layer::Broker && kafka_running {
                     Some(state.ports.port(slot))
@@ -196,13 +201,13 @@ pub fn scale_down(paths: &Paths, state: &mut State, name: &str, keep: u32) -> an
         .components
         .iter()
         .filter(|r| {
-            let (base, n) = component::split_instance(&r.name);
+            let (base, n) = crate::instance::split_instance(&r.name);
             base == name && n > keep
         })
         .cloned()
         .collect();
     for r in extra {
-        if let Some(c) = component::find(&r.name).filter(|_| r.managed) {
+        if let Some(c) = stack::find(&r.name).filter(|_| r.managed) {
             c.stop(paths, &r, false)?;
         }
         state.components.retain(|x| x.name != r.name);
@@ -216,7 +221,7 @@ pub fn scale_down(paths: &Paths, state: &mut State, name: &str, keep: u32) -> an
 pub fn start_instance(release: bool, name: &str) -> anyhow::Result<()> {
     let paths = Paths::new(release)?;
     let mut state = State::load(&paths.state_file());
-    let c = component::find(name).with_context(|| format!("no component `{name}`"))?;
+    let c = stack::find(name).with_context(|| format!("no component `{name}`"))?;
     // An instance the stack did not run yet gets its port now, clear of every port already placed.
     if state.ports.recorded(name).is_none() {
         let mut wants: Vec<Want> =
@@ -230,14 +235,27 @@ pub fn start_instance(release: bool, name: &str) -> anyhow::Result<()> {
         state.save(&paths.state_file())?;
     }
     let endpoints = Endpoints::resolve(&paths)?;
-    let (base, instance) = component::split_instance(name);
-    let instances = component::recorded_instances(&state, base).max(instance);
+    let (base, instance) = crate::instance::split_instance(name);
+    let instances = crate::state::recorded_instances(&state, base).max(instance);
     let ctx = Ctx { paths: &paths, endpoints: &endpoints, instance, instances };
     let current = state.get(name).cloned();
     let log = state.run_dir(&paths)?.join(format!("{name}.log"));
     let s = c.start(&ctx, current.as_ref(), log)?;
+    if s.new_storage {
+        empty_database_for_new_kafka(&paths, &endpoints)?;
+    }
     state.put(s.record);
     state.save(&paths.state_file())?;
+    Ok(())
+}
+
+/// A rule across two components: a new Kafka cluster has none of the topics the database's offsets, results and
+/// accounts refer to, so the stack's database starts empty with it (one the environment points to is not ours
+/// to empty).
+fn empty_database_for_new_kafka(paths: &Paths, endpoints: &Endpoints) -> anyhow::Result<()> {
+    if !endpoints.external_database && postgres::reset_database(paths)? {
+        step("postgres", &format!("emptied {}: Kafka's storage is new", crate::env::database_name(paths)));
+    }
     Ok(())
 }
 
