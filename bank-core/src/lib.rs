@@ -9,7 +9,7 @@
 //!
 //! The names of the metrics one service writes and another reads are in [`metric_names`].
 //!
-//! Features, none on by default: `kafka` (the wire contract, Kafka and registry clients, provisioning), `db`
+//! Features, none on by default: `results` (the `run.json` document of a load-test run), `kafka` (the wire contract, Kafka and registry clients, provisioning), `db`
 //! (Postgres pools and migrations), `http` (probes and the Prometheus recorder), `testsuite` (helpers for
 //! integration tests; dev-dependencies only). Without features it holds the domain types, config, ports,
 //! logging, shutdown and retry, the topic names, who may do what on Kafka ([`principals`]) and the few Kafka
@@ -39,6 +39,8 @@ pub mod isolate;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod kafka_wire;
+#[cfg(feature = "results")]
+pub mod load_test_run;
 pub mod metric_names;
 pub mod money;
 pub mod movement;

@@ -8,7 +8,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::Value;
+use bank_core::load_test_run::RunReport;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -68,50 +68,39 @@ pub fn valid_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-fn text(v: &Value, pointer: &str) -> String {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned()
-}
-
-fn number(v: &Value, pointer: &str) -> Option<f64> {
-    v.pointer(pointer).and_then(Value::as_f64)
-}
-
-fn count(v: &Value, pointer: &str) -> i32 {
-    i32::try_from(v.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)).unwrap_or(i32::MAX)
-}
-
-/// A run from its `run.json`; `None` when it is not one.
+/// A run from its `run.json` (the load tester's [`RunReport`]); `None` when it is not one.
 pub fn parse_run(id: &str, json: &str) -> Option<LoadTestRun> {
-    let v: Value = serde_json::from_str(json).ok()?;
-    let steps = v.get("steps")?.as_array()?;
-    let slo_kind = text(&v, "/config/slo_kind");
-    let steps = steps
+    let run = RunReport::from_json(json).ok()?;
+    let count = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+    let slo_kind = run.config.slo_kind;
+    let steps = run
+        .steps
         .iter()
         .map(|s| {
-            let l = s.get("latency").and_then(|l| l.get(slo_kind.as_str())).unwrap_or(&Value::Null);
+            let l = s.latency.get(&slo_kind);
             LoadTestStep {
-                offered_rate: number(s, "/offered_rate").unwrap_or(0.0),
-                achieved_rate: number(s, "/achieved_rate").unwrap_or(0.0),
-                count: count(s, "/count"),
-                confirmed: count(s, "/confirmed"),
-                failed: count(s, "/failed"),
-                pending: count(s, "/pending"),
-                errors: count(s, "/errors"),
-                timeouts: count(s, "/timeouts"),
-                p50_ms: number(l, "/p50_ms"),
-                p99_ms: number(l, "/p99_ms"),
+                offered_rate: s.offered_rate,
+                achieved_rate: s.achieved_rate,
+                count: count(s.count),
+                confirmed: count(s.confirmed),
+                failed: count(s.failed),
+                pending: count(s.pending),
+                errors: count(s.errors),
+                timeouts: count(s.timeouts),
+                p50_ms: l.map(|l| l.p50_ms),
+                p99_ms: l.map(|l| l.p99_ms),
             }
         })
         .collect();
     Some(LoadTestRun {
         id: id.to_owned(),
-        mode: text(&v, "/mode"),
-        started_at: text(&v, "/started_at"),
-        summary: text(&v, "/summary"),
-        max_sustainable_rate: number(&v, "/max_sustainable_rate"),
-        slo_p99_ms: number(&v, "/config/slo_p99_ms"),
+        mode: run.mode,
+        started_at: run.started_at,
+        summary: run.summary,
+        max_sustainable_rate: run.max_sustainable_rate,
+        slo_p99_ms: (run.config.slo_p99_ms > 0.0).then_some(run.config.slo_p99_ms),
         slo_kind,
-        build: text(&v, "/machine/build"),
+        build: run.machine.build,
         steps,
         graphs: GRAPHS.iter().map(|g| format!("/load-tests/{id}/{g}")).collect(),
     })

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::gql::Api;
 use crate::hist;
-use crate::model::Calibration;
+use bank_core::load_test_run::Calibration;
 
 const ROUNDS: u32 = 200;
 

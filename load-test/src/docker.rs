@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::ResourceSample;
 use crate::resources::Series;
+use bank_core::load_test_run::ResourceSample;
 
 /// Where compose mounts the Docker socket.
 pub const SOCKET: &str = "/var/run/docker.sock";

@@ -4,7 +4,7 @@
 use plotters::prelude::*;
 use std::path::Path;
 
-use crate::model::RunReport;
+use bank_core::load_test_run::RunReport;
 
 const SIZE: (u32, u32) = (1000, 600);
 
@@ -18,7 +18,7 @@ fn round2(v: f64) -> String {
 }
 
 type Line = (String, Vec<(f64, f64)>);
-type Percentile = (&'static str, fn(&crate::model::Latency) -> f64);
+type Percentile = (&'static str, fn(&bank_core::load_test_run::Latency) -> f64);
 
 /// A linear axis from 0 to a little above the highest value.
 fn padded(hi: f64) -> (f64, f64) {

@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use std::time::Duration;
 
-use crate::model::Latency;
+use bank_core::load_test_run::Latency;
 
 /// Highest value kept: one hour; anything above is clamped to it (and so still counted).
 const MAX_US: u64 = 3_600_000_000;

@@ -23,9 +23,9 @@ use std::path::PathBuf;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{Config, Machine, RunReport, Step};
 use crate::record::Shared;
 use crate::schedule::Dispatched;
+use bank_core::load_test_run::{Config, Machine, RunReport, Step};
 
 #[derive(Parser)]
 #[command(
@@ -155,7 +155,7 @@ pub struct Ctx {
     pub cancel: CancellationToken,
     pub stop_sockets: CancellationToken,
     pub origin: Instant,
-    pub calibration: model::Calibration,
+    pub calibration: bank_core::load_test_run::Calibration,
 }
 
 impl Ctx {
@@ -180,7 +180,7 @@ pub fn step_from(ctx: &Ctx, mode: &str, rate: f64, d: &Dispatched, rec: &Shared,
     let accounted = g.confirmed + g.failed + g.pending + g.errors + g.timeouts;
     g.timeouts += count.saturating_sub(accounted);
     let secs = d.window.as_secs_f64();
-    let latency: BTreeMap<String, model::Latency> =
+    let latency: BTreeMap<String, bank_core::load_test_run::Latency> =
         g.hist.iter().map(|(k, h)| ((*k).to_owned(), hist::summarize(h, ctx.calibration.floor_ms(k)))).collect();
     Step {
         mode: mode.to_owned(),

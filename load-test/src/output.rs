@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::graphs;
-use crate::model::{RunReport, Step};
+use bank_core::load_test_run::{RunReport, Step};
 
 pub fn write(report: &RunReport, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -116,7 +116,7 @@ pub fn summary(r: &RunReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Calibration, Config, Latency, Machine, ResourceSample};
+    use bank_core::load_test_run::{Calibration, Config, Latency, Machine, ResourceSample};
     use std::collections::BTreeMap;
 
     fn report() -> RunReport {

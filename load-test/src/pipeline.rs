@@ -17,10 +17,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::heartbeat::Heartbeat;
-use crate::model::Step;
 use crate::record::Shared;
 use crate::schedule::Dispatched;
 use crate::{Ctx, step_from};
+use bank_core::load_test_run::Step;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::ResourceSample;
+use bank_core::load_test_run::ResourceSample;
 
 /// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on every Linux architecture we run on).
 const TICKS: f64 = 100.0;

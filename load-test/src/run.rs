@@ -8,10 +8,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::gql::{Api, ApiError, User};
-use crate::model::Step;
 use crate::record::{Matcher, Shared};
 use crate::schedule::{self, Plan};
 use crate::{Ctx, heartbeat, step_from};
+use bank_core::load_test_run::Step;
 
 /// Cents every user starts with; transfers move one cent.
 const FUNDING_CENTS: i64 = 100_000_000;

@@ -1,0 +1,231 @@
+//! The `run.json` document of a load-test run (`results/<id>/run.json`): written by the load tester, read back by
+//! its `compare` and by the gateway's `loadTestRuns`, so both read one type. Every field but `steps` may be
+//! missing (an older or hand-made file still reads); a document without `steps` is not a run.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One run: `results/<id>/run.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Format version of this document.
+    #[serde(default)]
+    pub version: u32,
+    #[serde(default)]
+    pub id: String,
+    /// `run`, `pipeline` or `anchor`.
+    #[serde(default)]
+    pub mode: String,
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default)]
+    pub finished_at: String,
+    /// The command line's settings.
+    #[serde(default)]
+    pub config: Config,
+    #[serde(default)]
+    pub machine: Machine,
+    #[serde(default)]
+    pub calibration: Calibration,
+    pub steps: Vec<Step>,
+    /// The highest offered rate whose step had p99 ≤ SLO and achieved ≥ 98 % of offered; `None` when no step did.
+    #[serde(default)]
+    pub max_sustainable_rate: Option<f64>,
+    /// Whether Ctrl-C ended the run early (the interrupted step is kept and flagged).
+    #[serde(default)]
+    pub interrupted: bool,
+    /// Per component: one sample a second.
+    #[serde(default)]
+    pub resources: BTreeMap<String, Vec<ResourceSample>>,
+    /// The one-line summary printed last.
+    #[serde(default)]
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub rates: Vec<f64>,
+    pub step_secs: u64,
+    pub warmup_secs: u64,
+    pub users: usize,
+    pub slo_p99_ms: f64,
+    pub endpoint: String,
+    pub label: String,
+    /// The latency kind the SLO applies to (`answer`, `event`, `result`, `probe`).
+    pub slo_kind: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Machine {
+    pub cores: usize,
+    pub memory_mib: u64,
+    pub kernel: String,
+    pub git_commit: String,
+    pub build: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Calibration {
+    /// Kafka produce → consume of one record at a time.
+    pub kafka_round_trip_p50_ms: Option<f64>,
+    pub kafka_round_trip_p99_ms: Option<f64>,
+    /// One single-row commit at a time.
+    pub postgres_commits_per_sec: Option<f64>,
+    pub postgres_commit_p50_ms: Option<f64>,
+    /// `GET /health` on the gateway, one at a time.
+    pub http_round_trip_p50_ms: Option<f64>,
+    pub http_round_trip_p99_ms: Option<f64>,
+    /// Why a measurement is missing.
+    pub notes: Vec<String>,
+}
+
+impl Calibration {
+    /// The floor a latency kind is compared with: HTTP for the API path, Kafka for the pipeline.
+    pub fn floor_ms(&self, kind: &str) -> Option<f64> {
+        match kind {
+            "answer" | "event" | "probe" => self.http_round_trip_p50_ms,
+            _ => self.kafka_round_trip_p50_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Step {
+    pub mode: String,
+    pub offered_rate: f64,
+    pub achieved_rate: f64,
+    /// Seconds of the measured window (after warm-up).
+    pub window_secs: f64,
+    /// Sent in the measured window.
+    pub count: u64,
+    pub confirmed: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub errors: u64,
+    pub timeouts: u64,
+    /// Answered transfers whose balance change never arrived (`run`), or confirmed commands without one.
+    pub missing_events: u64,
+    /// Set when Ctrl-C cut the step short.
+    pub interrupted: bool,
+    /// When the measured window began and ended, in seconds since the run started (for the resource graphs).
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Per latency kind (`answer` and `event` for `run`; `result` and `balance_changed` for `pipeline`).
+    pub latency: BTreeMap<String, Latency>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// p50 divided by the calibration floor of this kind.
+    pub p50_floor_multiple: Option<f64>,
+    pub p99_floor_multiple: Option<f64>,
+    /// The HdrHistogram (microseconds), V2 serialized and base64 encoded, so runs can be merged.
+    pub histogram: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourceSample {
+    /// Seconds since the run started.
+    pub t: f64,
+    /// 100 = one core.
+    pub cpu_percent: f64,
+    pub rss_mib: f64,
+    /// Processes counted (a component with its children, e.g. PostgreSQL's backends).
+    pub processes: u32,
+}
+
+impl RunReport {
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string_pretty(self)
+    }
+
+    pub fn from_json(s: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(offered: f64, achieved: f64, p99: f64) -> Step {
+        let mut latency = BTreeMap::new();
+        latency.insert("answer".to_owned(), Latency { count: 10, p99_ms: p99, ..Latency::default() });
+        Step {
+            mode: "run".into(),
+            offered_rate: offered,
+            achieved_rate: achieved,
+            count: 10,
+            latency,
+            ..Step::default()
+        }
+    }
+
+    #[test]
+    fn run_json_round_trips() {
+        let mut resources = BTreeMap::new();
+        resources.insert(
+            "kafka".to_owned(),
+            vec![ResourceSample { t: 1.0, cpu_percent: 40.5, rss_mib: 812.25, processes: 1 }],
+        );
+        let r = RunReport {
+            version: 1,
+            id: "20261130T120000Z-x".into(),
+            mode: "run".into(),
+            started_at: "2026-11-30T12:00:00Z".into(),
+            finished_at: "2026-11-30T12:01:00Z".into(),
+            config: Config {
+                rates: vec![20.0, 50.0],
+                step_secs: 5,
+                warmup_secs: 1,
+                users: 20,
+                slo_p99_ms: 100.0,
+                endpoint: "http://localhost:8888".into(),
+                label: "x".into(),
+                slo_kind: "answer".into(),
+            },
+            machine: Machine {
+                cores: 2,
+                memory_mib: 7900,
+                kernel: "6.1".into(),
+                git_commit: "abc".into(),
+                build: "debug".into(),
+            },
+            calibration: Calibration {
+                kafka_round_trip_p50_ms: Some(1.5),
+                postgres_commits_per_sec: Some(1700.0),
+                notes: vec!["x".into()],
+                ..Calibration::default()
+            },
+            steps: vec![step(20.0, 20.0, 12.5)],
+            max_sustainable_rate: Some(20.0),
+            interrupted: false,
+            resources,
+            summary: "max sustainable 20/s".into(),
+        };
+        let text = r.to_json().unwrap();
+        assert_eq!(RunReport::from_json(&text).unwrap(), r);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["steps"][0]["latency"]["answer"]["p99_ms"], 12.5);
+        assert_eq!(v["max_sustainable_rate"], 20.0);
+    }
+
+    #[test]
+    fn a_partial_document_reads_and_one_without_steps_is_not_a_run() {
+        let r = RunReport::from_json(r#"{"mode":"run","steps":[{"offered_rate":20.0}]}"#).unwrap();
+        assert_eq!((r.mode.as_str(), r.steps.len(), r.steps[0].offered_rate), ("run", 1, 20.0));
+        assert!(RunReport::from_json(r#"{"mode":"run"}"#).is_err());
+    }
+}
