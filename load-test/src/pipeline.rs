@@ -16,10 +16,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::ctx::{Ctx, step_from};
 use crate::heartbeat::Heartbeat;
 use crate::record::Shared;
 use crate::schedule::Dispatched;
-use crate::{Ctx, step_from};
 use bank_core::load_test_run::Step;
 
 #[derive(Clone, Copy, PartialEq)]

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+use crate::ctx::{Ctx, step_from};
 use crate::gql::{Api, ApiError, User};
+use crate::heartbeat;
 use crate::record::{Matcher, Shared};
 use crate::schedule::{self, Plan};
-use crate::{Ctx, heartbeat, step_from};
 use bank_core::load_test_run::Step;
 
 /// Cents every user starts with; transfers move one cent.
