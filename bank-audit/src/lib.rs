@@ -5,6 +5,7 @@
 //!
 //! The audit reads every service's schema (`bank`, and `gateway` when present) and every topic; it writes nothing.
 
+pub mod exactly_once;
 pub mod kafka;
 
 use anyhow::Context;

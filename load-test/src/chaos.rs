@@ -10,7 +10,6 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::gql::{Api, ApiError};
 use crate::stack;
+use bank_audit::exactly_once::{self, ClientUser, ClientView, Sent, decided};
 
 #[derive(Args)]
 pub struct ChaosArgs {
@@ -126,38 +126,6 @@ pub async fn main(args: ChaosArgs) -> anyhow::Result<()> {
     }
 }
 
-/// A user of the run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ChaosUser {
-    name: String,
-    token: String,
-    iban: String,
-}
-
-/// One transfer (or funding deposit: `from` is `cash`) and what the client saw of it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Sent {
-    key: String,
-    /// Index of the paying user (`None`: a cash deposit).
-    from: Option<usize>,
-    to: usize,
-    amount: i64,
-    /// The first answer: CONFIRMED, FAILED, PENDING, or ERROR (no answer, an HTTP or a GraphQL error).
-    first: String,
-    first_error: Option<String>,
-    /// The decided status after settling (PENDING or ERROR: never decided).
-    status: String,
-    id: Option<String>,
-    attempts: u32,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Outcomes {
-    seed: u64,
-    users: Vec<ChaosUser>,
-    sent: Vec<Sent>,
-}
-
 /// splitmix64: a small seeded generator, so a run's load can be repeated.
 struct Rng(u64);
 
@@ -182,12 +150,8 @@ const FUNDING_CENTS: i64 = 100_000;
 /// The company account every stack has (the generator pays salaries from it).
 const COMPANY_IBAN: &str = "NL66OPEN0000000000";
 
-fn decided(status: &str) -> bool {
-    status == "CONFIRMED" || status == "FAILED"
-}
-
 /// Registers (or, when an earlier try got through unanswered, logs in) a user, retrying while the gateway is down.
-async fn user(api: &Api, name: &str, deadline: Instant) -> anyhow::Result<ChaosUser> {
+async fn user(api: &Api, name: &str, deadline: Instant) -> anyhow::Result<ClientUser> {
     loop {
         let attempt = match api.register(name, PASSWORD).await {
             Ok(u) => Ok(u),
@@ -206,7 +170,7 @@ async fn user(api: &Api, name: &str, deadline: Instant) -> anyhow::Result<ChaosU
             Err(e) => Err(e),
         };
         match attempt {
-            Ok(u) => return Ok(ChaosUser { name: u.name, token: u.token, iban: u.iban }),
+            Ok(u) => return Ok(ClientUser { name: u.name, token: u.token, iban: u.iban }),
             Err(e) if Instant::now() >= deadline => anyhow::bail!("cannot register {name}: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
@@ -214,7 +178,7 @@ async fn user(api: &Api, name: &str, deadline: Instant) -> anyhow::Result<ChaosU
 }
 
 /// Sends one transfer (or deposit) and records the answer.
-async fn send_once(api: &Api, users: &[ChaosUser], s: &Sent) -> Result<(String, String), ApiError> {
+async fn send_once(api: &Api, users: &[ClientUser], s: &Sent) -> Result<(String, String), ApiError> {
     let to = users.get(s.to).ok_or_else(|| ApiError::Transport("no such user".into()))?;
     match s.from.and_then(|i| users.get(i)) {
         Some(from) => api.transfer(&from.token, &to.iban, s.amount, &s.key).await,
@@ -261,7 +225,7 @@ async fn drive(mut a: DriveArgs) -> anyhow::Result<()> {
     // the consumer groups can take a minute to settle again (measured: rebalances of 15-22 s, repeated while the
     // stopped broker comes back).
     let setup_deadline = Instant::now() + Duration::from_secs(180);
-    let users: Vec<ChaosUser> = futures::stream::iter(0..a.users)
+    let users: Vec<ClientUser> = futures::stream::iter(0..a.users)
         .map(|i| {
             let (api, name) = (&first, format!("chaos{tag}u{i}"));
             async move { user(api, &name, setup_deadline).await }
@@ -378,7 +342,7 @@ async fn drive(mut a: DriveArgs) -> anyhow::Result<()> {
     }
     let counts = count(&sent, |s| &s.status);
     let transfers: Vec<&Sent> = sent.iter().filter(|s| s.from.is_some()).collect();
-    let out = Outcomes { seed: a.seed, users: users.to_vec(), sent: sent.clone() };
+    let out = ClientView { seed: a.seed, users: users.to_vec(), sent: sent.clone() };
     if let Some(dir) = a.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -748,118 +712,22 @@ async fn evolve(a: EvolveArgs) -> anyhow::Result<()> {
 }
 
 async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&a.transfers)?;
-    let out: Outcomes = serde_json::from_str(&text)?;
-    let root = stack::root();
-    let database = stack::setting(&root, "DATABASE_URL", "");
+    let view: ClientView = serde_json::from_str(&std::fs::read_to_string(&a.transfers)?)?;
+    let database = stack::setting(&stack::root(), "DATABASE_URL", "");
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&database).await?;
-    let mut problems: Vec<String> = Vec::new();
-    let ids = |status: &str| -> Vec<uuid::Uuid> {
-        out.sent
-            .iter()
-            .filter(|s| s.status == status)
-            .filter_map(|s| s.id.as_deref().and_then(|id| uuid::Uuid::parse_str(id).ok()))
-            .collect()
-    };
-    let (confirmed, failed) = (ids("CONFIRMED"), ids("FAILED"));
-    for s in out.sent.iter().filter(|s| !decided(&s.status) || s.id.is_none()) {
-        problems.push(format!("{} never decided: {} ({:?})", s.key, s.status, s.first_error));
-    }
-    for s in out.sent.iter().filter(|s| s.first == "CONFIRMED" && s.status != "CONFIRMED") {
-        problems.push(format!("{} was CONFIRMED, later {}", s.key, s.status));
-    }
-    // Stored results: one per id (the primary key), confirmed as the client was told.
-    let all: Vec<uuid::Uuid> = confirmed.iter().chain(&failed).copied().collect();
-    let stored: HashMap<uuid::Uuid, bool> =
-        sqlx::query_as::<_, (uuid::Uuid, bool)>("SELECT id, confirmed FROM bank.results WHERE id = ANY($1)")
-            .bind(&all)
-            .fetch_all(&pool)
-            .await?
-            .into_iter()
-            .collect();
-    for id in &confirmed {
-        if stored.get(id) != Some(&true) {
-            problems.push(format!("transfer {id} CONFIRMED to the client, stored as {:?}", stored.get(id)));
-        }
-    }
-    for id in &failed {
-        if stored.get(id) != Some(&false) {
-            problems.push(format!("transfer {id} FAILED to the client, stored as {:?}", stored.get(id)));
-        }
-    }
-    // History: one line per account side of each confirmed transfer, none for a failed one.
-    let sides: HashMap<uuid::Uuid, i64> = out
-        .sent
-        .iter()
-        .filter_map(|s| {
-            let id = uuid::Uuid::parse_str(s.id.as_deref()?).ok()?;
-            let n = if s.status == "CONFIRMED" { if s.from.is_some() { 2 } else { 1 } } else { 0 };
-            Some((id, n))
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(a.settle_secs);
-    let history_wrong = loop {
-        let rows: HashMap<uuid::Uuid, i64> = sqlx::query_as::<_, (uuid::Uuid, i64)>(
-            "SELECT transfer_id, count(*) FROM gateway.transactions WHERE transfer_id = ANY($1) GROUP BY transfer_id",
-        )
-        .bind(&all)
-        .fetch_all(&pool)
-        .await?
-        .into_iter()
-        .collect();
-        let wrong: Vec<String> = sides
-            .iter()
-            .filter(|(id, n)| rows.get(*id).copied().unwrap_or(0) != **n)
-            .map(|(id, n)| format!("transfer {id}: {} history lines, {n} expected", rows.get(id).copied().unwrap_or(0)))
-            .collect();
-        if wrong.is_empty() || Instant::now() >= deadline {
-            break wrong;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    problems.extend(history_wrong);
-    // Balances: opening balance plus the decided transfers, in the bank and in the gateway's projection.
-    let mut expected: HashMap<&str, i64> = out.users.iter().map(|u| (u.iban.as_str(), 0)).collect();
-    for s in out.sent.iter().filter(|s| s.status == "CONFIRMED") {
-        if let Some(to) = out.users.get(s.to) {
-            *expected.entry(to.iban.as_str()).or_insert(0) += s.amount;
-        }
-        if let Some(from) = s.from.and_then(|i| out.users.get(i)) {
-            *expected.entry(from.iban.as_str()).or_insert(0) -= s.amount;
-        }
-    }
-    let ibans: Vec<String> = out.users.iter().map(|u| u.iban.clone()).collect();
-    let balances: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT b.iban, b.balance, b.opening_balance, g.balance FROM bank.accounts b \
-         LEFT JOIN gateway.accounts g ON g.iban = b.iban WHERE b.iban = ANY($1)",
-    )
-    .bind(&ibans)
-    .fetch_all(&pool)
-    .await?;
-    if balances.len() != ibans.len() {
-        problems.push(format!("{} of {} users' accounts in the bank", balances.len(), ibans.len()));
-    }
-    for (iban, balance, opening, projected) in &balances {
-        let want = opening + expected.get(iban.as_str()).copied().unwrap_or(0);
-        if *balance != want {
-            problems.push(format!("{iban}: balance {balance}, {want} from the decided transfers"));
-        }
-        if projected.is_some_and(|p| p != *balance) {
-            problems.push(format!("{iban}: the gateway shows {projected:?}, the bank {balance}"));
-        }
-    }
-    for p in problems.iter().take(20) {
+    let v = exactly_once::verify(&view, &pool, Duration::from_secs(a.settle_secs)).await?;
+    for p in v.problems.iter().take(20) {
         eprintln!("FAIL {p}");
     }
     println!(
         "verify: {} confirmed transfers stored once and in the history once per account, {} failed ones moved nothing, {} users' balances checked; {} problems; {}",
-        confirmed.len(),
-        failed.len(),
-        balances.len(),
-        problems.len(),
-        if problems.is_empty() { "OK" } else { "FAILED" }
+        v.confirmed,
+        v.failed,
+        v.balances_checked,
+        v.problems.len(),
+        if v.problems.is_empty() { "OK" } else { "FAILED" }
     );
-    anyhow::ensure!(problems.is_empty(), "{} transfers or balances are wrong", problems.len());
+    anyhow::ensure!(v.problems.is_empty(), "{} transfers or balances are wrong", v.problems.len());
     Ok(())
 }
 
