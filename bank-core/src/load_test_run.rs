@@ -160,19 +160,6 @@ impl RunReport {
 mod tests {
     use super::*;
 
-    fn step(offered: f64, achieved: f64, p99: f64) -> Step {
-        let mut latency = BTreeMap::new();
-        latency.insert("answer".to_owned(), Latency { count: 10, p99_ms: p99, ..Latency::default() });
-        Step {
-            mode: "run".into(),
-            offered_rate: offered,
-            achieved_rate: achieved,
-            count: 10,
-            latency,
-            ..Step::default()
-        }
-    }
-
     #[test]
     fn run_json_round_trips() {
         let mut resources = BTreeMap::new();
@@ -209,7 +196,11 @@ mod tests {
                 notes: vec!["x".into()],
                 ..Calibration::default()
             },
-            steps: vec![step(20.0, 20.0, 12.5)],
+            steps: vec![Step {
+                offered_rate: 20.0,
+                latency: [("answer".to_owned(), Latency { p99_ms: 12.5, ..Latency::default() })].into(),
+                ..Step::default()
+            }],
             max_sustainable_rate: Some(20.0),
             interrupted: false,
             resources,
