@@ -1,9 +1,10 @@
 //! `.openbank/env`: the settings `cargo xtask up` writes for the stack it started (the addresses of the ports it
 //! picked, the database URL, the company token) as `export KEY='value'` lines a shell can `source`, and the one
-//! reader every tool and test uses for it. Values are single-quoted for the shell (a `'` inside becomes `'\''`),
+//! reader every tool and test uses for it ([`setting`]: the environment first, then the file). Values are single-quoted for the shell (a `'` inside becomes `'\''`),
 //! so any value survives the round trip.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The file's text for `pairs`, after a `# comment` header line.
 pub fn render(header: &str, pairs: &[(&str, &str)]) -> String {
@@ -44,6 +45,19 @@ fn unquote(word: &str) -> String {
         }
     }
     out
+}
+
+/// A stack setting: the process environment first (`KEY`, or the file `KEY_FILE` names, as the compose stack hands
+/// secrets over), then `<root>/.openbank/env`, then `default`. The one lookup the tests and the tools share.
+pub fn setting(root: &Path, key: &str, default: &str) -> String {
+    if let Ok(v) = std::env::var(key) {
+        return v;
+    }
+    if let Some(text) = std::env::var_os(format!("{key}_FILE")).and_then(|f| std::fs::read_to_string(f).ok()) {
+        return text.strip_suffix('\n').unwrap_or(&text).to_owned();
+    }
+    let file = std::fs::read_to_string(root.join(".openbank").join("env")).unwrap_or_default();
+    parse(&file).remove(key).unwrap_or_else(|| default.to_owned())
 }
 
 #[cfg(test)]

@@ -8,9 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 
 use sqlx::postgres::PgPool;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 /// The repository root: the parent of the running test's crate (`cargo test` sets `CARGO_MANIFEST_DIR` at run
 /// time), which stays right when checkouts share one target dir.
@@ -23,17 +21,9 @@ pub fn workspace_root() -> PathBuf {
         })
 }
 
-fn stack_file() -> &'static BTreeMap<String, String> {
-    static FILE: OnceLock<BTreeMap<String, String>> = OnceLock::new();
-    FILE.get_or_init(|| {
-        let path = workspace_root().join(".openbank").join("env");
-        crate::stack_env::parse(&std::fs::read_to_string(path).unwrap_or_default())
-    })
-}
-
-/// A stack setting: the environment first, then `.openbank/env`, then `default`.
+/// A stack setting: the environment first, then `.openbank/env`, then `default` ([`crate::stack_env::setting`]).
 pub fn setting(key: &str, default: &str) -> String {
-    std::env::var(key).ok().or_else(|| stack_file().get(key).cloned()).unwrap_or_else(|| default.to_owned())
+    crate::stack_env::setting(&workspace_root(), key, default)
 }
 
 /// The stack's brokers as the tests reach them: with the admin principal of `.openbank/env` (or

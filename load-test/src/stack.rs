@@ -18,17 +18,10 @@ pub fn root() -> PathBuf {
 /// The gateway when neither the environment nor `.openbank/env` names one.
 pub const DEFAULT_GRAPHQL_URL: &str = bank_core::ports::GRAPHQL_URL;
 
-/// A setting: the process environment first (`KEY`, or the file `KEY_FILE` names, as the compose stack hands
-/// secrets over), then `.openbank/env`, then `default`.
+/// A setting: the process environment first (`KEY`, or the file `KEY_FILE` names), then `.openbank/env`, then
+/// `default` ([`bank_core::stack_env::setting`]).
 pub fn setting(root: &Path, key: &str, default: &str) -> String {
-    if let Ok(v) = std::env::var(key) {
-        return v;
-    }
-    if let Some(text) = std::env::var_os(format!("{key}_FILE")).and_then(|f| std::fs::read_to_string(f).ok()) {
-        return text.strip_suffix('\n').unwrap_or(&text).to_owned();
-    }
-    let file = std::fs::read_to_string(root.join(".openbank/env")).unwrap_or_default();
-    bank_core::stack_env::parse(&file).remove(key).unwrap_or_else(|| default.to_owned())
+    bank_core::stack_env::setting(root, key, default)
 }
 
 /// The brokers `servers` with the Kafka principal of the environment or `.openbank/env` (`KAFKA_SASL_USERNAME`,
