@@ -12,9 +12,10 @@
 use bank_core::avro::{Atype, ConfirmAccountCreation, ConfirmMoneyTransfer};
 use bank_core::refusal::{MAX_DESCRIPTION_CHARS, Refusal, RefusalCode};
 use bank_core::{AccountToken, CASH, COMPANY_IBAN, CommandId, Iban, Money};
-use command_handler::plan::{self, CommandKind, Plan, Stored};
-use command_handler::rules::{self, Movement};
-use command_handler::store::{Command, Incoming};
+use command_handler::batch::{Command, CommandKind, Incoming};
+use command_handler::plan::{self, Plan, Stored};
+use command_handler::rules;
+use bank_core::movement::Movement;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use std::cell::Cell;
@@ -243,7 +244,7 @@ fuzz_target!(|input: Input| {
         assert!(matches!(plans[t.index], Plan::Apply));
         assert!(t.movement.accounts().iter().all(|a| known.contains_key(a.as_str())));
         assert!(known[t.movement.authorising().as_str()].matches(&c.token));
-        assert_eq!(t.amount, c.amount);
+        assert_eq!(t.amount.cents(), c.amount);
     }
     for (i, plan) in plans.iter().enumerate() {
         if let Plan::Refused(r) = plan {
