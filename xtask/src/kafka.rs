@@ -25,7 +25,8 @@ use crate::paths::{Paths, write_private};
 use crate::ports::Ports;
 use crate::proc::{self, Stopped};
 use crate::state::recorded_instances;
-use crate::state::{Record, State, now_secs};
+use crate::state::{Record, State};
+use bank_core::clock::unix_secs;
 
 pub const VERSION: &str = "4.1.1";
 const LOG4J_VERSION: &str = "2.24.3";
@@ -438,7 +439,7 @@ fn start_node(paths: &Paths, ports: &Ports, n: u32, count: u32, log: &Path) -> a
         address,
         log: log.to_path_buf(),
         managed: true,
-        started_at: now_secs(),
+        started_at: unix_secs(),
     };
     Ok((record, t.elapsed()))
 }

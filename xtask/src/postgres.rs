@@ -12,7 +12,8 @@ use crate::component::{Component, Ctx, Layer, Started, step};
 use crate::env::{Endpoints, database_name, password};
 use crate::paths::Paths;
 use crate::proc::{self, Stopped};
-use crate::state::{Record, State, now_secs};
+use crate::state::{Record, State};
+use bank_core::clock::unix_secs;
 
 /// The database server: Debian's cluster or a private one, or the server `DATABASE_URL` names.
 pub struct Postgres;
@@ -227,7 +228,7 @@ fn up(paths: &Paths, password: &str, log: &Path, port: u16) -> anyhow::Result<Re
         address: format!("localhost:{port}"),
         log: log.to_path_buf(),
         managed,
-        started_at: now_secs(),
+        started_at: unix_secs(),
     })
 }
 

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use crate::component::{Component, Ctx, Started, step};
 use crate::env::Endpoints;
 use crate::instance::instance_name;
-use crate::state::{EXITED_OK, Record, now_secs};
+use crate::state::{EXITED_OK, Record};
 use crate::{http, proc};
+use bank_core::clock::unix_secs;
 
 /// How a service reports health.
 #[derive(Clone, Copy)]
@@ -117,7 +118,7 @@ impl RustService {
             address: addr.into(),
             log,
             managed: true,
-            started_at: now_secs(),
+            started_at: unix_secs(),
         })
     }
 
@@ -140,7 +141,7 @@ impl RustService {
             address: String::new(),
             log,
             managed: true,
-            started_at: now_secs(),
+            started_at: unix_secs(),
         })
     }
 }

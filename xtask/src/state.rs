@@ -83,8 +83,6 @@ impl State {
     }
 }
 
-pub use bank_core::clock::unix_secs as now_secs;
-
 /// How many instances of `base` the state records (at least 1 once the first is recorded).
 pub fn recorded_instances(state: &State, base: &str) -> u32 {
     state

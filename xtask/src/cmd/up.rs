@@ -16,7 +16,8 @@ use crate::postgres;
 use crate::proc;
 use crate::setup;
 use crate::stack;
-use crate::state::{Record, State, now_secs};
+use crate::state::{Record, State};
+use bank_core::clock::unix_secs;
 
 #[derive(Default)]
 pub struct UpOptions {
@@ -273,6 +274,6 @@ fn external(state: &mut State, name: &str, address: &str) {
         address: address.into(),
         log: Default::default(),
         managed: false,
-        started_at: now_secs(),
+        started_at: unix_secs(),
     });
 }
