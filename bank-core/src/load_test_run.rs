@@ -37,6 +37,9 @@ pub struct RunReport {
     /// Per component: one sample a second.
     #[serde(default)]
     pub resources: BTreeMap<String, Vec<ResourceSample>>,
+    /// The whole machine: one sample a second.
+    #[serde(default)]
+    pub load: Vec<LoadSample>,
     /// The one-line summary printed last.
     #[serde(default)]
     pub summary: String,
@@ -116,6 +119,45 @@ pub struct Step {
     pub end_s: f64,
     /// Per latency kind (`answer` and `event` for `run`; `result` and `balance_changed` for `pipeline`).
     pub latency: BTreeMap<String, Latency>,
+    /// The errors by their code (`OVERLOADED`, `UNAVAILABLE`, `transport`, `HTTP 503`, ...).
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Operations the bank completed in the measured window (transfers or commands answered confirmed or
+    /// failed): what the costs are divided by.
+    pub completed: u64,
+    /// Per component, over the measured window.
+    pub cost: BTreeMap<String, Cost>,
+    /// The machine over the measured window; `None` without samples.
+    pub load: Option<Load>,
+    /// PostgreSQL's WAL written in the measured window (`pg_stat_wal`), per completed operation.
+    pub wal_bytes_per_op: Option<f64>,
+}
+
+/// What one component spent in a step's measured window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Cost {
+    /// Mean CPU, 100 = one core.
+    pub cpu_percent: f64,
+    /// CPU time per completed operation, in microseconds; `None` when nothing completed.
+    pub cpu_us_per_op: Option<f64>,
+    /// Highest memory seen.
+    pub rss_mib_max: f64,
+    /// Bytes written to storage per completed operation (`/proc/<pid>/io` or the container's block I/O).
+    pub write_bytes_per_op: Option<f64>,
+}
+
+/// The machine in a step's measured window: whether the bank was slow or the machine busy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Load {
+    /// Mean of the runnable threads (`procs_running`), against `Machine::cores`.
+    pub run_queue: f64,
+    /// Shares of all cores' time, in percent.
+    pub user_percent: f64,
+    pub system_percent: f64,
+    pub iowait_percent: f64,
+    pub steal_percent: f64,
+    pub idle_percent: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -144,6 +186,43 @@ pub struct ResourceSample {
     pub rss_mib: f64,
     /// Processes counted (a component with its children, e.g. PostgreSQL's backends).
     pub processes: u32,
+    /// Bytes written to storage so far (a counter; `None` when it cannot be read).
+    pub write_bytes: Option<u64>,
+}
+
+/// The whole machine at one instant: `/proc/stat`'s counters (in clock ticks of all cores), and PostgreSQL's WAL
+/// counter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadSample {
+    /// Seconds since the run started.
+    pub t: f64,
+    /// Runnable threads now (`procs_running`).
+    pub running: u32,
+    pub user_ticks: u64,
+    pub system_ticks: u64,
+    pub iowait_ticks: u64,
+    pub steal_ticks: u64,
+    pub idle_ticks: u64,
+    /// `pg_stat_wal.wal_bytes` (a counter); `None` when the database cannot be asked.
+    pub wal_bytes: Option<u64>,
+}
+
+impl Step {
+    /// The component name of the load tester itself, whose cost is not the bank's.
+    pub const LOAD_TESTER: &str = "load-test";
+
+    /// The bank's CPU time per completed operation in this step, in microseconds: every component's but the
+    /// load tester's; `None` without a figure.
+    pub fn bank_cpu_us_per_op(&self) -> Option<f64> {
+        let parts: Vec<f64> = self
+            .cost
+            .iter()
+            .filter(|(n, _)| n.as_str() != Self::LOAD_TESTER)
+            .filter_map(|(_, c)| c.cpu_us_per_op)
+            .collect();
+        (!parts.is_empty()).then(|| parts.iter().sum())
+    }
 }
 
 impl RunReport {
@@ -165,7 +244,7 @@ mod tests {
         let mut resources = BTreeMap::new();
         resources.insert(
             "kafka".to_owned(),
-            vec![ResourceSample { t: 1.0, cpu_percent: 40.5, rss_mib: 812.25, processes: 1 }],
+            vec![ResourceSample { t: 1.0, cpu_percent: 40.5, rss_mib: 812.25, processes: 1, write_bytes: Some(4096) }],
         );
         let r = RunReport {
             version: 1,
@@ -199,11 +278,18 @@ mod tests {
             steps: vec![Step {
                 offered_rate: 20.0,
                 latency: [("answer".to_owned(), Latency { p99_ms: 12.5, ..Latency::default() })].into(),
+                errors_by_kind: [("OVERLOADED".to_owned(), 3)].into(),
+                completed: 90,
+                cost: [("kafka".to_owned(), Cost { cpu_percent: 40.5, cpu_us_per_op: Some(225.0), ..Cost::default() })]
+                    .into(),
+                load: Some(Load { run_queue: 1.5, steal_percent: 0.5, ..Load::default() }),
+                wal_bytes_per_op: Some(1200.0),
                 ..Step::default()
             }],
             max_sustainable_rate: Some(20.0),
             interrupted: false,
             resources,
+            load: vec![LoadSample { t: 1.0, running: 2, user_ticks: 10, wal_bytes: None, ..LoadSample::default() }],
             summary: "max sustainable 20/s".into(),
         };
         let text = r.to_json().unwrap();
@@ -211,6 +297,23 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["steps"][0]["latency"]["answer"]["p99_ms"], 12.5);
         assert_eq!(v["max_sustainable_rate"], 20.0);
+        assert_eq!(v["steps"][0]["cost"]["kafka"]["cpu_us_per_op"], 225.0);
+        assert_eq!(v["steps"][0]["errors_by_kind"]["OVERLOADED"], 3);
+    }
+
+    #[test]
+    fn the_bank_s_cost_leaves_the_load_tester_out() {
+        let c = |us: f64| Cost { cpu_us_per_op: Some(us), ..Cost::default() };
+        let st = Step {
+            cost: BTreeMap::from([
+                ("load-test".into(), c(900.0)),
+                ("postgres".into(), c(300.0)),
+                ("kafka".into(), c(200.0)),
+            ]),
+            ..Step::default()
+        };
+        assert_eq!(st.bank_cpu_us_per_op(), Some(500.0));
+        assert_eq!(Step::default().bank_cpu_us_per_op(), None);
     }
 
     #[test]

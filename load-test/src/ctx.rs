@@ -146,5 +146,8 @@ pub fn step_from(ctx: &Ctx, mode: &str, rate: f64, d: &Dispatched, rec: &Shared,
         start_s,
         end_s,
         latency,
+        errors_by_kind: g.error_kinds.clone(),
+        completed: g.confirmed + g.failed,
+        ..Step::default()
     }
 }

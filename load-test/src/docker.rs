@@ -1,17 +1,16 @@
 //! `--resources docker`: CPU and memory of every container of the load tester's compose project, from the
 //! Docker Engine API over its Unix socket (`/var/run/docker.sock`, mounted read-only by the compose `load-test`
-//! profile): `GET /containers/json` once, then `GET /containers/{id}/stats?stream=false&one-shot=true` for each
-//! container every second. CPU is the change of `cpu_stats.cpu_usage.total_usage` over the wall time between
-//! two samples (100 = one core, as for `/proc`); memory is `memory_stats.usage` less the inactive page cache (what
-//! `docker stats` shows). The client is a few lines of HTTP/1.1 over `std::os::unix::net::UnixStream`; every
-//! answer is bounded.
+//! profile), through bollard: the container list once, then each container's one-shot stats every second.
+//! CPU is the change of `cpu_stats.cpu_usage.total_usage` over the wall time between two samples (100 = one
+//! core, as for `/proc`); memory is `memory_stats.usage` less the inactive page cache (what `docker stats`
+//! shows); bytes written are the block I/O writes (`blkio_stats.io_service_bytes_recursive`).
 
-use anyhow::{Context, bail, ensure};
-use serde_json::Value;
+use anyhow::{Context, ensure};
+use bollard::Docker;
+use bollard::models::{ContainerStatsResponse, ContainerSummary};
+use bollard::query_parameters::{ListContainersOptions, StatsOptionsBuilder};
+use futures::StreamExt;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,55 +20,13 @@ use bank_core::load_test_run::ResourceSample;
 
 /// Where compose mounts the Docker socket.
 pub const SOCKET: &str = "/var/run/docker.sock";
-/// The Engine API version asked for (Docker 20.10 and later; `one-shot` needs it).
-const API: &str = "/v1.41";
-/// The largest answer read (a container list of a few hundred containers).
-const MAX_ANSWER: u64 = 8 << 20;
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// Seconds one request may take.
+const TIMEOUT_SECS: u64 = 5;
 
-/// One `GET` over the socket; the body of a 200 answer.
-pub fn get(socket: &Path, path: &str) -> anyhow::Result<Vec<u8>> {
-    let mut s = UnixStream::connect(socket).with_context(|| format!("cannot connect to {}", socket.display()))?;
-    s.set_read_timeout(Some(TIMEOUT))?;
-    s.set_write_timeout(Some(TIMEOUT))?;
-    write!(s, "GET {API}{path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")?;
-    let mut raw = Vec::new();
-    s.take(MAX_ANSWER).read_to_end(&mut raw)?;
-    body(&raw).with_context(|| format!("GET {path}"))
-}
-
-/// The body of a raw HTTP/1.1 answer, de-chunked; an error unless the status is 200.
-pub fn body(raw: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("no end of headers")?;
-    let head = std::str::from_utf8(raw.get(..split).unwrap_or_default()).context("headers are not UTF-8")?;
-    let rest = raw.get(split + 4..).unwrap_or_default();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).context("no status line")?;
-    ensure!(status == "200", "the Docker API answered {status}");
-    let chunked = lines.any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
-        })
-    });
-    if chunked { dechunk(rest) } else { Ok(rest.to_vec()) }
-}
-
-/// A `Transfer-Encoding: chunked` body joined.
-fn dechunk(mut rest: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = rest.windows(2).position(|w| w == b"\r\n").context("truncated chunk size")?;
-        let size_line = std::str::from_utf8(rest.get(..eol).unwrap_or_default())?;
-        let size_hex = size_line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16).with_context(|| format!("bad chunk size {size_hex:?}"))?;
-        rest = rest.get(eol + 2..).unwrap_or_default();
-        if size == 0 {
-            return Ok(out);
-        }
-        let Some(chunk) = rest.get(..size) else { bail!("truncated chunk") };
-        out.extend_from_slice(chunk);
-        rest = rest.get(size + 2..).unwrap_or_default();
-    }
+/// A client of the engine behind `socket`.
+pub fn connect(socket: &str) -> anyhow::Result<Docker> {
+    Docker::connect_with_unix(socket, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+        .with_context(|| format!("cannot use {socket}"))
 }
 
 /// A container to sample: its id and the name its series gets (the compose service, `-N` for a second replica).
@@ -79,22 +36,22 @@ pub struct Container {
     pub name: String,
 }
 
-/// The running containers of compose project `project` (all of them when `None`) in a `/containers/json` answer.
-pub fn containers(list: &Value, project: Option<&str>) -> Vec<Container> {
+/// The containers of compose project `project` (all of them when `None`) in a container list, by name.
+pub fn containers(list: &[ContainerSummary], project: Option<&str>) -> Vec<Container> {
     let mut out = Vec::new();
-    for c in list.as_array().into_iter().flatten() {
-        let labels = &c["Labels"];
-        if project.is_some_and(|p| labels["com.docker.compose.project"].as_str() != Some(p)) {
+    for c in list {
+        let label = |key: &str| c.labels.as_ref().and_then(|l| l.get(key)).map(String::as_str);
+        if project.is_some_and(|p| label("com.docker.compose.project") != Some(p)) {
             continue;
         }
-        let Some(id) = c["Id"].as_str() else { continue };
-        let name = match (
-            labels["com.docker.compose.service"].as_str(),
-            labels["com.docker.compose.container-number"].as_str(),
-        ) {
+        let Some(id) = c.id.as_deref() else { continue };
+        let name = match (label("com.docker.compose.service"), label("com.docker.compose.container-number")) {
             (Some(service), Some(n)) if n != "1" => format!("{service}-{n}"),
             (Some(service), _) => service.to_owned(),
-            (None, _) => c["Names"][0].as_str().unwrap_or(id).trim_start_matches('/').to_owned(),
+            (None, _) => {
+                let first = c.names.as_ref().and_then(|n| n.first()).map_or(id, String::as_str);
+                first.trim_start_matches('/').to_owned()
+            }
         };
         out.push(Container { id: id.to_owned(), name });
     }
@@ -102,7 +59,7 @@ pub fn containers(list: &Value, project: Option<&str>) -> Vec<Container> {
     out
 }
 
-/// One container's counters from a `/containers/{id}/stats` answer.
+/// One container's counters from a stats answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     /// CPU time used since the container started, in nanoseconds.
@@ -110,63 +67,82 @@ pub struct Stats {
     /// Memory in use less the inactive page cache, in bytes.
     pub memory: u64,
     pub pids: u32,
+    /// Bytes written to block devices since the container started; `None` when the engine gives none.
+    pub written: Option<u64>,
 }
 
-pub fn stats(v: &Value) -> Option<Stats> {
-    let cpu_ns = v["cpu_stats"]["cpu_usage"]["total_usage"].as_u64()?;
-    let usage = v["memory_stats"]["usage"].as_u64()?;
-    let s = &v["memory_stats"]["stats"];
+/// The counters of a stats answer; `None` for a stopped container (its answer has none).
+pub fn stats(v: &ContainerStatsResponse) -> Option<Stats> {
+    let cpu_ns = v.cpu_stats.as_ref()?.cpu_usage.as_ref()?.total_usage?;
+    let memory = v.memory_stats.as_ref()?;
+    let usage = memory.usage?;
+    let stat = |key: &str| memory.stats.as_ref().and_then(|s| s.get(key)).copied();
     // cgroup v2 names it inactive_file, v1 total_inactive_file.
-    let inactive = s["inactive_file"].as_u64().or_else(|| s["total_inactive_file"].as_u64()).unwrap_or(0);
-    let pids = v["pids_stats"]["current"].as_u64().and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
-    Some(Stats { cpu_ns, memory: usage.saturating_sub(inactive), pids })
+    let inactive = stat("inactive_file").or_else(|| stat("total_inactive_file")).unwrap_or(0);
+    let pids = v.pids_stats.as_ref().and_then(|p| p.current).and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+    let written = v.blkio_stats.as_ref().and_then(|b| b.io_service_bytes_recursive.as_ref()).map(|entries| {
+        entries
+            .iter()
+            .filter(|e| e.op.as_deref().is_some_and(|op| op.eq_ignore_ascii_case("write")))
+            .filter_map(|e| e.value)
+            .sum()
+    });
+    Some(Stats { cpu_ns, memory: usage.saturating_sub(inactive), pids, written })
 }
 
-/// The compose project this process runs in: its container is named by its host name.
-fn own_project(socket: &Path) -> Option<String> {
-    let host = std::fs::read_to_string("/etc/hostname").ok()?;
-    let host = host.trim();
-    let ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-    let me: Value =
-        serde_json::from_slice(&get(socket, &format!("/containers/{host}/json")).ok()?).ok().filter(|_| ok)?;
-    me["Config"]["Labels"]["com.docker.compose.project"].as_str().map(str::to_owned)
+/// A host name that can only name a container (compose names a service's container by its host name).
+fn plain_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
-/// The containers to sample: those of this process's compose project (every running one outside compose).
-pub fn discover(socket: &Path) -> anyhow::Result<Vec<Container>> {
-    let project = own_project(socket);
-    let list: Value = serde_json::from_slice(&get(socket, "/containers/json")?)?;
+/// The compose project of the container named `host`; `None` outside a container of a compose project.
+async fn project_of(docker: &Docker, host: &str) -> Option<String> {
+    if !plain_host_name(host) {
+        return None;
+    }
+    let me = docker.inspect_container(host, None).await.ok()?;
+    me.config?.labels?.remove("com.docker.compose.project")
+}
+
+/// The containers to sample: those of the compose project of the container named `host` (this process's own,
+/// from `/etc/hostname`), or every running one when that is no container of a compose project.
+pub async fn discover(docker: &Docker, host: &str) -> anyhow::Result<Vec<Container>> {
+    let project = project_of(docker, host).await;
+    let list = docker.list_containers(None::<ListContainersOptions>).await.context("listing the containers")?;
     let found = containers(&list, project.as_deref());
     ensure!(!found.is_empty(), "no running containers (project {project:?})");
     Ok(found)
 }
 
+/// One container's counters now; `None` when it cannot be read.
+async fn read(docker: &Docker, id: &str) -> Option<Stats> {
+    let once = StatsOptionsBuilder::default().stream(false).one_shot(true).build();
+    let answer = docker.stats(id, Some(once)).next().await?.ok()?;
+    stats(&answer)
+}
+
 /// Samples every second until `stop`; `t` is seconds since `origin`. Containers that cannot be read are left
 /// out of that sample.
-pub async fn sample(socket: PathBuf, containers: Vec<Container>, origin: Instant, stop: CancellationToken) -> Series {
+pub async fn sample(docker: Docker, containers: Vec<Container>, origin: Instant, stop: CancellationToken) -> Series {
     let mut series: Series = containers.iter().map(|c| (c.name.clone(), Vec::new())).collect();
-    let mut last: HashMap<String, (u64, Instant)> = HashMap::new();
+    let mut last: HashMap<&str, (u64, Instant)> = HashMap::new();
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = every.tick() => {}
         }
-        let (sock, list) = (socket.clone(), containers.clone());
-        let read = tokio::task::spawn_blocking(move || {
-            list.into_iter()
-                .filter_map(|c| {
-                    let body = get(&sock, &format!("/containers/{}/stats?stream=false&one-shot=true", c.id)).ok()?;
-                    let s = stats(&serde_json::from_slice(&body).ok()?)?;
-                    Some((c.name, s, Instant::now()))
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        for (name, s, at) in read {
-            if let Some((cpu_before, at_before)) = last.insert(name.clone(), (s.cpu_ns, at))
-                && let Some(points) = series.get_mut(&name)
+        let reads = futures::future::join_all(containers.iter().map(|c| async {
+            let s = read(&docker, &c.id).await;
+            (c.name.as_str(), s, Instant::now())
+        }))
+        .await;
+        for (name, s, at) in reads {
+            let Some(s) = s else { continue };
+            if let Some((cpu_before, at_before)) = last.insert(name, (s.cpu_ns, at))
+                && let Some(points) = series.get_mut(name)
             {
                 let wall_ns = (at - at_before).as_nanos().max(1) as f64;
                 points.push(ResourceSample {
@@ -174,6 +150,7 @@ pub async fn sample(socket: PathBuf, containers: Vec<Container>, origin: Instant
                     cpu_percent: s.cpu_ns.saturating_sub(cpu_before) as f64 / wall_ns * 100.0,
                     rss_mib: s.memory as f64 / 1_048_576.0,
                     processes: s.pids,
+                    write_bytes: s.written,
                 });
             }
         }
@@ -184,12 +161,15 @@ pub async fn sample(socket: PathBuf, containers: Vec<Container>, origin: Instant
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A `GET /v1.41/containers/{id}/stats?stream=false&one-shot=true` answer of Docker 27 on cgroup v2
+    /// A `GET /containers/{id}/stats?stream=false&one-shot=true` answer of Docker 27 on cgroup v2
     /// (trimmed to the fields that matter and a few around them).
     const STATS: &str = r#"{"read":"2026-11-30T21:10:04.123456789Z","preread":"0001-01-01T00:00:00Z",
         "pids_stats":{"current":12,"limit":18446744073709551615},
         "num_procs":0,"storage_stats":{},
+        "blkio_stats":{"io_service_bytes_recursive":[{"major":254,"minor":0,"op":"read","value":1048576},
+            {"major":254,"minor":0,"op":"write","value":3145728},{"major":254,"minor":16,"op":"write","value":4096}]},
         "cpu_stats":{"cpu_usage":{"total_usage":8123456789,"usage_in_kernelmode":1200000000,"usage_in_usermode":6923456789},
             "system_cpu_usage":912345670000000,"online_cpus":2,"throttling_data":{"periods":0,"throttled_periods":0,"throttled_time":0}},
         "precpu_stats":{"cpu_usage":{"total_usage":0,"usage_in_kernelmode":0,"usage_in_usermode":0},"throttling_data":{"periods":0,"throttled_periods":0,"throttled_time":0}},
@@ -198,7 +178,7 @@ mod tests {
         "name":"/openbank-command-handler-1","id":"4f2c0e9d7a1b",
         "networks":{"eth0":{"rx_bytes":123456,"rx_packets":800,"tx_bytes":654321,"tx_packets":900}}}"#;
 
-    /// A `GET /v1.41/containers/json` answer: two containers of project `openbank`, one of another project.
+    /// A `GET /containers/json` answer: two containers of project `openbank`, one of another project.
     const LIST: &str = r#"[
         {"Id":"aaa111","Names":["/openbank-graphql-endpoint-1"],"Image":"open-bank/graphql-endpoint","State":"running",
          "Labels":{"com.docker.compose.project":"openbank","com.docker.compose.service":"graphql-endpoint","com.docker.compose.container-number":"1"}},
@@ -209,23 +189,31 @@ mod tests {
         {"Id":"ddd444","Names":["/plain"],"Image":"busybox","State":"running","Labels":{}}
     ]"#;
 
+    /// A `GET /containers/{id}/json` answer of the load tester's own container (trimmed).
+    const SELF: &str = r#"{"Id":"eee555","Name":"/openbank-load-test-run-1","State":{"Status":"running","Running":true},
+        "Config":{"Hostname":"eee555","Labels":{"com.docker.compose.project":"openbank","com.docker.compose.service":"load-test"}}}"#;
+
     #[test]
     fn stats_parse_from_a_recorded_answer() {
-        let v: Value = serde_json::from_str(STATS).unwrap();
-        assert_eq!(stats(&v), Some(Stats { cpu_ns: 8_123_456_789, memory: 52_428_800 - 8_388_608, pids: 12 }));
+        let v: ContainerStatsResponse = serde_json::from_str(STATS).unwrap();
+        assert_eq!(
+            stats(&v),
+            Some(Stats { cpu_ns: 8_123_456_789, memory: 52_428_800 - 8_388_608, pids: 12, written: Some(3_149_824) })
+        );
         // cgroup v1 names the cache total_inactive_file.
-        let v1: Value = serde_json::from_str(
+        let v1: ContainerStatsResponse = serde_json::from_str(
             r#"{"cpu_stats":{"cpu_usage":{"total_usage":5}},"memory_stats":{"usage":100,"stats":{"total_inactive_file":40}}}"#,
         )
         .unwrap();
-        assert_eq!(stats(&v1), Some(Stats { cpu_ns: 5, memory: 60, pids: 0 }));
+        assert_eq!(stats(&v1), Some(Stats { cpu_ns: 5, memory: 60, pids: 0, written: None }));
         // A stopped container's answer has no counters.
-        assert_eq!(stats(&serde_json::from_str(r#"{"cpu_stats":{},"memory_stats":{}}"#).unwrap()), None);
+        let stopped: ContainerStatsResponse = serde_json::from_str(r#"{"cpu_stats":{},"memory_stats":{}}"#).unwrap();
+        assert_eq!(stats(&stopped), None);
     }
 
     #[test]
     fn containers_of_the_project_are_named_by_service() {
-        let list: Value = serde_json::from_str(LIST).unwrap();
+        let list: Vec<ContainerSummary> = serde_json::from_str(LIST).unwrap();
         assert_eq!(
             containers(&list, Some("openbank")),
             [
@@ -236,39 +224,101 @@ mod tests {
         let all = containers(&list, None);
         assert_eq!(all.len(), 4);
         assert!(all.iter().any(|c| c.name == "plain"));
-        assert!(containers(&Value::Null, None).is_empty());
+        assert!(containers(&[], None).is_empty());
     }
 
     #[test]
-    fn answers_parse_plain_and_chunked() {
-        let plain = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]";
-        assert_eq!(body(plain).unwrap(), b"[]");
-        let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3;ext=1\r\n:1}\r\n0\r\n\r\n";
-        assert_eq!(body(chunked).unwrap(), b"{\"a\":1}");
-        assert!(body(b"HTTP/1.1 404 Not Found\r\n\r\n{}").is_err());
-        assert!(body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
-        assert!(body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nshort").is_err());
-        assert!(body(b"garbage").is_err());
+    fn only_a_plain_host_name_is_looked_up() {
+        assert!(plain_host_name("eee555"));
+        assert!(plain_host_name("openbank-load-test-run-1"));
+        assert!(!plain_host_name(""));
+        assert!(!plain_host_name("../../images/json?"));
+        assert!(!plain_host_name("a/b"));
     }
 
-    #[test]
-    fn a_request_over_a_unix_socket_reads_the_answer() {
+    /// A fake engine on a Unix socket: answers the requests bollard sends with the recorded answers, one request
+    /// per connection (bollard keeps no idle connection), and records the request lines.
+    async fn fake_engine(path: std::path::PathBuf, requests: tokio::sync::mpsc::UnboundedSender<String>) {
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_owned();
+            let path = line.split_whitespace().nth(1).unwrap_or_default();
+            // With or without an API version in front.
+            let path = path.strip_prefix("/v1.").map_or(path, |p| p.trim_start_matches(|c: char| c.is_ascii_digit()));
+            let (status, body) = if path.starts_with("/containers/json") {
+                ("200 OK", LIST.to_owned())
+            } else if path.starts_with("/containers/eee555/json") {
+                ("200 OK", SELF.to_owned())
+            } else if path.starts_with("/containers/aaa111/stats") || path.starts_with("/containers/bbb222/stats") {
+                ("200 OK", STATS.replace('\n', " "))
+            } else {
+                ("404 Not Found", r#"{"message":"No such container"}"#.to_owned())
+            };
+            let _ = requests.send(line);
+            let answer = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_project_s_containers_are_found_and_sampled_through_the_socket() {
         let dir = std::env::temp_dir().join(format!("load-test-docker-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("docker.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut req = [0u8; 512];
-            let n = s.read(&mut req).unwrap();
-            let req = String::from_utf8_lossy(&req[..n]).into_owned();
-            s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]\r\n0\r\n\r\n").unwrap();
-            req
-        });
-        assert_eq!(get(&path, "/containers/json").unwrap(), b"[]");
-        assert!(server.join().unwrap().starts_with("GET /v1.41/containers/json HTTP/1.1\r\n"));
+        let _ = std::fs::remove_file(&path);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let engine = tokio::spawn(fake_engine(path.clone(), tx));
+        while !path.exists() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let docker = connect(path.to_str().unwrap()).unwrap();
+
+        // Inside a compose container: its project's containers only.
+        let found = discover(&docker, "eee555").await.unwrap();
+        assert_eq!(
+            found.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["command-handler-2", "graphql-endpoint"]
+        );
+        // Outside one (the engine does not know the host name): every container.
+        assert_eq!(discover(&docker, "laptop").await.unwrap().len(), 4);
+        // A container that cannot be read is left out.
+        assert_eq!(read(&docker, "ccc333").await, None);
+        assert_eq!(read(&docker, "aaa111").await.map(|s| s.pids), Some(12));
+
+        let stop = CancellationToken::new();
+        let origin = Instant::now();
+        let sampler = tokio::spawn(sample(docker, found, origin, stop.clone()));
+        tokio::time::sleep(Duration::from_millis(2300)).await;
+        stop.cancel();
+        let series = sampler.await.unwrap();
+        // The counters did not move between samples (a recorded answer), so CPU is 0 and memory the answer's.
+        for name in ["command-handler-2", "graphql-endpoint"] {
+            let points = &series[name];
+            assert!(!points.is_empty(), "{name}: no sample");
+            assert!(points.iter().all(|p| p.cpu_percent == 0.0 && p.processes == 12));
+            assert!(points.iter().all(|p| (p.rss_mib - 42.0).abs() < 1e-9 && p.write_bytes == Some(3_149_824)));
+        }
+        engine.abort();
+        let mut lines = Vec::new();
+        while let Ok(l) = rx.try_recv() {
+            lines.push(l);
+        }
+        assert!(lines.iter().any(|l| l.contains("/containers/aaa111/stats?") && l.contains("one-shot=true")));
+        assert!(lines.iter().all(|l| l.ends_with("HTTP/1.1")), "{lines:?}");
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(get(&dir.join("none.sock"), "/x").is_err());
+        assert!(connect(dir.join("none.sock").to_str().unwrap()).is_err());
     }
 }

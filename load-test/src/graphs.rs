@@ -145,3 +145,67 @@ pub fn resources(r: &RunReport, path: &Path, what: Resource) -> anyhow::Result<(
     };
     chart(path, title, "seconds since start", y, &lines, false, &spans)
 }
+
+/// Where each step's CPU went: one stacked bar per offered rate (CPU µs per completed operation), one colour
+/// per component, the load tester last; its own bar height is written above each bar.
+pub fn cost(r: &RunReport, path: &Path) -> anyhow::Result<()> {
+    let mut names: Vec<&str> = r.steps.iter().flat_map(|s| s.cost.keys().map(String::as_str)).collect();
+    names.sort_by_key(|n| (*n == bank_core::load_test_run::Step::LOAD_TESTER, *n));
+    names.dedup();
+    let n = u32::try_from(r.steps.len()).unwrap_or(u32::MAX).max(1);
+    let per_op = |s: &bank_core::load_test_run::Step, name: &str| s.cost.get(name).and_then(|c| c.cpu_us_per_op);
+    let totals: Vec<f64> = r.steps.iter().map(|s| names.iter().filter_map(|c| per_op(s, c)).sum()).collect();
+    let (_, y1) = padded(totals.iter().copied().fold(0.0, f64::max) * 1.08);
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut c = ChartBuilder::on(&root)
+        .caption("CPU per completed operation, by component (stacked)", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d((0..n).into_segmented(), 0.0..y1)?;
+    let rates: Vec<f64> = r.steps.iter().map(|s| s.offered_rate).collect();
+    let label = |v: &SegmentValue<u32>| match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+            rates.get(*i as usize).map_or(String::new(), |r| format!("{r}/s"))
+        }
+        SegmentValue::Last => String::new(),
+    };
+    c.configure_mesh()
+        .disable_x_mesh()
+        .x_desc("offered rate")
+        .y_desc("CPU µs per operation")
+        .x_label_formatter(&label)
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .draw()?;
+    let mut base = vec![0.0; r.steps.len()];
+    for (k, name) in names.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let mut bars = Vec::new();
+        for (i, s) in r.steps.iter().enumerate() {
+            let Some(v) = per_op(s, name) else { continue };
+            let (Some(b), Ok(x)) = (base.get_mut(i), u32::try_from(i)) else { continue };
+            let mut bar =
+                Rectangle::new([(SegmentValue::Exact(x), *b), (SegmentValue::Exact(x + 1), *b + v)], color.filled());
+            bar.set_margin(0, 0, 12, 12);
+            bars.push(bar);
+            *b += v;
+        }
+        c.draw_series(bars)?
+            .label((*name).to_owned())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], color.filled()));
+    }
+    c.draw_series(totals.iter().enumerate().filter_map(|(i, t)| {
+        let x = u32::try_from(i).ok()?;
+        (*t > 0.0).then(|| Text::new(format!("{t:.0}"), (SegmentValue::CenterOf(x), *t), ("sans-serif", 15)))
+    }))?;
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

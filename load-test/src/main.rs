@@ -3,12 +3,14 @@
 
 mod calibrate;
 mod chaos;
+mod cost;
 mod ctx;
 mod docker;
 mod gql;
 mod graphs;
 mod heartbeat;
 mod hist;
+mod load;
 mod model;
 mod output;
 mod pipeline;
@@ -116,12 +118,11 @@ async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
     let started_at = chrono::Utc::now().to_rfc3339();
     let stop_sampling = CancellationToken::new();
     let sampler = if args.resources == "docker" {
-        let socket = std::path::PathBuf::from(docker::SOCKET);
-        let found = socket.clone();
-        let containers = tokio::task::spawn_blocking(move || docker::discover(&found))
-            .await?
-            .map_err(|e| anyhow::anyhow!("--resources docker: {e:#}"))?;
-        tokio::spawn(docker::sample(socket, containers, origin, stop_sampling.clone()))
+        let docker = docker::connect(docker::SOCKET).map_err(|e| anyhow::anyhow!("--resources docker: {e:#}"))?;
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let containers =
+            docker::discover(&docker, host.trim()).await.map_err(|e| anyhow::anyhow!("--resources docker: {e:#}"))?;
+        tokio::spawn(docker::sample(docker, containers, origin, stop_sampling.clone()))
     } else {
         tokio::spawn(resources::sample(resources::components(&root), origin, stop_sampling.clone()))
     };
@@ -142,6 +143,7 @@ async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
     let registry = setting(&args.schema_registry_url, "SCHEMA_REGISTRY_URL", "http://localhost:8081");
     let database = setting(&args.database_url, "DATABASE_URL", "");
     let topic_prefix = setting(&args.topic_prefix, "TOPIC_PREFIX", "");
+    let load_sampler = tokio::spawn(load::sample(database.clone(), origin, stop_sampling.clone()));
     let api = gql::Api::new(args.endpoint(), std::time::Duration::from_secs(args.timeout_secs))?;
     eprintln!("calibrating (Kafka round trip, PostgreSQL commits, HTTP no-op)…");
     let calibration = calibrate::calibrate(&brokers, &database, Some(&api)).await;
@@ -172,8 +174,13 @@ async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
     ctx.stop_sockets.cancel();
     stop_sampling.cancel();
     let resources = sampler.await.unwrap_or_default();
+    let load = load_sampler.await.unwrap_or_default();
     let failure = steps.as_ref().err().map(|e| format!("{e:#}"));
-    let steps = steps.unwrap_or_default();
+    let mut steps = steps.unwrap_or_default();
+    cost::fill(&mut steps, &resources, &load);
+    for st in &steps {
+        eprintln!("{}", output::cost_line(st));
+    }
     let mut report = RunReport {
         version: 1,
         id,
@@ -200,6 +207,7 @@ async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
         steps,
         interrupted: cancel.is_cancelled(),
         resources,
+        load,
         summary: String::new(),
     };
     report.summary = output::summary(&report);

@@ -1,5 +1,5 @@
-//! CPU and RSS of every component, once a second, from /proc. Components and their pids come from
-//! `.openbank/state.json` (written by `cargo xtask up`); each counts with its child processes (PostgreSQL's
+//! CPU, RSS and bytes written of every component, once a second, from /proc. Components and their pids come
+//! from `.openbank/state.json` (written by `cargo xtask up`); each counts with its child processes (PostgreSQL's
 //! backends), and the load tester counts itself.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,7 +29,7 @@ pub fn components(root: &Path) -> Vec<(String, u32)> {
             }
         }
     }
-    out.push(("load-test".to_owned(), std::process::id()));
+    out.push((bank_core::load_test_run::Step::LOAD_TESTER.to_owned(), std::process::id()));
     out
 }
 
@@ -50,6 +50,16 @@ struct Proc {
     ppid: u32,
     ticks: u64,
     rss_pages: u64,
+}
+
+/// `write_bytes` of `/proc/<pid>/io`: bytes this process caused to be written to storage (counted when it
+/// dirtied the pages); `None` when the file cannot be read (another user's process).
+pub fn parse_io(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix("write_bytes:")).and_then(|v| v.trim().parse().ok())
+}
+
+fn write_bytes(pid: u32) -> Option<u64> {
+    parse_io(&std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?)
 }
 
 fn snapshot() -> HashMap<u32, Proc> {
@@ -96,6 +106,10 @@ pub type Series = BTreeMap<String, Vec<ResourceSample>>;
 pub async fn sample(components: Vec<(String, u32)>, origin: Instant, stop: CancellationToken) -> Series {
     let mut series: Series = components.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
     let mut last_ticks: HashMap<u32, u64> = HashMap::new();
+    let mut last_written: HashMap<u32, u64> = HashMap::new();
+    // Per component: bytes written since sampling began (the sum of every process's change, so a process that
+    // ends takes nothing away).
+    let mut written: HashMap<String, Option<u64>> = HashMap::new();
     let mut last_at = Instant::now();
     let mut first = true;
     let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -108,10 +122,12 @@ pub async fn sample(components: Vec<(String, u32)>, origin: Instant, stop: Cance
         let now = Instant::now();
         let elapsed = (now - last_at).as_secs_f64().max(0.001);
         let mut ticks_now = HashMap::new();
+        let mut written_now = HashMap::new();
         for (name, pid) in &components {
             let pids = tree(&all, *pid);
             let (mut dticks, mut rss) = (0u64, 0u64);
             let mut pss_kb = 0u64;
+            let mut dwritten: Option<u64> = None;
             for p in &pids {
                 let Some(proc_) = all.get(p) else { continue };
                 // A process new since the last sample counts from zero CPU at its start: its own total.
@@ -125,6 +141,15 @@ pub async fn sample(components: Vec<(String, u32)>, origin: Instant, stop: Cance
                     pss_kb += pss(*p).unwrap_or(proc_.rss_pages * 4);
                 }
                 ticks_now.insert(*p, proc_.ticks);
+                if let Some(w) = write_bytes(*p) {
+                    let before = last_written.get(p).copied().unwrap_or(if first { w } else { 0 });
+                    dwritten = Some(dwritten.unwrap_or(0) + w.saturating_sub(before));
+                    written_now.insert(*p, w);
+                }
+            }
+            let total = written.entry(name.clone()).or_insert(None);
+            if let Some(d) = dwritten {
+                *total = Some(total.unwrap_or(0) + d);
             }
             if !first && let Some(s) = series.get_mut(name) {
                 s.push(ResourceSample {
@@ -132,10 +157,12 @@ pub async fn sample(components: Vec<(String, u32)>, origin: Instant, stop: Cance
                     cpu_percent: dticks as f64 / TICKS / elapsed * 100.0,
                     rss_mib: if pids.len() > 1 { pss_kb as f64 / 1024.0 } else { rss as f64 * PAGE / 1_048_576.0 },
                     processes: u32::try_from(pids.len()).unwrap_or(u32::MAX),
+                    write_bytes: *total,
                 });
             }
         }
         last_ticks = ticks_now;
+        last_written = written_now;
         last_at = now;
         first = false;
     }
@@ -152,6 +179,15 @@ mod tests {
         assert_eq!(parse_stat(line), Some((1, 1750, 20000)));
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("1 (x) S"), None);
+    }
+
+    #[test]
+    fn io_files_parse() {
+        let io = "rchar: 4096\nwchar: 8192\nsyscr: 3\nsyscw: 2\nread_bytes: 0\nwrite_bytes: 12288\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_io(io), Some(12288));
+        assert_eq!(parse_io("rchar: 1\n"), None);
+        // This process may read its own.
+        assert!(write_bytes(std::process::id()).is_some());
     }
 
     #[test]

@@ -163,7 +163,9 @@ pub async fn step(ctx: &Ctx, bank: &Bank, no: usize, rate: f64, warmup: Duration
                 }
                 Err(ApiError::Timeout) => g.timeouts += 1,
                 Err(ApiError::Graphql(code, _)) => g.error(code),
-                Err(e @ (ApiError::Http(_) | ApiError::Transport(_))) => g.error(e.to_string()),
+                Err(e @ ApiError::Http(_)) => g.error(e.to_string()),
+                // The message names the socket's trouble; one kind counts them all.
+                Err(ApiError::Transport(_)) => g.error("transport".into()),
             }
         }
     })
