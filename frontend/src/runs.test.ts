@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseRun } from './runs';
+import { bankCost, fromServer, parseRun } from './runs';
 
 describe('parseRun', () => {
   it('reads the steps, latencies and resources of a run.json', () => {
@@ -11,7 +11,13 @@ describe('parseRun', () => {
         config: { slo_kind: 'event', slo_p99_ms: 100 },
         max_sustainable_rate: 500,
         steps: [
-          { offered_rate: 500, achieved_rate: 499.5, latency: { event: { count: 10, p50_ms: 4, p99_ms: 9 } } },
+          {
+            offered_rate: 500,
+            achieved_rate: 499.5,
+            latency: { event: { count: 10, p50_ms: 4, p99_ms: 9 } },
+            cost: { postgres: { cpu_us_per_op: 700 }, kafka: { cpu_us_per_op: 500 }, 'load-test': { cpu_us_per_op: 300 }, odd: {} },
+            errors_by_kind: { OVERLOADED: 12, transport: 'x' },
+          },
           { offered_rate: 100, achieved_rate: 100, latency: { event: { count: 10, p50_ms: 2, p99_ms: 5 } } },
         ],
         resources: { postgres: [{ t: 1, cpu_percent: 12.5, rss_mib: 40 }] },
@@ -23,6 +29,35 @@ describe('parseRun', () => {
     expect(run.steps[1]?.latency.event?.p99_ms).toBe(9);
     expect(run.resources.postgres).toEqual([{ t: 1, cpu_percent: 12.5, rss_mib: 40 }]);
     expect(run.maxSustainableRate).toBe(500);
+    expect(run.steps[1]?.cost).toEqual({ postgres: 700, kafka: 500, 'load-test': 300 });
+    expect(run.steps[1]?.errors).toEqual({ OVERLOADED: 12 });
+    const [low, high] = run.steps;
+    expect(high && bankCost(high)).toBe(1200);
+    expect(low && bankCost(low)).toBeNull();
+  });
+
+  it('reads a run the gateway lists, with its cost and errors', () => {
+    const run = fromServer({
+      id: 's',
+      mode: 'run',
+      startedAt: '',
+      summary: '',
+      sloKind: 'event',
+      graphs: [],
+      steps: [
+        {
+          offeredRate: 250,
+          achievedRate: 249,
+          count: 10,
+          p99Ms: 12,
+          errorsByKind: [{ kind: 'UNAVAILABLE', count: 2 }],
+          cost: [{ component: 'postgres', cpuUsPerOp: 640 }, { component: 'kafka', cpuUsPerOp: null }],
+        },
+      ],
+    });
+    expect(run.steps[0]?.cost).toEqual({ postgres: 640 });
+    expect(run.steps[0]?.errors).toEqual({ UNAVAILABLE: 2 });
+    expect(run.steps[0]?.latency.event?.p99_ms).toBe(12);
   });
 
   it('refuses what is not a version 1 run and tolerates missing fields', () => {

@@ -11,6 +11,19 @@ export interface Step {
   offered_rate: number;
   achieved_rate: number;
   latency: Record<string, Latency>;
+  /** CPU µs per completed operation, by component (the load tester's under `load-test`). */
+  cost: Record<string, number>;
+  /** Errors by their code. */
+  errors: Record<string, number>;
+}
+
+/** The component name of the load tester, whose cost is not the bank's. */
+export const LOAD_TESTER = 'load-test';
+
+/** The bank's CPU µs per operation in a step: every component's but the load tester's; null without figures. */
+export function bankCost(step: Step): number | null {
+  const parts = Object.entries(step.cost).filter(([c]) => c !== LOAD_TESTER);
+  return parts.length === 0 ? null : parts.reduce((sum, [, v]) => sum + v, 0);
 }
 
 export interface Sample {
@@ -60,7 +73,17 @@ export function parseRun(text: string, fallbackId: string): Run {
       const o = obj(l);
       latency[kind] = { count: num(o.count) ?? 0, p50_ms: num(o.p50_ms), p99_ms: num(o.p99_ms) };
     }
-    return { offered_rate: num(step.offered_rate) ?? 0, achieved_rate: num(step.achieved_rate) ?? 0, latency };
+    const cost: Record<string, number> = {};
+    for (const [component, c] of Object.entries(obj(step.cost))) {
+      const us = num(obj(c).cpu_us_per_op);
+      if (us !== null) cost[component] = us;
+    }
+    const errors: Record<string, number> = {};
+    for (const [kind, n] of Object.entries(obj(step.errors_by_kind))) {
+      const count = num(n);
+      if (count !== null) errors[kind] = count;
+    }
+    return { offered_rate: num(step.offered_rate) ?? 0, achieved_rate: num(step.achieved_rate) ?? 0, latency, cost, errors };
   });
   const resources: Record<string, Sample[]> = {};
   for (const [name, samples] of Object.entries(obj(r.resources))) {
@@ -94,7 +117,15 @@ export interface ServerRun {
   sloP99Ms?: number | null;
   sloKind: string;
   graphs: string[];
-  steps: { offeredRate: number; achievedRate: number; count: number; p50Ms?: number | null; p99Ms?: number | null }[];
+  steps: {
+    offeredRate: number;
+    achievedRate: number;
+    count: number;
+    p50Ms?: number | null;
+    p99Ms?: number | null;
+    errorsByKind?: { kind: string; count: number }[];
+    cost?: { component: string; cpuUsPerOp?: number | null }[];
+  }[];
 }
 
 export function fromServer(r: ServerRun): Run {
@@ -111,6 +142,10 @@ export function fromServer(r: ServerRun): Run {
         offered_rate: s.offeredRate,
         achieved_rate: s.achievedRate,
         latency: { [r.sloKind]: { count: s.count, p50_ms: s.p50Ms ?? null, p99_ms: s.p99Ms ?? null } },
+        cost: Object.fromEntries(
+          (s.cost ?? []).flatMap((c) => (typeof c.cpuUsPerOp === 'number' ? [[c.component, c.cpuUsPerOp]] : [])),
+        ),
+        errors: Object.fromEntries((s.errorsByKind ?? []).map((e) => [e.kind, e.count])),
       }))
       .sort((a, b) => a.offered_rate - b.offered_rate),
     resources: {},

@@ -1,6 +1,7 @@
 //! Load-test results from `RESULTS_DIR` (written by the `load-test` tool), read-only: the parsed summaries of
-//! `loadTestRuns` and `GET /load-tests/{id}/{graph}.svg` for the four graphs of a run. Nothing else in the
-//! folder is served: the run id must be a plain folder name and the file one of the four graph names.
+//! `loadTestRuns` (with each step's cost), one run's CPU and memory samples for `loadTestResources`, and
+//! `GET /load-tests/{id}/{graph}.svg` for the graphs of a run. Nothing else in the folder is served: the run id
+//! must be a plain folder name and the file one of the graph names.
 
 use async_graphql::SimpleObject;
 use axum::Router;
@@ -8,12 +9,14 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bank_core::load_test_run::RunReport;
+use bank_core::load_test_run::{RunReport, Step};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The graphs a run folder holds, the only files served.
-pub const GRAPHS: [&str; 4] = ["latency.svg", "throughput.svg", "cpu.svg", "memory.svg"];
+pub const GRAPHS: [&str; 5] = ["latency.svg", "throughput.svg", "cpu.svg", "memory.svg", "cost.svg"];
+/// Samples per component `loadTestResources` returns at most (evenly thinned beyond it).
+pub const MAX_SAMPLES: usize = 600;
 /// Runs listed at most (newest first, by folder name, which starts with the UTC time).
 pub const MAX_RUNS: usize = 100;
 /// `run.json` files larger than this are skipped.
@@ -58,6 +61,67 @@ pub struct LoadTestStep {
     pub p50_ms: Option<f64>,
     /// p99 of the SLO's latency kind, in milliseconds
     pub p99_ms: Option<f64>,
+    /// Operations completed (confirmed or failed) in the measured window: what the costs are divided by
+    pub completed: i32,
+    /// The errors by their code, most frequent first
+    pub errors_by_kind: Vec<ErrorCount>,
+    /// The bank's CPU time per completed operation (every component but the load tester), in microseconds
+    pub bank_cpu_us_per_op: Option<f64>,
+    /// Per component, by name
+    pub cost: Vec<ComponentCost>,
+    /// PostgreSQL's WAL bytes per completed operation
+    pub wal_bytes_per_op: Option<f64>,
+    /// The machine's load in the measured window
+    pub load: Option<MachineLoad>,
+}
+
+/// How often one error code came in a step.
+#[derive(Debug, Clone, PartialEq, Eq, SimpleObject)]
+pub struct ErrorCount {
+    pub kind: String,
+    pub count: i32,
+}
+
+/// What one component spent in a step's measured window.
+#[derive(Debug, Clone, PartialEq, SimpleObject)]
+pub struct ComponentCost {
+    pub component: String,
+    /// Mean CPU, 100 = one core
+    pub cpu_percent: f64,
+    /// CPU time per completed operation, in microseconds
+    pub cpu_us_per_op: Option<f64>,
+    pub rss_mib_max: f64,
+    /// Bytes written to storage per completed operation
+    pub write_bytes_per_op: Option<f64>,
+}
+
+/// The machine in a step's measured window, in percent of all cores' time.
+#[derive(Debug, Clone, PartialEq, SimpleObject)]
+pub struct MachineLoad {
+    /// Mean runnable threads
+    pub run_queue: f64,
+    pub user_percent: f64,
+    pub system_percent: f64,
+    pub iowait_percent: f64,
+    pub steal_percent: f64,
+    pub idle_percent: f64,
+}
+
+/// One component's CPU and memory over a run.
+#[derive(Debug, Clone, PartialEq, SimpleObject)]
+pub struct ResourceSeries {
+    pub component: String,
+    pub samples: Vec<ResourceSample>,
+}
+
+/// One sample of a component.
+#[derive(Debug, Clone, PartialEq, SimpleObject)]
+pub struct ResourceSample {
+    /// Seconds since the run started
+    pub t: f64,
+    /// 100 = one core
+    pub cpu_percent: f64,
+    pub rss_mib: f64,
 }
 
 /// A run id that names a folder directly inside the results folder: no separators, no leading dot.
@@ -89,6 +153,29 @@ pub fn parse_run(id: &str, json: &str) -> Option<LoadTestRun> {
                 timeouts: count(s.timeouts),
                 p50_ms: l.map(|l| l.p50_ms),
                 p99_ms: l.map(|l| l.p99_ms),
+                completed: count(s.completed),
+                errors_by_kind: errors_by_kind(s),
+                bank_cpu_us_per_op: s.bank_cpu_us_per_op(),
+                cost: s
+                    .cost
+                    .iter()
+                    .map(|(component, c)| ComponentCost {
+                        component: component.clone(),
+                        cpu_percent: c.cpu_percent,
+                        cpu_us_per_op: c.cpu_us_per_op,
+                        rss_mib_max: c.rss_mib_max,
+                        write_bytes_per_op: c.write_bytes_per_op,
+                    })
+                    .collect(),
+                wal_bytes_per_op: s.wal_bytes_per_op,
+                load: s.load.as_ref().map(|l| MachineLoad {
+                    run_queue: l.run_queue,
+                    user_percent: l.user_percent,
+                    system_percent: l.system_percent,
+                    iowait_percent: l.iowait_percent,
+                    steal_percent: l.steal_percent,
+                    idle_percent: l.idle_percent,
+                }),
             }
         })
         .collect();
@@ -104,6 +191,51 @@ pub fn parse_run(id: &str, json: &str) -> Option<LoadTestRun> {
         steps,
         graphs: GRAPHS.iter().map(|g| format!("/load-tests/{id}/{g}")).collect(),
     })
+}
+
+fn errors_by_kind(s: &Step) -> Vec<ErrorCount> {
+    let mut out: Vec<ErrorCount> = s
+        .errors_by_kind
+        .iter()
+        .map(|(kind, n)| ErrorCount { kind: kind.clone(), count: i32::try_from(*n).unwrap_or(i32::MAX) })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.kind.cmp(&b.kind)));
+    out
+}
+
+/// Every component's samples of a run's `run.json`, each thinned evenly to at most [`MAX_SAMPLES`].
+pub fn parse_resources(json: &str) -> Vec<ResourceSeries> {
+    let Ok(run) = RunReport::from_json(json) else { return Vec::new() };
+    run.resources
+        .into_iter()
+        .map(|(component, samples)| {
+            let every = samples.len().div_ceil(MAX_SAMPLES).max(1);
+            let samples = samples
+                .iter()
+                .step_by(every)
+                .map(|s| ResourceSample { t: s.t, cpu_percent: s.cpu_percent, rss_mib: s.rss_mib })
+                .collect();
+            ResourceSeries { component, samples }
+        })
+        .collect()
+}
+
+/// The samples of run `id` in `dir`; none for an id that names no run.
+pub async fn resources(dir: PathBuf, id: String) -> Vec<ResourceSeries> {
+    if !valid_id(&id) {
+        return Vec::new();
+    }
+    tokio::task::spawn_blocking(move || {
+        let file = dir.join(&id).join("run.json");
+        if std::fs::metadata(&file).ok()?.len() > MAX_RUN_JSON {
+            return None;
+        }
+        Some(parse_resources(&std::fs::read_to_string(&file).ok()?))
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default()
 }
 
 fn read_runs(dir: &Path) -> Vec<LoadTestRun> {
@@ -132,7 +264,7 @@ pub async fn runs(dir: PathBuf) -> Vec<LoadTestRun> {
     tokio::task::spawn_blocking(move || read_runs(&dir)).await.unwrap_or_default()
 }
 
-/// `GET /load-tests/{id}/{graph}`: one of a run's four SVG graphs, nothing else.
+/// `GET /load-tests/{id}/{graph}`: one of a run's SVG graphs, nothing else.
 pub fn routes(dir: &Path) -> Router {
     Router::new().route("/load-tests/{id}/{file}", get(graph)).with_state(Arc::new(dir.to_path_buf()))
 }
@@ -170,7 +302,12 @@ mod tests {
     const RUN: &str = r#"{"version":1,"id":"20261130T120000Z-x","mode":"run","started_at":"2026-11-30T12:00:00Z",
         "config":{"slo_p99_ms":100.0,"slo_kind":"event","rates":[20.0]},"machine":{"build":"release"},
         "steps":[{"offered_rate":20.0,"achieved_rate":19.8,"count":100,"confirmed":99,"failed":1,"pending":0,
-        "errors":0,"timeouts":0,"latency":{"event":{"p50_ms":12.5,"p99_ms":40.0},"answer":{"p50_ms":9.0,"p99_ms":30.0}}}],
+        "errors":3,"timeouts":0,"latency":{"event":{"p50_ms":12.5,"p99_ms":40.0},"answer":{"p50_ms":9.0,"p99_ms":30.0}},
+        "errors_by_kind":{"transport":1,"OVERLOADED":2},"completed":100,
+        "cost":{"postgres":{"cpu_percent":14.0,"cpu_us_per_op":700.0,"rss_mib_max":80.0,"write_bytes_per_op":9000.0},
+                "load-test":{"cpu_percent":5.0,"cpu_us_per_op":250.0,"rss_mib_max":30.0}},
+        "wal_bytes_per_op":1800.0,"load":{"run_queue":1.5,"user_percent":30.0,"system_percent":10.0,"idle_percent":60.0}}],
+        "resources":{"postgres":[{"t":1.0,"cpu_percent":14.0,"rss_mib":80.0,"processes":9},{"t":2.0,"cpu_percent":15.0,"rss_mib":81.0,"processes":9}]},
         "max_sustainable_rate":20.0,"summary":"run x: max sustainable 20/s"}"#;
 
     fn folder() -> PathBuf {
@@ -216,15 +353,64 @@ mod tests {
                 confirmed: 99,
                 failed: 1,
                 pending: 0,
-                errors: 0,
+                errors: 3,
                 timeouts: 0,
                 p50_ms: Some(12.5),
                 p99_ms: Some(40.0),
+                completed: 100,
+                errors_by_kind: vec![
+                    ErrorCount { kind: "OVERLOADED".into(), count: 2 },
+                    ErrorCount { kind: "transport".into(), count: 1 }
+                ],
+                bank_cpu_us_per_op: Some(700.0),
+                cost: vec![
+                    ComponentCost {
+                        component: "load-test".into(),
+                        cpu_percent: 5.0,
+                        cpu_us_per_op: Some(250.0),
+                        rss_mib_max: 30.0,
+                        write_bytes_per_op: None
+                    },
+                    ComponentCost {
+                        component: "postgres".into(),
+                        cpu_percent: 14.0,
+                        cpu_us_per_op: Some(700.0),
+                        rss_mib_max: 80.0,
+                        write_bytes_per_op: Some(9000.0)
+                    },
+                ],
+                wal_bytes_per_op: Some(1800.0),
+                load: Some(MachineLoad {
+                    run_queue: 1.5,
+                    user_percent: 30.0,
+                    system_percent: 10.0,
+                    iowait_percent: 0.0,
+                    steal_percent: 0.0,
+                    idle_percent: 60.0
+                }),
             }]
         );
         assert_eq!(r.graphs[0], "/load-tests/20261130T120000Z-x/latency.svg");
         assert!(runs(dir.join("absent")).await.is_empty());
+        let series = resources(dir.clone(), "20261130T120000Z-x".into()).await;
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].component, "postgres");
+        assert_eq!(series[0].samples[1], ResourceSample { t: 2.0, cpu_percent: 15.0, rss_mib: 81.0 });
+        for id in ["broken", "../20261130T120000Z-x", "absent"] {
+            assert!(resources(dir.clone(), id.into()).await.is_empty(), "{id}");
+        }
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn long_series_are_thinned_evenly() {
+        let samples: Vec<String> =
+            (0..1500).map(|t| format!(r#"{{"t":{t}.0,"cpu_percent":1.0,"rss_mib":2.0}}"#)).collect();
+        let json = format!(r#"{{"steps":[],"resources":{{"kafka":[{}]}}}}"#, samples.join(","));
+        let series = parse_resources(&json);
+        assert_eq!(series[0].samples.len(), 500);
+        assert_eq!((series[0].samples[0].t, series[0].samples[1].t, series[0].samples[499].t), (0.0, 3.0, 1497.0));
+        assert!(parse_resources("{").is_empty());
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! component over time with the steps marked. Several runs share the first two graphs in `compare`.
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 use bank_core::load_test_run::RunReport;
@@ -147,23 +148,25 @@ pub fn resources(r: &RunReport, path: &Path, what: Resource) -> anyhow::Result<(
 }
 
 /// Where each step's CPU went: one stacked bar per offered rate (CPU µs per completed operation), one colour
-/// per component, the load tester last; its own bar height is written above each bar.
+/// per component, the load tester on top; each bar's height is written above it, the legend beside the chart.
 pub fn cost(r: &RunReport, path: &Path) -> anyhow::Result<()> {
     let mut names: Vec<&str> = r.steps.iter().flat_map(|s| s.cost.keys().map(String::as_str)).collect();
     names.sort_by_key(|n| (*n == bank_core::load_test_run::Step::LOAD_TESTER, *n));
     names.dedup();
-    let n = u32::try_from(r.steps.len()).unwrap_or(u32::MAX).max(1);
+    // Segments 0..=last, one per step.
+    let last = u32::try_from(r.steps.len().saturating_sub(1)).unwrap_or(u32::MAX);
     let per_op = |s: &bank_core::load_test_run::Step, name: &str| s.cost.get(name).and_then(|c| c.cpu_us_per_op);
     let totals: Vec<f64> = r.steps.iter().map(|s| names.iter().filter_map(|c| per_op(s, c)).sum()).collect();
-    let (_, y1) = padded(totals.iter().copied().fold(0.0, f64::max) * 1.08);
+    let (_, y1) = padded(totals.iter().copied().fold(0.0, f64::max) * 1.05);
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut c = ChartBuilder::on(&root)
+    let (plot, side) = root.split_horizontally(SIZE.0 - 190);
+    let mut c = ChartBuilder::on(&plot)
         .caption("CPU per completed operation, by component (stacked)", ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(50)
         .y_label_area_size(80)
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..y1)?;
+        .build_cartesian_2d((0..last).into_segmented(), 0.0..y1)?;
     let rates: Vec<f64> = r.steps.iter().map(|s| s.offered_rate).collect();
     let label = |v: &SegmentValue<u32>| match v {
         SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
@@ -176,6 +179,7 @@ pub fn cost(r: &RunReport, path: &Path) -> anyhow::Result<()> {
         .x_desc("offered rate")
         .y_desc("CPU µs per operation")
         .x_label_formatter(&label)
+        .y_label_formatter(&|v: &f64| format!("{v:.0}"))
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
         .draw()?;
@@ -192,20 +196,21 @@ pub fn cost(r: &RunReport, path: &Path) -> anyhow::Result<()> {
             bars.push(bar);
             *b += v;
         }
-        c.draw_series(bars)?
-            .label((*name).to_owned())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], color.filled()));
+        c.draw_series(bars)?;
+        // The legend, top to bottom in the order the bars stack from the top.
+        let y = 60 + 26 * i32::try_from(names.len() - 1 - k).unwrap_or(0);
+        side.draw(&Rectangle::new([(10, y - 8), (28, y + 8)], color.filled()))?;
+        side.draw(&Text::new(
+            (*name).to_owned(),
+            (36, y),
+            ("sans-serif", 16).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
     }
+    let above = ("sans-serif", 16).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
     c.draw_series(totals.iter().enumerate().filter_map(|(i, t)| {
         let x = u32::try_from(i).ok()?;
-        (*t > 0.0).then(|| Text::new(format!("{t:.0}"), (SegmentValue::CenterOf(x), *t), ("sans-serif", 15)))
+        (*t > 0.0).then(|| Text::new(format!("{t:.0}"), (SegmentValue::CenterOf(x), *t), above.clone()))
     }))?;
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
     root.present()?;
     Ok(())
 }

@@ -4,14 +4,24 @@ import { graphql } from '../gql';
 import { apiError } from '../errors';
 import { ErrorView } from '../components/ErrorView';
 import { Chart, type ChartSeries } from '../components/Chart';
-import { fromServer, parseRun, type Run } from '../runs';
+import { bankCost, fromServer, LOAD_TESTER, parseRun, type Run, type Sample } from '../runs';
 
 const RunsQuery = graphql(`
   query LoadTestRuns {
     loadTestRuns {
       id mode startedAt summary maxSustainableRate sloP99Ms sloKind graphs
-      steps { offeredRate achievedRate count p50Ms p99Ms }
+      steps {
+        offeredRate achievedRate count p50Ms p99Ms
+        errorsByKind { kind count }
+        cost { component cpuUsPerOp }
+      }
     }
+  }
+`);
+
+const ResourcesQuery = graphql(`
+  query LoadTestResources($id: String!) {
+    loadTestResources(id: $id) { component samples { t cpuPercent rssMib } }
   }
 `);
 
@@ -56,19 +66,110 @@ function ThroughputChart({ runs }: { runs: Run[] }) {
   return <Chart title="Achieved against offered" xLabel="offered (per s)" yLabel="achieved (per s)" x={x} series={series} />;
 }
 
-/** CPU or memory of a run listed by the gateway: its own SVG graph (the query carries no samples). */
-function ResourceGraph({ run, what }: { run: Run; what: 'cpu' | 'memory' }) {
-  const src = run.graphs.find((g) => g.endsWith(`/${what}.svg`));
-  if (!src) return null;
+/** CPU and memory of a run listed by the gateway: its samples, fetched when the run is shown. */
+function ServerResources({ run }: { run: Run }) {
+  const [result] = useQuery({ query: ResourcesQuery, variables: { id: run.id } });
+  const withSamples = useMemo(() => {
+    const resources: Record<string, Sample[]> = {};
+    for (const series of result.data?.loadTestResources ?? []) {
+      resources[series.component] = series.samples.map((x) => ({ t: x.t, cpu_percent: x.cpuPercent, rss_mib: x.rssMib }));
+    }
+    return { ...run, resources };
+  }, [run, result.data]);
+  if (result.error) return <ErrorView error={apiError(result.error)} />;
+  if (Object.keys(withSamples.resources).length === 0) return null;
   return (
-    <figure className="chart card">
-      <figcaption>
-        <h3>
-          {what === 'cpu' ? 'CPU' : 'Memory'} per component: {run.id}
-        </h3>
-      </figcaption>
-      <img className="graph" src={src} alt={`${what === 'cpu' ? 'CPU' : 'Memory'} per component during run ${run.id}`} />
-    </figure>
+    <>
+      <ResourceChart run={withSamples} what="cpu_percent" />
+      <ResourceChart run={withSamples} what="rss_mib" />
+    </>
+  );
+}
+
+/** Where one run's CPU goes: a stacked bar per offered rate, one colour per component, the load tester on top. */
+function CostChart({ run }: { run: Run }) {
+  const { bars, series } = useMemo(() => {
+    const names = [...new Set(run.steps.flatMap((s) => Object.keys(s.cost)))].sort((a, b) =>
+      a === LOAD_TESTER ? 1 : b === LOAD_TESTER ? -1 : a.localeCompare(b),
+    );
+    // Stacked bottom-up in `names` order, the load tester on top. uPlot draws in order, so the tallest goes
+    // first: the series of component k is the sum of components 0..=k, and each later, shorter bar leaves the
+    // band of k showing. The legend reads top to bottom like the bars.
+    const series: ChartSeries[] = names
+      .map((n, k) => ({
+        label: n,
+        values: run.steps.map((s) => names.slice(0, k + 1).reduce((sum, c) => sum + (s.cost[c] ?? 0), 0)),
+        legend: run.steps.map((s) => s.cost[n] ?? null),
+        color: COLORS[k % COLORS.length] ?? '#000',
+      }))
+      .reverse();
+    return { bars: run.steps.map((s) => `${rate.format(s.offered_rate)}/s`), series };
+  }, [run]);
+  if (series.length === 0) return null;
+  return (
+    <Chart
+      title={`CPU per operation by component: ${run.id}`}
+      xLabel="offered"
+      yLabel="µs per operation"
+      x={bars.map((_, i) => i)}
+      series={series}
+      bars={bars}
+    />
+  );
+}
+
+/** The bank's CPU per operation (the load tester left out) against offered load, one line per run. */
+function CostCompareChart({ runs }: { runs: Run[] }) {
+  const { x, series } = useMemo(() => {
+    const total = byRate(runs, (r, i) => {
+      const step = r.steps[i];
+      return step ? bankCost(step) : null;
+    });
+    const series: ChartSeries[] = runs.map((r, k) => ({
+      label: r.id,
+      values: total.ys[k] ?? [],
+      color: COLORS[k % COLORS.length] ?? '#000',
+    }));
+    return { x: total.x, series };
+  }, [runs]);
+  if (!series.some((s) => s.values.some((v) => v !== null))) return null;
+  return <Chart title="The bank's CPU per operation against offered load" xLabel="offered (per s)" yLabel="µs per operation" x={x} series={series} logX />;
+}
+
+/** Each step's errors by code, for runs that had any. */
+function ErrorTable({ runs }: { runs: Run[] }) {
+  const rows = runs.flatMap((r) =>
+    r.steps
+      .filter((s) => Object.keys(s.errors).length > 0)
+      .map((s) => ({ run: r.id, rate: s.offered_rate, errors: Object.entries(s.errors).sort((a, b) => b[1] - a[1]) })),
+  );
+  if (rows.length === 0) return null;
+  return (
+    <section className="card" aria-labelledby="errors-title">
+      <h2 id="errors-title">Errors by kind</h2>
+      <div className="table-wrap">
+        <table data-testid="errors-by-kind">
+          <thead>
+            <tr>
+              <th scope="col">Run</th>
+              <th scope="col" className="num">
+                Offered (per s)
+              </th>
+              <th scope="col">Errors</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((row) => (
+              <tr key={`${row.run}-${row.rate}`}>
+                <td className="mono">{row.run}</td>
+                <td className="num">{rate.format(row.rate)}</td>
+                <td>{row.errors.map(([kind, n]) => `${kind} ${n}`).join(', ')}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </section>
   );
 }
 
@@ -91,6 +192,15 @@ function ResourceChart({ run, what }: { run: Run; what: 'cpu_percent' | 'rss_mib
       series={series}
       points={false}
     />
+  );
+}
+
+function ResourceCharts({ run }: { run: Run }) {
+  return (
+    <>
+      <ResourceChart run={run} what="cpu_percent" />
+      <ResourceChart run={run} what="rss_mib" />
+    </>
   );
 }
 
@@ -130,7 +240,10 @@ export function ResultsPage() {
     <>
       <section className="hero">
         <h1>Load-test results</h1>
-        <p>Latency and throughput of the bank under load. Pick runs to compare them in one chart.</p>
+        <p>
+          Latency, throughput and cost of the bank under load: where its CPU goes per operation, and how that grows
+          with the load. Pick runs to compare them in one chart.
+        </p>
       </section>
       <section className="card" aria-labelledby="runs-title">
         <h2 id="runs-title">Runs</h2>
@@ -206,22 +319,20 @@ export function ResultsPage() {
         <div className="charts" data-testid="charts">
           <LatencyChart runs={runs} />
           <ThroughputChart runs={runs} />
+          <CostCompareChart runs={runs} />
+          {runs.map((r) => (
+            <CostChart key={`${r.id}-cost`} run={r} />
+          ))}
           {runs.map((r) =>
             r.fromServer ? (
-              <ResourceGraph key={`${r.id}-cpu`} run={r} what="cpu" />
+              <ServerResources key={`${r.id}-res`} run={r} />
             ) : (
-              <ResourceChart key={`${r.id}-cpu`} run={r} what="cpu_percent" />
-            ),
-          )}
-          {runs.map((r) =>
-            r.fromServer ? (
-              <ResourceGraph key={`${r.id}-mem`} run={r} what="memory" />
-            ) : (
-              <ResourceChart key={`${r.id}-mem`} run={r} what="rss_mib" />
+              <ResourceCharts key={`${r.id}-res`} run={r} />
             ),
           )}
         </div>
       )}
+      <ErrorTable runs={runs} />
     </>
   );
 }

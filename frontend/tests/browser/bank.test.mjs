@@ -324,18 +324,22 @@ describe('the bank in a browser', () => {
       await fetch(`${gateway}/graphql`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ query: '{ loadTestRuns { id graphs } }' }),
+        body: JSON.stringify({ query: '{ loadTestRuns { id graphs steps { cost { component } } } }' }),
       })
     ).json();
     const serverRuns = listed.data?.loadTestRuns ?? [];
     await page.goto(`${base}/results`);
     await page.getByRole('heading', { name: 'Load-test results' }).waitFor();
     if (serverRuns.length > 0) {
-      // The newest run the gateway lists is drawn at once; its CPU and memory graphs are the gateway's SVGs.
-      await page.locator(`tr[data-run="${serverRuns[0].id}"]`).waitFor();
+      // The newest run the gateway lists is drawn at once, its CPU and memory from its samples (loadTestResources)
+      // and, when its steps carry a cost, where its CPU goes.
+      const id = serverRuns[0].id;
+      await page.locator(`tr[data-run="${id}"]`).waitFor();
       await page.waitForFunction(() => document.querySelectorAll('[data-testid="charts"] canvas').length >= 2);
-      if (serverRuns[0].graphs.some((g) => g.endsWith('/cpu.svg'))) {
-        await page.waitForFunction(() => [...document.querySelectorAll('img.graph')].some((i) => i.complete && i.naturalWidth > 0));
+      await page.locator(`figure[aria-label="CPU per component: ${id}"] canvas`).waitFor();
+      await page.locator(`figure[aria-label="Memory per component: ${id}"] canvas`).waitFor();
+      if (serverRuns[0].steps.some((s) => s.cost.length > 0)) {
+        await page.locator(`figure[aria-label="CPU per operation by component: ${id}"] canvas`).waitFor();
       }
     } else {
       await page.getByText("No runs in the gateway's results folder yet").waitFor();
@@ -354,6 +358,13 @@ describe('the bank in a browser', () => {
             offered_rate: r,
             achieved_rate: Math.min(r, 800 * scale),
             latency: { event: { count: r * 30, p50_ms: (2 + r / 200) * scale, p99_ms: (8 + r / 20) * scale } },
+            cost: {
+              postgres: { cpu_us_per_op: 700 * scale },
+              kafka: { cpu_us_per_op: 500 * scale },
+              'graphql-endpoint': { cpu_us_per_op: 550 * scale },
+              'load-test': { cpu_us_per_op: 300 },
+            },
+            errors_by_kind: r === 1000 ? { OVERLOADED: 120, transport: 3 } : {},
           })),
           resources: Object.fromEntries(
             ['postgres', 'kafka', 'command-handler', 'graphql-endpoint'].map((c, k) => [
@@ -366,7 +377,11 @@ describe('the bank in a browser', () => {
     });
     await page.getByTestId('run-files').setInputFiles([run('baseline', 1), run('tuned', 0.6)]);
     await page.getByTestId('opened-runs').getByText('tuned').waitFor();
-    await page.waitForFunction(() => document.querySelectorAll('[data-testid="charts"] canvas').length >= 6);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="charts"] canvas').length >= 9);
+    // Where the CPU goes, per run, and the bank's cost of both runs in one chart.
+    await page.locator('figure[aria-label="CPU per operation by component: tuned"] canvas').waitFor();
+    await page.locator('figure[aria-label="The bank\'s CPU per operation against offered load"] canvas').waitFor();
+    await page.getByTestId('errors-by-kind').getByText('OVERLOADED 120, transport 3').first().waitFor();
     await page.getByTestId('run-files').setInputFiles([{ name: 'bad.json', mimeType: 'application/json', buffer: Buffer.from('{') }]);
     await page.getByRole('alert').getByText('bad.json: not JSON').waitFor();
     await shootBoth(page, 'results');

@@ -112,6 +112,13 @@ impl Query {
         runs.await.unwrap_or_default()
     }
 
+    /// CPU and memory of every component during load-test run `id` (one sample a second, thinned to at most
+    /// `MAX_SAMPLES` each), for drawing; empty when there is no such run. Public, like `loadTestRuns`.
+    #[graphql(complexity = "super::READ_COST + child_complexity")]
+    async fn load_test_resources(&self, ctx: &Context<'_>, id: String) -> Vec<crate::load_tests::ResourceSeries> {
+        crate::load_tests::resources(gateway(ctx).settings.results_dir.clone(), id).await
+    }
+
     /// The live view of the pipeline: per stage (heartbeat, generator, handler, projection) its rate and
     /// consumer lag, the age of commands when the handler applies them and the delay of the newest balance
     /// changes. Sampled at most once a second whatever the number of readers. Public, like `bankStats`.
