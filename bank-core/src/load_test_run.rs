@@ -81,11 +81,31 @@ pub struct Calibration {
     /// `GET /health` on the gateway, one at a time.
     pub http_round_trip_p50_ms: Option<f64>,
     pub http_round_trip_p99_ms: Option<f64>,
+    /// Throughput floors: what this machine does at most, measured at the start of the run with the bank's own
+    /// settings. Kafka: records produced (batched, the bank's producer) and consumed back, per second.
+    pub kafka_records_per_sec: Option<f64>,
+    /// PostgreSQL: double-entry transfers (two balance updates and a ledger insert each) per second, committed
+    /// in transactions of the handler's batch size.
+    pub postgres_transfers_per_sec: Option<f64>,
+    /// HTTP: `GET /health` through the gateway per second, many at once.
+    pub http_requests_per_sec: Option<f64>,
     /// Why a measurement is missing.
     pub notes: Vec<String>,
 }
 
 impl Calibration {
+    /// The throughput floors by name (`kafka`, `postgres`, `http`), those measured.
+    pub fn floors(&self) -> BTreeMap<String, f64> {
+        [
+            ("kafka", self.kafka_records_per_sec),
+            ("postgres", self.postgres_transfers_per_sec),
+            ("http", self.http_requests_per_sec),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v.filter(|v| *v > 0.0)?)))
+        .collect()
+    }
+
     /// The floor a latency kind is compared with: HTTP for the API path, Kafka for the pipeline.
     pub fn floor_ms(&self, kind: &str) -> Option<f64> {
         match kind {
@@ -130,6 +150,9 @@ pub struct Step {
     pub load: Option<Load>,
     /// PostgreSQL's WAL written in the measured window (`pg_stat_wal`), per completed operation.
     pub wal_bytes_per_op: Option<f64>,
+    /// The achieved rate as a fraction of each throughput floor (`Calibration::floors`); the largest is the floor
+    /// that bounds the step, and 1.0 would be this machine's limit.
+    pub of_floor: BTreeMap<String, f64>,
 }
 
 /// What one component spent in a step's measured window.

@@ -42,6 +42,9 @@ pub struct LoadTestRun {
     /// `debug` or `release` build of the load tester
     pub build: String,
     pub steps: Vec<LoadTestStep>,
+    /// This machine's throughput floors measured at the start of the run (Kafka records, PostgreSQL
+    /// double-entry transfers and gateway HTTP no-ops, per second)
+    pub floors: Vec<Floor>,
     /// Paths of the run's graphs on this server
     pub graphs: Vec<String>,
 }
@@ -73,6 +76,22 @@ pub struct LoadTestStep {
     pub wal_bytes_per_op: Option<f64>,
     /// The machine's load in the measured window
     pub load: Option<MachineLoad>,
+    /// The achieved rate as a fraction of each floor (Kafka counted in records), the largest first
+    pub of_floor: Vec<Floor>,
+}
+
+/// A throughput floor (per second), or a step's fraction of one.
+#[derive(Debug, Clone, PartialEq, SimpleObject)]
+pub struct Floor {
+    /// `kafka`, `postgres` or `http`
+    pub name: String,
+    pub value: f64,
+}
+
+fn floors(map: &std::collections::BTreeMap<String, f64>) -> Vec<Floor> {
+    let mut out: Vec<Floor> = map.iter().map(|(name, value)| Floor { name: name.clone(), value: *value }).collect();
+    out.sort_by(|a, b| b.value.total_cmp(&a.value));
+    out
 }
 
 /// How often one error code came in a step.
@@ -176,6 +195,7 @@ pub fn parse_run(id: &str, json: &str) -> Option<LoadTestRun> {
                     steal_percent: l.steal_percent,
                     idle_percent: l.idle_percent,
                 }),
+                of_floor: floors(&s.of_floor),
             }
         })
         .collect();
@@ -188,6 +208,7 @@ pub fn parse_run(id: &str, json: &str) -> Option<LoadTestRun> {
         slo_p99_ms: (run.config.slo_p99_ms > 0.0).then_some(run.config.slo_p99_ms),
         slo_kind,
         build: run.machine.build,
+        floors: floors(&run.calibration.floors()),
         steps,
         graphs: GRAPHS.iter().map(|g| format!("/load-tests/{id}/{g}")).collect(),
     })
@@ -306,7 +327,9 @@ mod tests {
         "errors_by_kind":{"transport":1,"OVERLOADED":2},"completed":100,
         "cost":{"postgres":{"cpu_percent":14.0,"cpu_us_per_op":700.0,"rss_mib_max":80.0,"write_bytes_per_op":9000.0},
                 "load-test":{"cpu_percent":5.0,"cpu_us_per_op":250.0,"rss_mib_max":30.0}},
-        "wal_bytes_per_op":1800.0,"load":{"run_queue":1.5,"user_percent":30.0,"system_percent":10.0,"idle_percent":60.0}}],
+        "wal_bytes_per_op":1800.0,"load":{"run_queue":1.5,"user_percent":30.0,"system_percent":10.0,"idle_percent":60.0},
+        "of_floor":{"http":0.004,"kafka":0.002}}],
+        "calibration":{"kafka_records_per_sec":40000.0,"http_requests_per_sec":5000.0},
         "resources":{"postgres":[{"t":1.0,"cpu_percent":14.0,"rss_mib":80.0,"processes":9},{"t":2.0,"cpu_percent":15.0,"rss_mib":81.0,"processes":9}]},
         "max_sustainable_rate":20.0,"summary":"run x: max sustainable 20/s"}"#;
 
@@ -388,7 +411,15 @@ mod tests {
                     steal_percent: 0.0,
                     idle_percent: 60.0
                 }),
+                of_floor: vec![
+                    Floor { name: "http".into(), value: 0.004 },
+                    Floor { name: "kafka".into(), value: 0.002 }
+                ],
             }]
+        );
+        assert_eq!(
+            r.floors,
+            [Floor { name: "kafka".into(), value: 40000.0 }, Floor { name: "http".into(), value: 5000.0 }]
         );
         assert_eq!(r.graphs[0], "/load-tests/20261130T120000Z-x/latency.svg");
         assert!(runs(dir.join("absent")).await.is_empty());

@@ -2,7 +2,7 @@
 //! the highest memory; the machine's load; PostgreSQL's WAL per operation. All from the once-a-second samples
 //! whose time falls in the step's measured window (a sample covers the second before it).
 
-use bank_core::load_test_run::{Cost, Load, LoadSample, ResourceSample, Step};
+use bank_core::load_test_run::{Calibration, Cost, Load, LoadSample, ResourceSample, Step};
 use std::collections::BTreeMap;
 
 /// The samples of `[start, end]`, and the last one before `start` (the baseline of the counters), if any.
@@ -75,6 +75,27 @@ pub fn fill(steps: &mut [Step], resources: &BTreeMap<String, Vec<ResourceSample>
     }
 }
 
+/// Kafka records one operation writes: a transfer's command, its result and the two balance changes; the
+/// pipeline's operation also has the heartbeat that caused it.
+pub fn kafka_records_per_op(mode: &str) -> f64 {
+    if mode == "pipeline" { 5.0 } else { 4.0 }
+}
+
+/// Every step's achieved rate as a fraction of each throughput floor the run measured (Kafka in records, so a
+/// step's records are its operations times [`kafka_records_per_op`]).
+pub fn of_floor(steps: &mut [Step], calibration: &Calibration) {
+    let floors = calibration.floors();
+    for st in steps {
+        st.of_floor = floors
+            .iter()
+            .map(|(name, floor)| {
+                let per_op = if name == "kafka" { kafka_records_per_op(&st.mode) } else { 1.0 };
+                (name.clone(), (st.achieved_rate * per_op / floor * 1000.0).round() / 1000.0)
+            })
+            .collect();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +149,18 @@ mod tests {
         assert_eq!(steps[0].wal_bytes_per_op, Some(10.0));
         assert!(steps[0].load.is_some() && steps[0].cost.contains_key("postgres"));
         assert!(load(&[], 0.0, 1.0).is_none());
+    }
+
+    #[test]
+    fn steps_are_fractions_of_each_floor() {
+        let c = Calibration {
+            kafka_records_per_sec: Some(40_000.0),
+            postgres_transfers_per_sec: Some(20_000.0),
+            http_requests_per_sec: None,
+            ..Calibration::default()
+        };
+        let mut steps = vec![Step { mode: "run".into(), achieved_rate: 1000.0, ..Step::default() }];
+        of_floor(&mut steps, &c);
+        assert_eq!(steps[0].of_floor, BTreeMap::from([("kafka".to_owned(), 0.1), ("postgres".to_owned(), 0.05)]));
     }
 }

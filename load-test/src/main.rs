@@ -145,7 +145,7 @@ async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
     let topic_prefix = setting(&args.topic_prefix, "TOPIC_PREFIX", "");
     let load_sampler = tokio::spawn(load::sample(database.clone(), origin, stop_sampling.clone()));
     let api = gql::Api::new(args.endpoint(), std::time::Duration::from_secs(args.timeout_secs))?;
-    eprintln!("calibrating (Kafka round trip, PostgreSQL commits, HTTP no-op)…");
+    eprintln!("calibrating: Kafka, PostgreSQL and HTTP one at a time, then their throughput floors (about 15 s)…");
     let calibration = calibrate::calibrate(&brokers, &database, Some(&api)).await;
     let slo_kind = args.slo_kind.clone().unwrap_or_else(|| {
         match mode {
@@ -178,6 +178,7 @@ async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
     let failure = steps.as_ref().err().map(|e| format!("{e:#}"));
     let mut steps = steps.unwrap_or_default();
     cost::fill(&mut steps, &resources, &load);
+    cost::of_floor(&mut steps, &calibration);
     for st in &steps {
         eprintln!("{}", output::cost_line(st));
     }

@@ -103,7 +103,12 @@ pub fn cost_line(st: &Step) -> String {
             l.run_queue, l.user_percent, l.system_percent, l.iowait_percent, l.steal_percent, l.idle_percent
         )
     });
-    format!("cost at {}/s: {total:.0} µs of CPU per operation ({parts}{tester}){wal}{machine}", st.offered_rate)
+    let floor = st
+        .of_floor
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(String::new(), |(name, f)| format!("; {:.1} % of the {name} floor", f * 100.0));
+    format!("cost at {}/s: {total:.0} µs of CPU per operation ({parts}{tester}){wal}{floor}{machine}", st.offered_rate)
 }
 
 pub fn resources_csv(r: &RunReport) -> String {
@@ -175,14 +180,18 @@ pub fn summary(r: &RunReport) -> String {
     let cost = at
         .and_then(|s| Some((s.offered_rate, s.bank_cpu_us_per_op()?)))
         .map_or(String::new(), |(rate, us)| format!("; bank CPU {us:.0} µs/op at {rate}/s"));
+    let rate = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
     format!(
-        "{} {}: max sustainable {max} ({kind} p99 ≤ {} ms); {kind} p50/p99 ms: {steps}{cost}; floor: kafka p50 {} ms, postgres {} commits/s, http p50 {} ms{}",
+        "{} {}: max sustainable {max} ({kind} p99 ≤ {} ms); {kind} p50/p99 ms: {steps}{cost}; floor: kafka p50 {} ms and {} records/s, postgres {} commits/s and {} transfers/s, http p50 {} ms and {} requests/s{}",
         r.mode,
         r.id,
         r.config.slo_p99_ms,
         f(c.kafka_round_trip_p50_ms),
-        c.postgres_commits_per_sec.map_or("-".to_owned(), |v| format!("{v:.0}")),
+        rate(c.kafka_records_per_sec),
+        rate(c.postgres_commits_per_sec),
+        rate(c.postgres_transfers_per_sec),
         f(c.http_round_trip_p50_ms),
+        rate(c.http_requests_per_sec),
         if r.interrupted { " (interrupted)" } else { "" }
     )
 }

@@ -251,6 +251,14 @@ impl Run {
         let after = load_test_runs();
         eprintln!("  the gateway lists {before} load-test runs before, {after} after");
         check(outcome, "`--profile load-test run` writes a run the gateway lists", loaded && after == before + 1);
+        let sampled = newest_run_components();
+        eprintln!("  its CPU and memory samples (the Docker Engine API): {}", sampled.join(", "));
+        check(
+            outcome,
+            "the run sampled the compose project's containers and costed its steps",
+            ["graphql-endpoint", "command-handler", "kafka", "postgres"].iter().all(|c| sampled.iter().any(|s| s == c))
+                && newest_run_costed(),
+        );
         memory("after the load test");
 
         banner("browser tests in Chromium against the web UI on :8888");
@@ -624,6 +632,31 @@ fn rate_changes() -> bool {
 }
 
 /// How many load-test runs the gateway lists.
+/// The components with CPU and memory samples in the newest run the gateway lists.
+fn newest_run_components() -> Vec<String> {
+    let id = http::graphql(GATEWAY, None, "{ loadTestRuns { id } }")
+        .and_then(|r| r["data"]["loadTestRuns"][0]["id"].as_str().map(str::to_owned));
+    let Some(id) = id.filter(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))) else {
+        return Vec::new();
+    };
+    let query = format!(r#"{{ loadTestResources(id: "{id}") {{ component samples {{ t }} }} }}"#);
+    let answer = http::graphql(GATEWAY, None, &query);
+    let series = answer.as_ref().and_then(|r| r["data"]["loadTestResources"].as_array());
+    series
+        .into_iter()
+        .flatten()
+        .filter(|s| s["samples"].as_array().is_some_and(|a| !a.is_empty()))
+        .filter_map(|s| s["component"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Whether every step of the newest run has the bank's CPU per operation.
+fn newest_run_costed() -> bool {
+    let answer = http::graphql(GATEWAY, None, "{ loadTestRuns { steps { bankCpuUsPerOp } } }");
+    let steps = answer.as_ref().and_then(|r| r["data"]["loadTestRuns"][0]["steps"].as_array().cloned());
+    steps.is_some_and(|s| !s.is_empty() && s.iter().all(|st| st["bankCpuUsPerOp"].as_f64().is_some_and(|v| v > 0.0)))
+}
+
 fn load_test_runs() -> usize {
     http::graphql(GATEWAY, None, "{ loadTestRuns { id } }")
         .and_then(|r| r["data"]["loadTestRuns"].as_array().map(Vec::len))
