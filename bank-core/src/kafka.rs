@@ -37,6 +37,19 @@ impl Brokers {
     }
 }
 
+/// The batching trade of every service's Kafka clients, as a latency/throughput setting of the whole stack:
+/// `KAFKA_LINGER_MS` (how long a producer waits to fill a batch; default 2) and `KAFKA_FETCH_MIN_BYTES` /
+/// `KAFKA_FETCH_WAIT_MAX_MS` (how much a consumer's fetch waits for; defaults 1 byte, 100 ms). A value that is not
+/// a number up to 1,000,000 is ignored (the default stays).
+pub fn batching(var: &str, default: u32) -> String {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|v| *v <= 1_000_000)
+        .unwrap_or(default)
+        .to_string()
+}
+
 /// Idempotent producer: no duplicates or reordering per partition on retries.
 pub fn producer_config(brokers: &Brokers, client_id: &str) -> ClientConfig {
     let mut c = brokers.config();
@@ -47,7 +60,7 @@ pub fn producer_config(brokers: &Brokers, client_id: &str) -> ClientConfig {
         .set("retries", "2147483647")
         .set("message.timeout.ms", "120000")
         .set("request.timeout.ms", "30000")
-        .set("linger.ms", "2")
+        .set("linger.ms", batching("KAFKA_LINGER_MS", 2))
         .set("batch.num.messages", "10000")
         // Bounded send queue (librdkafka's default is 1 GB): a full queue is back-pressure to the caller.
         .set("queue.buffering.max.messages", "100000")
@@ -79,8 +92,8 @@ pub fn consumer_config(brokers: &Brokers, group_id: &str, client_id: &str) -> Cl
         .set("max.poll.interval.ms", "300000")
         // The broker answers a fetch as soon as one byte is there (`fetch.min.bytes`), so the wait only bounds how
         // often an idle consumer asks: 10 ms kept the idle stack's Kafka at ~13 % of a core, 100 ms at ~6 %.
-        .set("fetch.wait.max.ms", "100")
-        .set("fetch.min.bytes", "1")
+        .set("fetch.wait.max.ms", batching("KAFKA_FETCH_WAIT_MAX_MS", 100))
+        .set("fetch.min.bytes", batching("KAFKA_FETCH_MIN_BYTES", 1))
         // Bounded prefetch. librdkafka's defaults (100,000 messages and 64 MB queued per partition, 50 MB per
         // fetch) let a consumer that reads many partitions grow to hundreds of megabytes during a burst.
         .set("queued.min.messages", "2000")

@@ -40,6 +40,9 @@ pub struct RunReport {
     /// The whole machine: one sample a second.
     #[serde(default)]
     pub load: Vec<LoadSample>,
+    /// How the stack was brought to a steady state before the first step; `None` when it was not.
+    #[serde(default)]
+    pub warm_up: Option<WarmUp>,
     /// The one-line summary printed last.
     #[serde(default)]
     pub summary: String,
@@ -153,6 +156,34 @@ pub struct Step {
     /// The achieved rate as a fraction of each throughput floor (`Calibration::floors`); the largest is the floor
     /// that bounds the step, and 1.0 would be this machine's limit.
     pub of_floor: BTreeMap<String, f64>,
+}
+
+/// The unmeasured load before the first step: short windows at the first rate until two in a row have a p99
+/// within [`WarmUp::STEADY`] of each other (a fresh stack's JIT, caches and first elections cost more).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WarmUp {
+    pub rate: f64,
+    pub secs: f64,
+    /// The SLO kind's p99 of each window, in order.
+    pub window_p99_ms: Vec<f64>,
+    /// Whether it became steady before its time ran out.
+    pub steady: bool,
+}
+
+impl WarmUp {
+    /// Two windows whose p99s differ by at most this share of the larger are steady.
+    pub const STEADY: f64 = 0.25;
+
+    /// Whether the last two windows are steady.
+    pub fn is_steady(p99s: &[f64]) -> bool {
+        match p99s {
+            [.., a, b] if a.is_finite() && b.is_finite() && a.max(*b) > 0.0 => {
+                (a - b).abs() <= Self::STEADY * a.max(*b)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What one component spent in a step's measured window.
@@ -313,6 +344,7 @@ mod tests {
             interrupted: false,
             resources,
             load: vec![LoadSample { t: 1.0, running: 2, user_ticks: 10, wal_bytes: None, ..LoadSample::default() }],
+            warm_up: Some(WarmUp { rate: 20.0, secs: 6.1, window_p99_ms: vec![300.0, 40.0, 35.0], steady: true }),
             summary: "max sustainable 20/s".into(),
         };
         let text = r.to_json().unwrap();
@@ -337,6 +369,16 @@ mod tests {
         };
         assert_eq!(st.bank_cpu_us_per_op(), Some(500.0));
         assert_eq!(Step::default().bank_cpu_us_per_op(), None);
+    }
+
+    #[test]
+    fn a_warm_up_is_steady_when_two_windows_agree() {
+        assert!(!WarmUp::is_steady(&[]));
+        assert!(!WarmUp::is_steady(&[10.0]));
+        assert!(!WarmUp::is_steady(&[300.0, 40.0]));
+        assert!(WarmUp::is_steady(&[300.0, 40.0, 35.0]));
+        assert!(!WarmUp::is_steady(&[0.0, 0.0]));
+        assert!(!WarmUp::is_steady(&[f64::NAN, 1.0]));
     }
 
     #[test]

@@ -87,6 +87,42 @@ async fn logout_on_one_instance_ends_a_websocket_session_on_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_an_instance_has_cached_ends_there_at_the_logout_s_notice() {
+    let bank = Bank::start(2).await;
+    let (a, b) = (&bank.gateways[0], &bank.gateways[1]);
+    let (token, _) = bank.register("carol").await;
+    // Instance b resolves the session (and keeps it: its account is open) twice.
+    for _ in 0..2 {
+        let (_, r) = http(b, Some(&token), "{ me { iban } }").await;
+        assert!(r["data"]["me"]["iban"].is_string(), "{r}");
+    }
+    let (_, r) = http(a, Some(&token), "mutation { logout }").await;
+    assert_eq!(r["data"]["logout"], true, "{r}");
+    // The logout's notice reaches b long before its cache would expire an entry on its own.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, r) = http(b, Some(&token), "{ me { iban } }").await;
+        if code(&r) == "UNAUTHENTICATED" {
+            break;
+        }
+        assert!(
+            started.elapsed() < graphql_endpoint::session_cache::TTL / 2,
+            "b still serves a logged-out session after {:?}: {r}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // On the instance that ended it, at once.
+    let (token, _) = bank.register("dave").await;
+    let (_, r) = http(a, Some(&token), "{ me { iban } }").await;
+    assert!(r["data"]["me"]["iban"].is_string(), "{r}");
+    let (_, r) = http(a, Some(&token), "mutation { logout }").await;
+    assert_eq!(r["data"]["logout"], true, "{r}");
+    let (_, r) = http(a, Some(&token), "{ me { iban } }").await;
+    assert_eq!(code(&r), "UNAUTHENTICATED", "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_websocket_lives_no_longer_than_its_session() {
     let bank = Bank::start_with(1, |c| c.session_ttl_secs = 3).await;
     let g = bank.gateway();

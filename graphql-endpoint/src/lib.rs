@@ -24,6 +24,7 @@ pub mod projection;
 pub mod results;
 pub mod schema;
 pub mod service;
+pub mod session_cache;
 pub mod socket;
 pub mod status;
 pub mod store;

@@ -82,6 +82,8 @@ pub struct Results {
     pub transfers: Fanout<i64, Notice>,
     /// Users whose sessions changed (logout, password or role change), on any instance
     pub sessions: broadcast::Sender<i64>,
+    /// Sessions resolved lately; a sessions notice forgets its user's before anyone hears of it
+    pub session_cache: crate::session_cache::SessionCache,
     /// Requests waiting for a command's result: several may wait for one id (the same idempotency key sent twice
     /// at once), each under its own number so that one giving up does not take the other's place.
     waiters: Mutex<HashMap<Uuid, Vec<Waiting>>>,
@@ -104,6 +106,7 @@ impl Default for Results {
         Self {
             transfers: Fanout::new(SUBSCRIBER_BUFFER),
             sessions: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            session_cache: crate::session_cache::SessionCache::default(),
             waiters: Mutex::default(),
             next_waiter: AtomicU64::new(0),
             listening: AtomicBool::new(false),
@@ -134,6 +137,8 @@ impl Results {
     /// Hands a notice on: to the request waiting for it, and to the subscribers of its kind.
     pub fn deliver(&self, notice: Notice) {
         if notice.kind == NoticeKind::Sessions {
+            // Forgotten first, so a websocket that re-checks on this notice reads the store.
+            self.session_cache.forget_user(notice.user);
             // No subscriber is not an error.
             let _ = self.sessions.send(notice.user);
             return;
@@ -178,6 +183,8 @@ pub async fn run_listener(results: std::sync::Arc<Results>, pool: PgPool, shutdo
                 }
             },
         };
+        // Notices sent while no listener was connected are lost: forget every session resolved before.
+        results.session_cache.clear();
         results.listening.store(true, Ordering::Relaxed);
         backoff = Backoff::new(Duration::from_millis(200));
         if listen(&results, listener, &shutdown).await.is_none() {

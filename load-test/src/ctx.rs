@@ -68,6 +68,14 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
     #[arg(long, default_value = "")]
     pub label: String,
+    /// `run`: at most this many seconds of unmeasured load at the first rate before the first step, until the
+    /// stack is steady (two 3 s windows' p99 within 25 %); 0 skips it.
+    #[arg(long, default_value_t = 30)]
+    pub stack_warmup_secs: u64,
+    /// Runs the whole ladder this many times (each its own folder, labelled `-r1`, `-r2`, …) and reports the
+    /// headline figures over them as min / median / max.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: u32,
     /// Sends open at once; a send due beyond it is counted as an error (never queued, never dropped).
     #[arg(long, default_value_t = 20_000)]
     pub max_in_flight: usize,
@@ -104,6 +112,8 @@ pub struct Ctx {
     pub stop_sockets: CancellationToken,
     pub origin: Instant,
     pub calibration: bank_core::load_test_run::Calibration,
+    /// Filled by the mode that warmed the stack up.
+    pub warm_up: std::sync::Mutex<Option<bank_core::load_test_run::WarmUp>>,
 }
 
 impl Ctx {

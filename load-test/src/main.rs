@@ -15,6 +15,7 @@ mod model;
 mod output;
 mod pipeline;
 mod record;
+mod repeat;
 mod resources;
 mod run;
 mod schedule;
@@ -96,7 +97,37 @@ fn run_id(label: &str) -> String {
     if label.is_empty() { ts } else { format!("{ts}-{label}") }
 }
 
-async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
+async fn measure(mode: &str, args: RunArgs) -> anyhow::Result<()> {
+    if args.repeat <= 1 {
+        return measure_once(mode, args).await.map(|_| ());
+    }
+    anyhow::ensure!(args.out.is_none(), "--repeat writes one folder per repetition: leave --out away");
+    let mut runs = Vec::new();
+    for i in 1..=args.repeat {
+        eprintln!("repetition {i} of {}", args.repeat);
+        let mut one = args.clone();
+        one.label = if args.label.is_empty() { format!("r{i}") } else { format!("{}-r{i}", args.label) };
+        runs.push(measure_once(mode, one).await?);
+    }
+    let lines = repeat::summary(&runs);
+    let root = stack::root();
+    let results = args.results_dir.clone().unwrap_or_else(|| root.join("results"));
+    let label = if args.label.is_empty() { "repetitions".to_owned() } else { format!("{}-repetitions", args.label) };
+    let dir = results.join(run_id(&label));
+    std::fs::create_dir_all(&dir)?;
+    let refs: Vec<&RunReport> = runs.iter().collect();
+    graphs::latency(&refs, &dir.join("latency.svg"))?;
+    graphs::throughput(&refs, &dir.join("throughput.svg"))?;
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    std::fs::write(dir.join("repetitions.txt"), format!("{}\nruns: {}\n", lines.join("\n"), ids.join(" ")))?;
+    for l in &lines {
+        println!("{l}");
+    }
+    println!("repetitions compared in {}", dir.display());
+    Ok(())
+}
+
+async fn measure_once(mode: &str, mut args: RunArgs) -> anyhow::Result<RunReport> {
     anyhow::ensure!(
         !args.rates.is_empty() && args.rates.iter().all(|r| r.is_finite() && *r > 0.0),
         "--rates must be positive numbers"
@@ -165,6 +196,7 @@ async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
         stop_sockets: CancellationToken::new(),
         origin,
         calibration: calibration.clone(),
+        warm_up: std::sync::Mutex::new(None),
     };
     let steps = match mode {
         "pipeline" => pipeline::run(&ctx).await,
@@ -209,6 +241,7 @@ async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
         interrupted: cancel.is_cancelled(),
         resources,
         load,
+        warm_up: ctx.warm_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(),
         summary: String::new(),
     };
     report.summary = output::summary(&report);
@@ -218,7 +251,7 @@ async fn measure(mode: &str, mut args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("the run stopped early: {e} (what was measured is in {})", dir.display());
     }
     println!("{}", report.summary);
-    Ok(())
+    Ok(report)
 }
 
 fn compare(args: CompareArgs) -> anyhow::Result<()> {

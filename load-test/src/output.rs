@@ -276,6 +276,7 @@ mod tests {
             interrupted: false,
             resources,
             load: Vec::new(),
+            warm_up: None,
             summary: "s".into(),
         }
     }

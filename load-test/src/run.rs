@@ -12,7 +12,7 @@ use crate::gql::{Api, ApiError, User};
 use crate::heartbeat;
 use crate::record::{Matcher, Shared};
 use crate::schedule::{self, Plan};
-use bank_core::load_test_run::Step;
+use bank_core::load_test_run::{Step, WarmUp};
 
 /// Cents every user starts with; transfers move one cent.
 const FUNDING_CENTS: i64 = 100_000_000;
@@ -205,8 +205,47 @@ pub fn progress(
     })
 }
 
+/// Seconds of one warm-up window.
+const WARM_WINDOW: Duration = Duration::from_secs(3);
+
+/// Unmeasured windows at `rate` until two in a row have a steady p99 ([`WarmUp::is_steady`]) or `limit` is
+/// spent.
+async fn warm_up(ctx: &Ctx, bank: &Bank, rate: f64, limit: Duration) -> WarmUp {
+    let kind = ctx.args.slo_kind.as_deref().unwrap_or("event");
+    let started = Instant::now();
+    let mut p99s = Vec::new();
+    while started.elapsed() + WARM_WINDOW <= limit && !ctx.cancel.is_cancelled() {
+        let (s, _) = step(ctx, bank, 1000 + p99s.len(), rate, Duration::ZERO, WARM_WINDOW).await;
+        p99s.push(s.latency.get(kind).map_or(f64::NAN, |l| l.p99_ms));
+        if WarmUp::is_steady(&p99s) {
+            break;
+        }
+    }
+    let warm = WarmUp {
+        rate,
+        secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        steady: WarmUp::is_steady(&p99s),
+        window_p99_ms: p99s,
+    };
+    let shown: Vec<String> = warm.window_p99_ms.iter().map(|p| format!("{p:.0}")).collect();
+    eprintln!(
+        "warm-up at {rate}/s: {} s, {kind} p99 of each {} s window {} ms: {}",
+        warm.secs,
+        WARM_WINDOW.as_secs(),
+        shown.join(", "),
+        if warm.steady { "steady" } else { "not steady yet (the first step may still pay for a fresh stack)" }
+    );
+    warm
+}
+
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Step>> {
     let bank = setup(ctx, ctx.args.users).await?;
+    if ctx.args.stack_warmup_secs > 0
+        && let Some(&first) = ctx.args.rates.first()
+    {
+        let warm = warm_up(ctx, &bank, first, Duration::from_secs(ctx.args.stack_warmup_secs)).await;
+        *ctx.warm_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(warm);
+    }
     let mut steps = Vec::new();
     for (no, &rate) in ctx.args.rates.iter().enumerate() {
         if ctx.cancel.is_cancelled() {

@@ -224,6 +224,7 @@ impl Gateway {
                 match store::upsert_employee(&self.pool, username, &hash, Uuid::new_v4()).await? {
                     EmployeeUpsert::Ready { user_id, creation_id, account_open } => {
                         let ended = store::delete_sessions_of(&self.pool, user_id).await?;
+                        self.results.session_cache.forget_user(user_id);
                         if ended > 0 {
                             tracing::info!(sessions = ended, "the employee's password changed; its sessions ended");
                         }

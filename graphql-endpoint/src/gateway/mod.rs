@@ -168,8 +168,14 @@ impl Gateway {
         if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(Viewer::Unknown);
         }
+        if let Some((user, expires_at)) = self.results.session_cache.get(token) {
+            return Ok(Viewer::Signed { user, token: token.to_owned(), expires_at });
+        }
         Ok(match store::user_by_session(&self.pool, token).await? {
-            Some((user, expires_at)) => Viewer::Signed { user, token: token.to_owned(), expires_at },
+            Some((user, expires_at)) => {
+                self.results.session_cache.put(token, &user, expires_at);
+                Viewer::Signed { user, token: token.to_owned(), expires_at }
+            }
             None => Viewer::Unknown,
         })
     }

@@ -39,7 +39,11 @@ impl Mutation {
         signed_in(ctx)?;
         match viewer(ctx) {
             Viewer::Signed { token, .. } => {
-                Ok(store::delete_session(&gateway(ctx).pool, token).await.map_err(GatewayError::from)?)
+                let gw = gateway(ctx);
+                let ended = store::delete_session(&gw.pool, token).await.map_err(GatewayError::from)?;
+                // At once here; the other instances forget it on the notice the deletion sent.
+                gw.results.session_cache.forget(token);
+                Ok(ended)
             }
             _ => Ok(false),
         }
