@@ -153,6 +153,8 @@ pub struct Step {
     pub load: Option<Load>,
     /// PostgreSQL's WAL written in the measured window (`pg_stat_wal`), per completed operation.
     pub wal_bytes_per_op: Option<f64>,
+    /// Bytes the machine wrote to its disks in the measured window, per completed operation.
+    pub disk_write_bytes_per_op: Option<f64>,
     /// The achieved rate as a fraction of each throughput floor (`Calibration::floors`); the largest is the floor
     /// that bounds the step, and 1.0 would be this machine's limit.
     pub of_floor: BTreeMap<String, f64>,
@@ -260,6 +262,8 @@ pub struct LoadSample {
     pub idle_ticks: u64,
     /// `pg_stat_wal.wal_bytes` (a counter); `None` when the database cannot be asked.
     pub wal_bytes: Option<u64>,
+    /// Bytes written to the machine's disks so far (`/proc/diskstats`, a counter); `None` without it.
+    pub disk_write_bytes: Option<u64>,
 }
 
 impl Step {

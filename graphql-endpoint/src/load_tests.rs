@@ -74,6 +74,8 @@ pub struct LoadTestStep {
     pub cost: Vec<ComponentCost>,
     /// PostgreSQL's WAL bytes per completed operation
     pub wal_bytes_per_op: Option<f64>,
+    /// Bytes the machine wrote to its disks per completed operation
+    pub disk_write_bytes_per_op: Option<f64>,
     /// The machine's load in the measured window
     pub load: Option<MachineLoad>,
     /// The achieved rate as a fraction of each floor (Kafka counted in records), the largest first
@@ -187,6 +189,7 @@ pub fn parse_run(id: &str, json: &str) -> Option<LoadTestRun> {
                     })
                     .collect(),
                 wal_bytes_per_op: s.wal_bytes_per_op,
+                disk_write_bytes_per_op: s.disk_write_bytes_per_op,
                 load: s.load.as_ref().map(|l| MachineLoad {
                     run_queue: l.run_queue,
                     user_percent: l.user_percent,
@@ -403,6 +406,7 @@ mod tests {
                     },
                 ],
                 wal_bytes_per_op: Some(1800.0),
+                disk_write_bytes_per_op: None,
                 load: Some(MachineLoad {
                     run_queue: 1.5,
                     user_percent: 30.0,

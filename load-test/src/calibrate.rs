@@ -63,6 +63,17 @@ fn quantiles(h: &hdrhistogram::Histogram<u64>) -> (f64, f64) {
     (h.value_at_quantile(0.5) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0)
 }
 
+/// A consumer of the calibration topic, answered as soon as a record is there.
+fn consumer(brokers: &bank_core::kafka::Brokers) -> anyhow::Result<StreamConsumer> {
+    Ok(brokers
+        .config()
+        .set("group.id", format!("load-test-calibration-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .set("fetch.min.bytes", "1")
+        .create()?)
+}
+
 type KafkaFloor = ((f64, f64), anyhow::Result<f64>);
 
 async fn kafka(brokers: &bank_core::kafka::Brokers) -> anyhow::Result<KafkaFloor> {
@@ -85,12 +96,7 @@ async fn kafka(brokers: &bank_core::kafka::Brokers) -> anyhow::Result<KafkaFloor
 /// read back by a consumer, from the first send to the last record read.
 async fn throughput(brokers: &bank_core::kafka::Brokers, topic: &str) -> anyhow::Result<f64> {
     let producer = bank_core::kafka::producer(brokers, "load-test-calibration")?;
-    let consumer: StreamConsumer = brokers
-        .config()
-        .set("group.id", format!("load-test-calibration-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .create()?;
+    let consumer = consumer(brokers)?;
     // Past what the round trips wrote.
     let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(5))?;
     let mut tpl = TopicPartitionList::new();
@@ -131,13 +137,7 @@ async fn throughput(brokers: &bank_core::kafka::Brokers, topic: &str) -> anyhow:
 async fn round_trips(brokers: &bank_core::kafka::Brokers, topic: &str) -> anyhow::Result<(f64, f64)> {
     // The services' own client settings, so the floor is what they can reach.
     let producer = bank_core::kafka::producer(brokers, "load-test-calibration")?;
-    let consumer: StreamConsumer = brokers
-        .config()
-        .set("group.id", format!("load-test-calibration-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .set("fetch.min.bytes", "1")
-        .create()?;
+    let consumer = consumer(brokers)?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;

@@ -72,6 +72,8 @@ pub fn fill(steps: &mut [Step], resources: &BTreeMap<String, Vec<ResourceSample>
         st.load = load(machine, start, end);
         let (before, inside) = window(machine, |s| s.t, start, end);
         st.wal_bytes_per_op = growth(before, &inside, |s| s.wal_bytes).and_then(|b| per_op(b as f64, ops));
+        st.disk_write_bytes_per_op =
+            growth(before, &inside, |s| s.disk_write_bytes).and_then(|b| per_op(b as f64, ops));
     }
 }
 
@@ -138,6 +140,7 @@ mod tests {
             steal_ticks: 0,
             idle_ticks: 20 * k,
             wal_bytes: Some(1_000 * k),
+            disk_write_bytes: Some(3_000 * k),
         };
         let machine: Vec<LoadSample> = (0..=10).map(|k| at(k as f64, k, 4)).collect();
         let l = load(&machine, 2.0, 8.0).unwrap();
@@ -147,6 +150,7 @@ mod tests {
         fill(&mut steps, &BTreeMap::from([("postgres".to_owned(), samples(80.0, 0))]), &machine);
         // 6 s of WAL at 1000 B/s over 600 operations.
         assert_eq!(steps[0].wal_bytes_per_op, Some(10.0));
+        assert_eq!(steps[0].disk_write_bytes_per_op, Some(30.0));
         assert!(steps[0].load.is_some() && steps[0].cost.contains_key("postgres"));
         assert!(load(&[], 0.0, 1.0).is_none());
     }

@@ -1,6 +1,7 @@
-//! The machine's load once a second: `/proc/stat`'s CPU counters and runnable threads, and PostgreSQL's WAL
-//! counter (`pg_stat_wal`), so a reader of a run can tell a slow bank from a busy machine and see what the
-//! database writes per operation. Inside a container `/proc/stat` is the host's: the machine, as wanted.
+//! The machine's load once a second: `/proc/stat`'s CPU counters and runnable threads, the bytes written to the
+//! block devices (`/proc/diskstats`), and PostgreSQL's WAL counter (`pg_stat_wal`), so a reader of a run can
+//! tell a slow bank from a busy machine and see what each operation writes. Inside a container these files
+//! are the host's: the machine, as wanted.
 
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
@@ -25,6 +26,23 @@ pub fn parse_stat(text: &str) -> Option<LoadSample> {
     s.running =
         text.lines().find_map(|l| l.strip_prefix("procs_running")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
     Some(s)
+}
+
+/// Bytes written to the machine's disks in a `/proc/diskstats` text: sectors written (field 10, always 512
+/// bytes) of every whole disk (partitions, loop, RAM and device-mapper devices left out so nothing counts twice).
+pub fn parse_diskstats(text: &str) -> Option<u64> {
+    let mut total = None;
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (Some(name), Some(sectors)) = (f.get(2), f.get(9).and_then(|s| s.parse::<u64>().ok())) else { continue };
+        let whole = ["sd", "vd", "xvd", "hd"].iter().any(|p| {
+            name.strip_prefix(p).is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase()))
+        }) || (name.starts_with("nvme") && !name.contains('p'));
+        if whole {
+            *total.get_or_insert(0) += sectors * 512;
+        }
+    }
+    total
 }
 
 async fn wal_bytes(db: &mut Option<PgConnection>, url: &str) -> Option<u64> {
@@ -63,6 +81,8 @@ pub async fn sample(database_url: String, origin: Instant, stop: CancellationTok
         let stat = tokio::fs::read_to_string("/proc/stat").await.ok();
         let Some(mut s) = stat.as_deref().and_then(parse_stat) else { continue };
         s.t = (Instant::now() - origin).as_secs_f64();
+        s.disk_write_bytes =
+            tokio::fs::read_to_string("/proc/diskstats").await.ok().as_deref().and_then(parse_diskstats);
         s.wal_bytes = wal_bytes(&mut db, &database_url).await;
         out.push(s);
     }
@@ -83,6 +103,9 @@ mod tests {
         );
         assert_eq!(s.running, 3);
         assert_eq!(parse_stat("nothing"), None);
+        let disks = "   8       0 sda 100 0 2000 50 300 0 4000 90 0 0 0\n   8       1 sda1 90 0 1800 40 290 0 3900 80 0 0 0\n 259 0 nvme0n1 1 0 1 1 1 0 1000 1 0 0 0\n 259 1 nvme0n1p1 1 0 1 1 1 0 999 1 0 0 0\n   7       0 loop0 1 0 1 1 1 0 77 1 0 0 0\n 254 0 vda 1 0 1 1 1 0 10 1 0 0 0\n";
+        assert_eq!(parse_diskstats(disks), Some((4000 + 1000 + 10) * 512));
+        assert_eq!(parse_diskstats("garbage"), None);
         // This machine's own.
         assert!(parse_stat(&std::fs::read_to_string("/proc/stat").unwrap()).is_some_and(|s| s.running >= 1));
     }

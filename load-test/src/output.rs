@@ -25,7 +25,7 @@ pub fn write(report: &RunReport, dir: &Path) -> anyhow::Result<()> {
 pub fn steps_csv(steps: &[Step]) -> String {
     let components: BTreeSet<&str> = steps.iter().flat_map(|st| st.cost.keys().map(String::as_str)).collect();
     let mut s = String::from(
-        "mode,offered_rate,achieved_rate,count,confirmed,failed,pending,errors,timeouts,missing_events,kind,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,completed,bank_cpu_us_per_op,wal_bytes_per_op,run_queue,system_percent,steal_percent,iowait_percent",
+        "mode,offered_rate,achieved_rate,count,confirmed,failed,pending,errors,timeouts,missing_events,kind,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,completed,bank_cpu_us_per_op,wal_bytes_per_op,disk_write_bytes_per_op,run_queue,system_percent,steal_percent,iowait_percent",
     );
     for c in &components {
         let _ = write!(s, ",cpu_us_per_op:{c},rss_mib_max:{c},write_bytes_per_op:{c}");
@@ -34,10 +34,11 @@ pub fn steps_csv(steps: &[Step]) -> String {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1}"));
     for st in steps {
         let mut tail = format!(
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{}",
             st.completed,
             opt(st.bank_cpu_us_per_op()),
             opt(st.wal_bytes_per_op),
+            opt(st.disk_write_bytes_per_op),
             opt(st.load.as_ref().map(|l| l.run_queue)),
             opt(st.load.as_ref().map(|l| l.system_percent)),
             opt(st.load.as_ref().map(|l| l.steal_percent)),
@@ -97,6 +98,7 @@ pub fn cost_line(st: &Step) -> String {
         .and_then(|c| c.cpu_us_per_op)
         .map_or(String::new(), |v| format!("; load tester {v:.0}"));
     let wal = st.wal_bytes_per_op.map_or(String::new(), |w| format!("; WAL {w:.0} B/op"));
+    let disk = st.disk_write_bytes_per_op.map_or(String::new(), |w| format!(", disks {w:.0} B/op"));
     let machine = st.load.as_ref().map_or(String::new(), |l| {
         format!(
             "; machine: run queue {:.1}, user {:.0} %, system {:.0} %, iowait {:.0} %, steal {:.0} %, idle {:.0} %",
@@ -108,7 +110,10 @@ pub fn cost_line(st: &Step) -> String {
         .iter()
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map_or(String::new(), |(name, f)| format!("; {:.1} % of the {name} floor", f * 100.0));
-    format!("cost at {}/s: {total:.0} µs of CPU per operation ({parts}{tester}){wal}{floor}{machine}", st.offered_rate)
+    format!(
+        "cost at {}/s: {total:.0} µs of CPU per operation ({parts}{tester}){wal}{disk}{floor}{machine}",
+        st.offered_rate
+    )
 }
 
 pub fn resources_csv(r: &RunReport) -> String {

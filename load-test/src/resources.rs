@@ -52,8 +52,9 @@ struct Proc {
     rss_pages: u64,
 }
 
-/// `write_bytes` of `/proc/<pid>/io`: bytes this process caused to be written to storage (counted when it
-/// dirtied the pages); `None` when the file cannot be read (another user's process).
+/// `write_bytes` of `/proc/<pid>/io`: bytes this process caused to be written to storage, counted a page at a
+/// time when the page is dirtied (a commit that dirties the WAL's last page again counts the page again); `None`
+/// when the file cannot be read. The kernel folds a child's counts into its parent's when the parent reaps it.
 pub fn parse_io(text: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix("write_bytes:")).and_then(|v| v.trim().parse().ok())
 }
@@ -100,13 +101,20 @@ fn tree(all: &HashMap<u32, Proc>, pid: u32) -> Vec<u32> {
     out
 }
 
+/// What the parents in `tree` have had folded into their counters since the last sample: the last counts of the
+/// children (`pid → (count, parent)`) that ended since (no longer `alive`) and whose parent is in `tree`.
+fn folded(last: &HashMap<u32, (u64, u32)>, alive: impl Fn(u32) -> bool, tree: &[u32]) -> u64 {
+    last.iter().filter(|(p, (_, ppid))| !alive(**p) && tree.contains(ppid)).map(|(_, (w, _))| *w).sum()
+}
+
 pub type Series = BTreeMap<String, Vec<ResourceSample>>;
 
 /// Samples every second until `stop`; `t` is seconds since `origin`.
 pub async fn sample(components: Vec<(String, u32)>, origin: Instant, stop: CancellationToken) -> Series {
     let mut series: Series = components.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
     let mut last_ticks: HashMap<u32, u64> = HashMap::new();
-    let mut last_written: HashMap<u32, u64> = HashMap::new();
+    // Per process: its counter and its parent at the last sample.
+    let mut last_written: HashMap<u32, (u64, u32)> = HashMap::new();
     // Per component: bytes written since sampling began (the sum of every process's change, so a process that
     // ends takes nothing away).
     let mut written: HashMap<String, Option<u64>> = HashMap::new();
@@ -142,10 +150,15 @@ pub async fn sample(components: Vec<(String, u32)>, origin: Instant, stop: Cance
                 }
                 ticks_now.insert(*p, proc_.ticks);
                 if let Some(w) = write_bytes(*p) {
-                    let before = last_written.get(p).copied().unwrap_or(if first { w } else { 0 });
+                    let before = last_written.get(p).map(|l| l.0).unwrap_or(if first { w } else { 0 });
                     dwritten = Some(dwritten.unwrap_or(0) + w.saturating_sub(before));
-                    written_now.insert(*p, w);
+                    written_now.insert(*p, (w, proc_.ppid));
                 }
+            }
+            // A child that ended since the last sample was counted while it ran; its parent in this tree has just
+            // had the child's whole count folded into its own, so that much of the parent's change is not new.
+            if let Some(d) = dwritten.as_mut() {
+                *d = d.saturating_sub(folded(&last_written, |p| all.contains_key(&p), &pids));
             }
             let total = written.entry(name.clone()).or_insert(None);
             if let Some(d) = dwritten {
@@ -179,6 +192,15 @@ mod tests {
         assert_eq!(parse_stat(line), Some((1, 1750, 20000)));
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("1 (x) S"), None);
+    }
+
+    #[test]
+    fn an_ended_child_s_bytes_are_not_counted_again_in_its_parent() {
+        // 10 (postmaster) had children 11 (still running) and 12 (ended, reaped by 10), and 99 ended outside.
+        let last = HashMap::from([(10, (0, 1)), (11, (5_000, 10)), (12, (8_000, 10)), (99, (7_000, 1))]);
+        let alive = |p: u32| p == 10 || p == 11;
+        assert_eq!(folded(&last, alive, &[10, 11]), 8_000);
+        assert_eq!(folded(&last, |_| true, &[10, 11]), 0);
     }
 
     #[test]
