@@ -55,6 +55,7 @@ pub mod refusal;
 #[cfg(feature = "kafka")]
 pub mod registry;
 pub mod retry;
+pub mod rng;
 pub mod shutdown;
 pub mod stack_env;
 pub mod telemetry;

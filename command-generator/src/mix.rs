@@ -2,6 +2,7 @@
 //! the known accounts, so a re-delivered heartbeat yields the same command id (and the handler replays it).
 
 use bank_core::avro::{Atype, ConfirmAccountCreation, ConfirmMoneyTransfer};
+use bank_core::rng::Rng;
 use bank_core::{CASH, COMPANY_IBAN, CommandId};
 
 /// An account the generator can spend from.
@@ -39,34 +40,12 @@ impl Generated {
     }
 }
 
-/// SplitMix64: a small, well-mixed deterministic generator.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64, stream: u64) -> Self {
-        let mut r = Self(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        r.next_u64();
-        r
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
-    }
-
-    /// Uniform among `items`; `None` (and no draw) for none.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        let n = u64::try_from(items.len()).ok().filter(|n| *n > 0)?;
-        items.get(usize::try_from(self.next_u64() % n).ok()?)
-    }
+/// The generator for one heartbeat: seeded by the run's seed and the heartbeat's position (`stream`), one draw
+/// skipped (as it always was, so a heartbeat's command is what it was before).
+fn rng_for(seed: u64, stream: u64) -> Rng {
+    let mut r = Rng::new(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    r.next_u64();
+    r
 }
 
 /// The command for the heartbeat at `beat` (its position on the heartbeat topic), written at `written_ms` (the
@@ -74,7 +53,7 @@ impl Rng {
 /// again (after a restart) gives the same command id, while a record at the same position of a recreated topic
 /// gives a new one, so the bank does not take the new topic's commands for replays of the old one's.
 pub fn command(seed: u64, written_ms: u64, beat: u64, accounts: &[Known], company_token: Option<&str>) -> Generated {
-    let mut rng = Rng::new(seed ^ written_ms.wrapping_mul(0xD6E8_FEB8_6659_FD93), beat);
+    let mut rng = rng_for(seed ^ written_ms.wrapping_mul(0xD6E8_FEB8_6659_FD93), beat);
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
     id[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
@@ -151,13 +130,6 @@ mod tests {
                 "beat {beat}"
             );
         }
-    }
-
-    #[test]
-    fn picking_from_nothing_is_none_not_a_panic() {
-        let mut rng = Rng::new(1, 1);
-        assert_eq!(rng.pick::<u8>(&[]), None);
-        assert_eq!(rng.pick(&[7]), Some(&7));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 #![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cache;
+pub mod channel;
+pub mod claims;
 pub mod config;
 pub mod error;
 pub mod fanout;

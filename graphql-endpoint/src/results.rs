@@ -1,16 +1,15 @@
 //! The results channel: the projection announces, through PostgreSQL `pg_notify` on [`CHANNEL`], the results of
 //! gateway transfers and account creations and the users whose sessions changed. Every instance listens
 //! ([`run_listener`]) and hands each [`Notice`] to the request waiting for it, to `transferResults` subscribers
-//! and to the websockets of a user whose sessions changed. This module owns the channel's name, its payload, the
-//! SQL that sends it and the listener.
+//! and to the websockets of a user whose sessions changed. The channel's name, payload and SQL are in
+//! [`crate::channel`]; this module holds the listener and the delivery.
 
+use crate::channel::{CHANNEL, Notice, NoticeKind};
 use crate::fanout::Fanout;
 use crate::limits::SUBSCRIBER_BUFFER;
 use crate::lock::lock;
-use crate::status::TransferStatus;
 use bank_core::retry::Backoff;
 use bank_core::shutdown::CancellationToken;
-use serde::Deserialize;
 use sqlx::postgres::{PgListener, PgPool};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,63 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
-
-/// Channel of `pg_notify` messages: results of gateway transfers and account creations, for every instance.
-pub const CHANNEL: &str = "gateway_events";
-
-/// What a notice is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NoticeKind {
-    /// A transfer the gateway sent was decided (`status`, `reason`)
-    Transfer,
-    /// An account creation was decided (opened or refused)
-    Account,
-    /// The user's sessions changed (logout, password change): websockets re-check theirs
-    Sessions,
-    /// A kind this version does not know: handed to a waiting request only
-    #[serde(other)]
-    Other,
-}
-
-/// A result announced through `pg_notify` by the projection.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Notice {
-    pub kind: NoticeKind,
-    pub id: Uuid,
-    pub user: i64,
-    #[serde(default)]
-    pub status: Option<TransferStatus>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-// ---- the SQL that sends notices -----------------------------------------------------------------------------
-// Each is an expression over the named columns of the surrounding query; `channel` is the bind parameter that
-// carries [`CHANNEL`].
-
-/// A decided account creation, over the columns `creation_id` and `id` (the user).
-pub fn account_notice(channel: &str) -> String {
-    format!("pg_notify({channel}, json_build_object('kind', 'account', 'id', creation_id, 'user', id)::text)")
-}
-
-/// A decided transfer, over the columns `id`, `user_id`, `status` and `reason`.
-pub fn transfer_notice(channel: &str) -> String {
-    format!(
-        "pg_notify({channel}, json_build_object('kind', 'transfer', 'id', id, 'user', user_id, \
-                                                 'status', status, 'reason', reason)::text)"
-    )
-}
-
-/// A user's sessions changed, over the column `user_id`.
-pub fn sessions_notice(channel: &str) -> String {
-    format!(
-        "pg_notify({channel}, json_build_object('kind', 'sessions', 'id', '00000000-0000-0000-0000-000000000000', \
-                               'user', user_id)::text)"
-    )
-}
-
-// ---- delivery -----------------------------------------------------------------------------------------------
 
 /// Where this instance delivers notices.
 pub struct Results {
@@ -223,28 +165,18 @@ async fn listen(results: &Results, mut listener: PgListener, shutdown: &Cancella
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn notices_parse_as_the_sql_builds_them() {
-        let n: Notice = serde_json::from_str(
-            r#"{"kind":"transfer","id":"7d9f3a52-5b39-4d39-9a57-0d7f6e2f4a10","user":7,"status":"FAILED","reason":"X: y"}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            (n.kind, n.user, n.status, n.reason.as_deref()),
-            (NoticeKind::Transfer, 7, Some(TransferStatus::Failed), Some("X: y"))
-        );
-        let n: Notice =
-            serde_json::from_str(r#"{"kind":"account","id":"7d9f3a52-5b39-4d39-9a57-0d7f6e2f4a10","user":3}"#).unwrap();
-        assert_eq!((n.kind, n.status), (NoticeKind::Account, None));
-        let n: Notice =
-            serde_json::from_str(r#"{"kind":"later","id":"7d9f3a52-5b39-4d39-9a57-0d7f6e2f4a10","user":3}"#).unwrap();
-        assert_eq!(n.kind, NoticeKind::Other);
-    }
+    use crate::status::TransferStatus;
 
     /// User 1's transfer `id`, confirmed.
     fn confirmed(id: Uuid) -> Notice {
-        Notice { kind: NoticeKind::Transfer, id, user: 1, status: Some(TransferStatus::Confirmed), reason: None }
+        Notice {
+            kind: NoticeKind::Transfer,
+            id,
+            user: 1,
+            status: Some(TransferStatus::Confirmed),
+            reason: None,
+            balance: true,
+        }
     }
 
     #[tokio::test]
@@ -258,7 +190,14 @@ mod tests {
         assert_eq!(waiting.await.unwrap().status, Some(TransferStatus::Confirmed));
         assert_eq!(transfers.try_recv().unwrap().id, id);
         assert!(sessions.try_recv().is_err(), "a transfer is no session notice");
-        results.deliver(Notice { kind: NoticeKind::Sessions, id: Uuid::nil(), user: 9, status: None, reason: None });
+        results.deliver(Notice {
+            kind: NoticeKind::Sessions,
+            id: Uuid::nil(),
+            user: 9,
+            status: None,
+            reason: None,
+            balance: false,
+        });
         assert_eq!(sessions.try_recv().unwrap(), 9);
         assert!(transfers.try_recv().is_err(), "a session notice is no transfer result");
     }

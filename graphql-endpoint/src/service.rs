@@ -80,6 +80,7 @@ fn gateway_of(config: &Config, pool: PgPool, producer: Producer, codec: Arc<Code
         registrations_per_address: config.registrations_per_address,
     };
     Gateway {
+        claims: crate::claims::Claims::start(pool.clone()),
         pool,
         producer,
         codec,

@@ -8,6 +8,7 @@
 //! - `verify`: every transfer the client saw CONFIRMED is stored once, shows once per account in the history, and
 //!   every user's balance is exactly what the decided transfers make it.
 
+use bank_core::rng::Rng;
 use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 use serde_json::json;
@@ -126,25 +127,6 @@ pub async fn main(args: ChaosArgs) -> anyhow::Result<()> {
     }
 }
 
-/// splitmix64: a small seeded generator, so a run's load can be repeated.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() & 0xff) as u8).collect()
-    }
-}
-
 const PASSWORD: &str = "chaos password 1";
 const FUNDING_CENTS: i64 = 100_000;
 /// The company account every stack has (the generator pays salaries from it).
@@ -256,7 +238,7 @@ async fn drive(mut a: DriveArgs) -> anyhow::Result<()> {
     eprintln!("chaos drive: {} users registered and funded; {} transfers/s for {} s", a.users, a.rate, a.duration);
 
     let results: Arc<Mutex<Vec<Sent>>> = Arc::new(Mutex::new(sent));
-    let mut rng = Rng(a.seed ^ 0x5EED);
+    let mut rng = Rng::new(a.seed ^ 0x5EED);
     let period = Duration::from_secs_f64(1.0 / f64::from(a.rate));
     let start = Instant::now();
     let end = start + Duration::from_secs(a.duration);
@@ -431,7 +413,7 @@ async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
     let producer = bank_core::kafka::producer(&brokers, "chaos-poison")?;
     let codec = bank_core::registry::Codec::new(&registry)?;
     let seed = bank_core::clock::since_epoch().as_nanos() as u64;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let command_topics = [names.confirm_money_transfer.clone(), names.confirm_account_creation.clone()];
     // (topic, key, value)
     let mut records: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
@@ -490,7 +472,7 @@ async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
             };
             let (token, from) = own.unwrap_or_else(|e| {
                 note = format!(" (no account of its own: {e}; a random token)");
-                (format!("{:x}", rng.next()), COMPANY_IBAN.to_owned())
+                (format!("{:x}", rng.next_u64()), COMPANY_IBAN.to_owned())
             });
             for (token, from_iban, to, amount, description) in hostile_transfers(&token, &from) {
                 let c = ConfirmMoneyTransfer {
@@ -734,16 +716,6 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_generator_repeats_for_a_seed() {
-        let (mut a, mut b) = (Rng(7), Rng(7));
-        let xs: Vec<u64> = (0..5).map(|_| a.below(10)).collect();
-        assert_eq!(xs, (0..5).map(|_| b.below(10)).collect::<Vec<_>>());
-        assert!(xs.iter().all(|x| *x < 10));
-        assert_eq!(Rng(1).below(0), 0);
-        assert_eq!(Rng(3).bytes(33).len(), 33);
-    }
 
     #[test]
     fn answers_are_recorded_first_and_last() {

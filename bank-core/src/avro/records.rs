@@ -1,6 +1,6 @@
 use apache_avro::types::Value;
 
-use super::{Atype, AvroRecord, Fields, RecordError, id_value};
+use super::record::{Atype, AvroRecord, Fields, RecordError, id_value};
 use crate::ids::CommandId;
 
 macro_rules! schema_file {
@@ -219,7 +219,7 @@ impl AvroRecord for BalanceChanged {
             description: f.string("description")?,
             transfer_id: f.optional_id("transfer_id")?,
             // Absent when written with a schema from before `seq`.
-            seq: if f.fields.contains_key("seq") { f.long("seq")? } else { 0 },
+            seq: if f.has("seq") { f.long("seq")? } else { 0 },
         })
     }
 }

@@ -298,13 +298,8 @@ pub fn transfer(token: &str, amount: i64, from: &str, to: &str, description: &st
 /// A deterministic stream of `n` commands over `accounts`: deposits, withdrawals and transfers, some of
 /// which fail for lack of funds.
 pub fn stream(accounts: &[(String, String)], n: usize, seed: u64) -> Vec<ConfirmMoneyTransfer> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = bank_core::rng::Rng::new(seed);
+    let mut next = move || rng.next_u64();
     (0..n)
         .map(|_| {
             let a = &accounts[(next() % accounts.len() as u64) as usize];

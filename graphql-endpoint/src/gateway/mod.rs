@@ -131,6 +131,8 @@ impl Settings {
 
 pub struct Gateway {
     pub pool: PgPool,
+    /// Transfers recorded under their idempotency keys, batched
+    pub claims: crate::claims::Claims,
     pub producer: Producer,
     pub codec: Arc<Codec>,
     /// The live feed of balance changes

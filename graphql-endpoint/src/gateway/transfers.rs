@@ -27,13 +27,13 @@ impl Gateway {
         let new = NewTransfer {
             id: Uuid::new_v4(),
             user_id: user.id,
-            idempotency_key: &key,
-            from_iban: from,
-            to_iban: to,
+            idempotency_key: key,
+            from_iban: from.to_owned(),
+            to_iban: to.to_owned(),
             amount: amount.cents(),
-            description,
+            description: description.to_owned(),
         };
-        let (row, fresh) = store::claim_transfer(&self.pool, &new).await?;
+        let (row, fresh) = self.claims.claim(new).await?;
         if !fresh {
             metrics::counter!("gateway_idempotent_repeats_total").increment(1);
             if (row.from_iban.as_str(), row.to_iban.as_str(), row.amount, row.description.as_str())
@@ -73,7 +73,9 @@ impl Gateway {
         match answered {
             Ok(Ok(n)) => {
                 let status = n.status.unwrap_or(TransferStatus::Pending);
-                if status == TransferStatus::Confirmed {
+                // The notice says whether the balance was stored with the result (almost always): if not, it
+                // comes in a later projection batch.
+                if status == TransferStatus::Confirmed && !n.balance {
                     self.await_own_balance(row.id, key, deadline).await;
                 }
                 Ok(TransferRow { status, reason: n.reason, ..row })

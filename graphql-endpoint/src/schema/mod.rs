@@ -6,6 +6,8 @@
 //! The schema is the only layer that knows GraphQL: it reads arguments, checks them (`crate::validate`), asks
 //! the gateway and the store, and maps their [`GatewayError`]s to GraphQL errors ([`errors`]).
 
+mod context;
+pub mod cost;
 pub mod errors;
 pub mod extensions;
 pub mod mutation;
@@ -13,20 +15,15 @@ pub mod query;
 pub mod subscription;
 pub mod types;
 
+pub use crate::validate::MAX_PAGE;
 pub use errors::{coded, internal, invalid};
 pub use mutation::Mutation;
 pub use query::Query;
 pub use subscription::Subscription;
-pub use validate::MAX_PAGE;
 
-use crate::error::{GatewayError, GatewayResult};
-use crate::gateway::{Gateway, Viewer};
-use crate::store::{Role, User};
-use crate::validate;
-use async_graphql::{Context, Schema};
-use bank_core::COMPANY_IBAN;
+use crate::gateway::Gateway;
+use async_graphql::Schema;
 use std::sync::Arc;
-use types::{Account, BigInt};
 
 pub type BankSchema = Schema<Query, Mutation, Subscription>;
 
@@ -38,15 +35,6 @@ pub const MAX_DEPTH: usize = 16;
 pub const MAX_COMPLEXITY: usize = 2000;
 /// Root fields (aliases and fragments included) one operation may select.
 pub const MAX_ROOT_FIELDS: usize = 16;
-/// What a root field that reads one row or a cached value adds to its selection's cost.
-pub const READ_COST: usize = 10;
-/// What a root field that reads a page of rows adds, besides its rows.
-pub const ROW_QUERY_COST: usize = 50;
-
-/// The rows a list field with `first` may return (its default page when not given).
-pub fn rows(first: Option<i32>) -> usize {
-    usize::try_from(first.map_or(20, |n| n.clamp(1, MAX_PAGE))).unwrap_or(100)
-}
 
 pub fn build(gateway: Arc<Gateway>) -> BankSchema {
     Schema::build(Query, Mutation, Subscription)
@@ -60,46 +48,4 @@ pub fn build(gateway: Arc<Gateway>) -> BankSchema {
 /// The schema in SDL, as committed in `graphql-endpoint/schema.graphql`.
 pub fn sdl() -> String {
     Schema::build(Query, Mutation, Subscription).finish().sdl()
-}
-
-// ---- what every resolver asks of its context ----------------------------------------------------------------
-
-fn gateway<'a>(ctx: &Context<'a>) -> &'a Arc<Gateway> {
-    ctx.data_unchecked::<Arc<Gateway>>()
-}
-
-fn viewer<'a>(ctx: &Context<'a>) -> &'a Viewer {
-    ctx.data_opt::<Viewer>().unwrap_or(&Viewer::Anonymous)
-}
-
-fn signed_in<'a>(ctx: &Context<'a>) -> GatewayResult<&'a User> {
-    match viewer(ctx) {
-        Viewer::Signed { user, .. } => Ok(user),
-        Viewer::Anonymous => Err(GatewayError::Unauthenticated("sign in first: send `Authorization: Bearer <token>`")),
-        Viewer::Unknown => Err(GatewayError::Unauthenticated("the session token is unknown or expired; log in again")),
-    }
-}
-
-/// Whether the viewer may read `iban`: the company feed is public, a client reads its own, an employee all.
-fn may_read(ctx: &Context<'_>, iban: &str) -> GatewayResult<()> {
-    if iban == COMPANY_IBAN {
-        return Ok(());
-    }
-    validate::iban("iban", iban)?;
-    let user = signed_in(ctx)?;
-    if user.role == Role::Employee || user.iban.as_deref() == Some(iban) {
-        return Ok(());
-    }
-    Err(GatewayError::Forbidden("you may only read your own account"))
-}
-
-/// The account `iban` with its projected balance.
-async fn account(gw: &Gateway, iban: &str, a_type: Option<String>) -> GatewayResult<Account> {
-    let balance = crate::store::balance(&gw.pool, iban).await?;
-    Ok(Account {
-        iban: iban.to_owned(),
-        balance_cents: BigInt(balance),
-        limit_cents: BigInt(gw.settings.limit_cents),
-        a_type,
-    })
 }

@@ -1,8 +1,8 @@
 //! Mutations.
 
+use super::context::{account, gateway, signed_in, viewer};
 use super::errors::ApiResult;
 use super::types::{Session, TransferResult, UserRole};
-use super::{account, gateway, signed_in, viewer};
 use crate::error::{GatewayError, GatewayResult};
 use crate::gateway::{ClientAddr, Gateway, Viewer, own_account, own_iban};
 use crate::store::{self, User};

@@ -1,11 +1,11 @@
 //! Queries.
 
+use super::context::{account, gateway, may_read, signed_in};
 use super::errors::ApiResult;
 use super::types::{
     Account, AccountConnection, AccountEdge, BankStats, BigInt, PageInfo, Transaction, TransactionConnection,
     TransactionEdge, TransferResult,
 };
-use super::{account, gateway, may_read, signed_in};
 use crate::error::GatewayError;
 use crate::gateway::own_account;
 use crate::store::{self, Role};
@@ -17,7 +17,7 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The signed-in user's account.
-    #[graphql(complexity = "super::READ_COST + child_complexity")]
+    #[graphql(complexity = "super::cost::READ_COST + child_complexity")]
     async fn me(&self, ctx: &Context<'_>) -> ApiResult<Account> {
         let user = signed_in(ctx)?;
         let iban = own_account(user)?;
@@ -26,7 +26,7 @@ impl Query {
 
     /// An account's transactions, newest first. Your own account, the company account (public), or any
     /// account for a bank employee. Costs `ROW_QUERY_COST` plus `first` times its selection.
-    #[graphql(complexity = "super::ROW_QUERY_COST + super::rows(first) * child_complexity")]
+    #[graphql(complexity = "super::cost::ROW_QUERY_COST + super::cost::rows(first) * child_complexity")]
     async fn transactions(
         &self,
         ctx: &Context<'_>,
@@ -56,7 +56,7 @@ impl Query {
     }
 
     /// Every account, by IBAN. Bank employees only. Costs like `transactions`.
-    #[graphql(complexity = "super::ROW_QUERY_COST + super::rows(first) * child_complexity")]
+    #[graphql(complexity = "super::cost::ROW_QUERY_COST + super::cost::rows(first) * child_complexity")]
     async fn accounts(
         &self,
         ctx: &Context<'_>,
@@ -88,7 +88,7 @@ impl Query {
     }
 
     /// Public counters (read at most once per `STATS_CACHE` by each instance, whatever the number of readers).
-    #[graphql(complexity = "super::READ_COST + child_complexity")]
+    #[graphql(complexity = "super::cost::READ_COST + child_complexity")]
     async fn bank_stats(&self, ctx: &Context<'_>) -> ApiResult<BankStats> {
         let gw = gateway(ctx);
         let c = gw.stats.get(|| store::counters(&gw.pool)).await.map_err(GatewayError::from)?;
@@ -104,7 +104,7 @@ impl Query {
     /// Load-test runs found in the gateway's results folder (`RESULTS_DIR`), newest first (at most 100):
     /// their summaries, steps and the paths of their graphs. Public, like `bankStats`.
     /// Read from disk at most once per `RUNS_CACHE` by each instance.
-    #[graphql(complexity = "super::READ_COST + child_complexity")]
+    #[graphql(complexity = "super::cost::READ_COST + child_complexity")]
     async fn load_test_runs(&self, ctx: &Context<'_>) -> Vec<crate::load_tests::LoadTestRun> {
         let gw = gateway(ctx);
         let dir = gw.settings.results_dir.clone();
@@ -114,7 +114,7 @@ impl Query {
 
     /// CPU and memory of every component during load-test run `id` (one sample a second, thinned to at most
     /// `MAX_SAMPLES` each), for drawing; empty when there is no such run. Public, like `loadTestRuns`.
-    #[graphql(complexity = "super::READ_COST + child_complexity")]
+    #[graphql(complexity = "super::cost::READ_COST + child_complexity")]
     async fn load_test_resources(&self, ctx: &Context<'_>, id: String) -> Vec<crate::load_tests::ResourceSeries> {
         crate::load_tests::resources(gateway(ctx).settings.results_dir.clone(), id).await
     }
@@ -122,14 +122,14 @@ impl Query {
     /// The live view of the pipeline: per stage (heartbeat, generator, handler, projection) its rate and
     /// consumer lag, the age of commands when the handler applies them and the delay of the newest balance
     /// changes. Sampled at most once a second whatever the number of readers. Public, like `bankStats`.
-    #[graphql(complexity = "super::READ_COST + child_complexity")]
+    #[graphql(complexity = "super::cost::READ_COST + child_complexity")]
     async fn pipeline(&self, ctx: &Context<'_>) -> crate::pipeline::PipelineView {
         let gw = gateway(ctx);
         gw.pipeline.view(&gw.hub).await
     }
 
     /// One of your transfers, by the id a mutation returned.
-    #[graphql(complexity = "super::READ_COST + child_complexity")]
+    #[graphql(complexity = "super::cost::READ_COST + child_complexity")]
     async fn transfer(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<TransferResult>> {
         let user = signed_in(ctx)?;
         let id = validate::transfer_id(&id)?;

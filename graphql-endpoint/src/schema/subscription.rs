@@ -1,10 +1,10 @@
 //! Subscriptions: each subscriber listens to its own key (an IBAN, a user) of an instance-wide [`Fanout`].
 
+use super::context::{gateway, may_read, signed_in};
 use super::errors::{ApiError, coded};
 use super::types::{Direction, Transaction, TransferResult};
-use super::{gateway, may_read, signed_in};
+use crate::channel::Notice;
 use crate::fanout::Subscriber;
-use crate::results::Notice;
 use crate::store::BalanceRecord;
 use async_graphql::{Context, Error, Subscription};
 use futures::Stream;

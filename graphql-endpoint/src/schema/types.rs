@@ -1,6 +1,6 @@
 //! The GraphQL types: scalars, objects and enums, and their conversions from the gateway's rows.
 
-use crate::results::Notice;
+use crate::channel::Notice;
 use crate::store::{self, Role, TransferRow, User};
 use async_graphql::{Enum, ID, InputValueError, InputValueResult, Scalar, ScalarType, SimpleObject, Value};
 use bank_core::refusal::Refusal;
@@ -220,7 +220,14 @@ mod tests {
         let r = TransferResult::from(&row);
         assert_eq!((r.status, r.code.as_deref()), (TransferStatus::Failed, Some("INSUFFICIENT_FUNDS")));
         assert_eq!(r.id, ID(id.to_string()));
-        let n = Notice { kind: crate::results::NoticeKind::Transfer, id, user: 1, status: None, reason: None };
+        let n = Notice {
+            kind: crate::channel::NoticeKind::Transfer,
+            id,
+            user: 1,
+            status: None,
+            reason: None,
+            balance: false,
+        };
         assert_eq!(TransferResult::from_notice(&n).status, TransferStatus::Pending, "no status: still pending");
     }
 }

@@ -11,7 +11,7 @@ mod users;
 pub use crate::status::TransferStatus;
 pub use project::{BalanceRecord, Projected, ProjectionBatch, project};
 pub use reads::{AccountRow, TransactionRow, accounts, balance, counters, history};
-pub use transfers::{NewTransfer, TransferRow, balance_projected, claim_transfer, resolve_transfer, transfer};
+pub use transfers::{NewTransfer, TransferRow, balance_projected, claim_transfers, resolve_transfer, transfer};
 pub use users::{
     EmployeeUpsert, Role, User, credentials, delete_session, delete_sessions_of, delete_user, insert_client,
     insert_session, pending_creation, token_hash, upsert_employee, user_by_id, user_by_session,

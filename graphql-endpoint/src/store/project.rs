@@ -1,7 +1,7 @@
 //! The projection's writes: one transaction per batch of `balance_changed`, account creation and transfer
 //! results, idempotent so that a redelivered record adds nothing.
 
-use crate::results::{CHANNEL, account_notice, transfer_notice};
+use crate::channel::{CHANNEL, account_notice, transfer_notice};
 use crate::status::TransferStatus;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
@@ -159,7 +159,7 @@ async fn project_results(
         "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(id, status, reason)), \
          upd AS (UPDATE gateway.transfers t SET status = i.status, reason = i.reason, resolved_at = now() \
                  FROM input i WHERE t.id = i.id AND t.status = $5 \
-                 RETURNING t.id, t.user_id, t.status, t.reason) \
+                 RETURNING t.id, t.user_id, t.status, t.reason, t.from_iban, t.to_iban) \
          SELECT count({}) FROM upd",
         transfer_notice("$4")
     ))

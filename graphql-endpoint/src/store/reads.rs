@@ -1,6 +1,6 @@
 //! What the queries read: histories, balances, the account list and the counters.
 
-use super::BalanceRecord;
+use super::project::BalanceRecord;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 

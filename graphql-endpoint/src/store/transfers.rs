@@ -2,6 +2,7 @@
 
 use crate::status::TransferStatus;
 use sqlx::postgres::PgPool;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// A transfer a user asked for through the gateway.
@@ -18,44 +19,93 @@ pub struct TransferRow {
 
 const TRANSFER_COLUMNS: &str = "id, from_iban, to_iban, amount, description, status, reason";
 
-pub struct NewTransfer<'a> {
+/// A transfer to record under its idempotency key.
+#[derive(Debug, Clone)]
+pub struct NewTransfer {
     pub id: Uuid,
     pub user_id: i64,
-    pub idempotency_key: &'a str,
-    pub from_iban: &'a str,
-    pub to_iban: &'a str,
+    pub idempotency_key: String,
+    pub from_iban: String,
+    pub to_iban: String,
     pub amount: i64,
-    pub description: &'a str,
+    pub description: String,
 }
 
-/// Records a transfer under its idempotency key. Returns `(row, true)` when it is new, or the row recorded
-/// earlier under the same key with `false`.
-pub async fn claim_transfer(pool: &PgPool, t: &NewTransfer<'_>) -> sqlx::Result<(TransferRow, bool)> {
-    let inserted: Option<TransferRow> = sqlx::query_as(&format!(
+/// Records transfers under their idempotency keys in one statement and one commit. Returns, in the order of `ts`,
+/// `(row, true)` for each new one, or the row recorded earlier under the same key with `false` (also for the
+/// second of two claims with one key in `ts`).
+pub async fn claim_transfers(pool: &PgPool, ts: &[&NewTransfer]) -> sqlx::Result<Vec<(TransferRow, bool)>> {
+    let mut ids = Vec::with_capacity(ts.len());
+    let mut users = Vec::with_capacity(ts.len());
+    let mut keys = Vec::with_capacity(ts.len());
+    let mut froms = Vec::with_capacity(ts.len());
+    let mut tos = Vec::with_capacity(ts.len());
+    let mut amounts = Vec::with_capacity(ts.len());
+    let mut descriptions = Vec::with_capacity(ts.len());
+    for t in ts {
+        ids.push(t.id);
+        users.push(t.user_id);
+        keys.push(t.idempotency_key.as_str());
+        froms.push(t.from_iban.as_str());
+        tos.push(t.to_iban.as_str());
+        amounts.push(t.amount);
+        descriptions.push(t.description.as_str());
+    }
+    // In input order, so that of two claims with one key the first is the one recorded.
+    let inserted: Vec<TransferRow> = sqlx::query_as(&format!(
         "INSERT INTO gateway.transfers (id, user_id, idempotency_key, from_iban, to_iban, amount, description) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, idempotency_key) DO NOTHING \
+         SELECT id, user_id, idempotency_key, from_iban, to_iban, amount, description \
+         FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[]) \
+              WITH ORDINALITY AS t(id, user_id, idempotency_key, from_iban, to_iban, amount, description, ord) \
+         ORDER BY ord \
+         ON CONFLICT (user_id, idempotency_key) DO NOTHING \
          RETURNING {TRANSFER_COLUMNS}"
     ))
-    .bind(t.id)
-    .bind(t.user_id)
-    .bind(t.idempotency_key)
-    .bind(t.from_iban)
-    .bind(t.to_iban)
-    .bind(t.amount)
-    .bind(t.description)
-    .fetch_optional(pool)
+    .bind(&ids)
+    .bind(&users)
+    .bind(&keys)
+    .bind(&froms)
+    .bind(&tos)
+    .bind(&amounts)
+    .bind(&descriptions)
+    .fetch_all(pool)
     .await?;
-    if let Some(r) = inserted {
-        return Ok((r, true));
+    let mut fresh: HashMap<Uuid, TransferRow> = inserted.into_iter().map(|r| (r.id, r)).collect();
+    let repeats: Vec<&NewTransfer> = ts.iter().copied().filter(|t| !fresh.contains_key(&t.id)).collect();
+    let mut earlier: HashMap<(i64, String), TransferRow> = HashMap::new();
+    if !repeats.is_empty() {
+        let users: Vec<i64> = repeats.iter().map(|t| t.user_id).collect();
+        let keys: Vec<&str> = repeats.iter().map(|t| t.idempotency_key.as_str()).collect();
+        let columns = TRANSFER_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+        let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
+            "SELECT t.user_id AS claim_user, t.idempotency_key AS claim_key, {columns} FROM gateway.transfers t \
+             JOIN unnest($1::bigint[], $2::text[]) AS k(user_id, idempotency_key) \
+               ON t.user_id = k.user_id AND t.idempotency_key = k.idempotency_key"
+        ))
+        .bind(&users)
+        .bind(&keys)
+        .fetch_all(pool)
+        .await?;
+        earlier = rows.into_iter().map(|r| ((r.claim_user, r.claim_key), r.row)).collect();
     }
-    let r = sqlx::query_as(&format!(
-        "SELECT {TRANSFER_COLUMNS} FROM gateway.transfers WHERE user_id = $1 AND idempotency_key = $2"
-    ))
-    .bind(t.user_id)
-    .bind(t.idempotency_key)
-    .fetch_one(pool)
-    .await?;
-    Ok((r, false))
+    ts.iter()
+        .map(|t| match fresh.remove(&t.id) {
+            Some(row) => Ok((row, true)),
+            None => earlier
+                .get(&(t.user_id, t.idempotency_key.clone()))
+                .map(|row| (row.clone(), false))
+                .ok_or_else(|| sqlx::Error::Protocol(format!("transfer claim {} neither recorded nor found", t.id))),
+        })
+        .collect()
+}
+
+/// A recorded transfer with the key it was claimed under.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    claim_user: i64,
+    claim_key: String,
+    #[sqlx(flatten)]
+    row: TransferRow,
 }
 
 pub async fn transfer(pool: &PgPool, user_id: i64, id: Uuid) -> sqlx::Result<Option<TransferRow>> {

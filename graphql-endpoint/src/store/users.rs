@@ -1,6 +1,6 @@
 //! Users and their sessions.
 
-use crate::results::{CHANNEL, sessions_notice};
+use crate::channel::{CHANNEL, sessions_notice};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::postgres::PgPool;

@@ -7,6 +7,7 @@
 //! summary line; exit 0 only if all of it holds.
 
 use anyhow::{Context, bail};
+use bank_core::rng::Rng;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,22 +61,6 @@ impl std::fmt::Display for Fault {
 
 pub const POISON_KINDS: [&str; 4] = ["garbage", "unknown-schema", "oversized", "hostile"];
 
-/// splitmix64, for a schedule that repeats for a seed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-}
-
 /// The stack's shape, for the schedule.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
@@ -87,7 +72,7 @@ pub struct Shape {
 /// The faults of a run and when each starts (seconds after the load starts): every kind at least once, the
 /// service kills again on longer runs, in a seeded order, spread over 10 % to 85 % of the run.
 pub fn schedule(seed: u64, duration: u64, shape: Shape) -> Vec<(u64, Fault)> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let pick = |base: &str, n: u32, rng: &mut Rng| {
         let i = u32::try_from(rng.below(u64::from(n.max(1)))).unwrap_or(0) + 1;
         instance_name(base, i)
@@ -307,7 +292,7 @@ pub fn chaos(opts: &ChaosOptions) -> anyhow::Result<i32> {
     timeline.log(&format!("load: {} transfers/s for {} s through {}", opts.rate, opts.duration, gateways.join(", ")));
 
     let load_start = Instant::now();
-    let mut rng = Rng(seed.rotate_left(17) ^ 0xC4A0_5EED);
+    let mut rng = Rng::new(seed.rotate_left(17) ^ 0xC4A0_5EED);
     let mut faults_ok = true;
     let mut injected = 0usize;
     for (at, fault) in &plan {
