@@ -12,7 +12,8 @@ use apache_avro::Schema;
 use axum::body::Bytes;
 use bank_core::avro::ALL_SCHEMAS;
 use libfuzzer_sys::fuzz_target;
-use schema_registry::api::{self, SchemaRequest, VersionRef};
+use schema_registry::api::{self, VersionRef};
+use schema_registry::schema::{SchemaRequest, parse_schema};
 use schema_registry::compat::{self, Level};
 use std::sync::LazyLock;
 
@@ -31,7 +32,7 @@ static CONTRACT: LazyLock<Vec<(i32, Schema)>> = LazyLock::new(|| {
 });
 
 fn check_schema(req: &SchemaRequest) {
-    let parsed = match api::parse_schema(req) {
+    let parsed = match parse_schema(req) {
         Ok(p) => p,
         Err(e) => {
             assert_eq!(e.code, 42201, "schema refused with {}: {}", e.code, e.message);

@@ -12,7 +12,8 @@ use apache_avro::Schema;
 use axum::body::Bytes;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use schema_registry::api::{self, SchemaRequest};
+use schema_registry::api;
+use schema_registry::schema::{SchemaRequest, parse_schema};
 use schema_registry::compat::{self, Level};
 use serde_json::{Value, json};
 
@@ -150,7 +151,7 @@ fuzz_target!(|data: &[u8]| {
     let text = schema.to_string();
     let body = Bytes::from(json!({ "schema": text }).to_string());
     let req: SchemaRequest = api::parse_body(&body).expect("a JSON string in a JSON body");
-    let parsed = match api::parse_schema(&req) {
+    let parsed = match parse_schema(&req) {
         Ok(p) => p,
         Err(e) => {
             assert_eq!(e.code, 42201, "schema {text} refused with {}: {}", e.code, e.message);

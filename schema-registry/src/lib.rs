@@ -11,6 +11,7 @@
 pub mod api;
 pub mod compat;
 mod error;
+pub mod schema;
 pub mod store;
 
 use axum::Router;

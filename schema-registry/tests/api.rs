@@ -206,14 +206,14 @@ async fn large_schemas_register_and_keep_their_identity() {
 #[tokio::test]
 async fn oversized_schemas_and_foreign_hosts_are_refused() {
     let app = spawn_app().await;
-    let many: Vec<Value> = (0..=schema_registry::api::MAX_FIELDS).map(|i| field(&format!("f{i}"), "long")).collect();
+    let many: Vec<Value> = (0..=schema_registry::schema::MAX_FIELDS).map(|i| field(&format!("f{i}"), "long")).collect();
     let (status, body) = app.register("big-value", &record(&many)).await;
     assert_eq!((status, body["error_code"].as_i64()), (422, Some(42201)), "{body}");
     assert!(body["message"].as_str().unwrap().contains("fields"), "{body}");
     let mut long = json!({ "type": "record", "name": "R", "fields": [field("a", "long")] });
-    long["doc"] = json!("d".repeat(schema_registry::api::MAX_SCHEMA_BYTES));
+    long["doc"] = json!("d".repeat(schema_registry::schema::MAX_SCHEMA_BYTES));
     err(app.register("big-value", &long.to_string()).await, 422, 42201);
-    let huge = json!({ "schema": "x".repeat(3 * schema_registry::api::MAX_SCHEMA_BYTES) });
+    let huge = json!({ "schema": "x".repeat(3 * schema_registry::schema::MAX_SCHEMA_BYTES) });
     let (status, _) = app.post("/subjects/big-value/versions", huge).await;
     assert_eq!(status, 413, "a body over the limit is not read");
     assert_eq!(ok(app.get("/subjects").await), json!([]), "nothing was registered");

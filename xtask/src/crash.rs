@@ -52,21 +52,27 @@ pub fn generated_by(gdb_output: &str) -> Option<String> {
 /// thread's in `<logs>/crashes/`, and the core moved there too (so it is reported once). Returns one line per
 /// crash, for a summary.
 pub fn report(root: &Path, logs: &Path, since: SystemTime) -> Vec<String> {
+    let lines = report_in(&places(root), logs, since);
+    if lines.is_empty() {
+        let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+        if pattern.starts_with('|') {
+            eprintln!("note: cores are piped to `{}` here; look there for a crashed service", pattern.trim());
+        }
+    }
+    lines
+}
+
+/// [`report`] for the cores in `dirs` only.
+pub fn report_in(dirs: &[PathBuf], logs: &Path, since: SystemTime) -> Vec<String> {
     let mut lines = Vec::new();
-    for dir in places(root) {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let fresh = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t >= since);
             if is_core_name(&name) && fresh && entry.file_type().is_ok_and(|t| t.is_file()) {
                 lines.push(one(&entry.path(), logs));
             }
-        }
-    }
-    if lines.is_empty() {
-        let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
-        if pattern.starts_with('|') {
-            eprintln!("note: cores are piped to `{}` here; look there for a crashed service", pattern.trim());
         }
     }
     lines

@@ -146,9 +146,15 @@ fn run_target(paths: &Paths, target: &str, seconds: u64) -> anyhow::Result<(u64,
     let log_path = paths.logs().join(format!("fuzz-{target}.log"));
     std::fs::create_dir_all(paths.logs())?;
     let log = std::fs::File::create(&log_path)?;
-    // libFuzzer adds what it finds to the first corpus folder only: the committed seeds stay as they are.
+    // libFuzzer adds what it finds to the first corpus folder only: the committed seeds stay as they are. It runs
+    // in its work folder, so that a core it leaves (a stack overflow kills it before libFuzzer can write the
+    // input) is this target's finding, not taken for a service's crash.
+    let started = std::time::SystemTime::now();
     let status = nightly_cargo(paths)
-        .args(["fuzz", "run", "--sanitizer", "none", target])
+        .current_dir(&work)
+        .args(["fuzz", "run", "--sanitizer", "none", "--fuzz-dir"])
+        .arg(paths.root.join("fuzz"))
+        .arg(target)
         .arg(&work)
         .arg(&seeds)
         .args(["--", &format!("-max_total_time={seconds}"), "-timeout=10", "-rss_limit_mb=1024"])
@@ -162,9 +168,27 @@ fn run_target(paths: &Paths, target: &str, seconds: u64) -> anyhow::Result<(u64,
         (_, Some(input)) => {
             Some(format!("crash input {} (log {})", absolute(paths, &input).display(), log_path.display()))
         }
-        (false, None) => Some(format!("exited with {status} without an input (log {})", log_path.display())),
+        (false, None) => {
+            // Killed before libFuzzer could write the input (a stack overflow does that): the core says where.
+            let cores = crate::crash::report_in(std::slice::from_ref(&work), &paths.logs(), started);
+            eprintln!("the end of {}:", log_path.display());
+            for line in tail(&output, 15) {
+                eprintln!("  {line}");
+            }
+            Some(format!(
+                "exited with {status} without an input (log {}){}",
+                log_path.display(),
+                if cores.is_empty() { String::new() } else { format!("; {}", cores.join("; ")) }
+            ))
+        }
     };
     Ok((runs, finding))
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> Vec<&str> {
+    let count = text.lines().count();
+    text.lines().skip(count.saturating_sub(n)).collect()
 }
 
 fn absolute(paths: &Paths, path: &str) -> PathBuf {
@@ -202,5 +226,12 @@ mod tests {
         let s = Summary { targets: 6, runs: 10, ..Summary::default() };
         assert!(s.ok());
         assert_eq!(s.to_string(), "fuzz: 6 targets, 10 runs, 0 findings");
+    }
+
+    #[test]
+    fn tails_a_log() {
+        assert_eq!(tail("a\nb\nc", 2), ["b", "c"]);
+        assert_eq!(tail("a", 5), ["a"]);
+        assert!(tail("", 3).is_empty());
     }
 }
