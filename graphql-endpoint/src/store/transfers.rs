@@ -76,11 +76,9 @@ pub async fn claim_transfers(pool: &PgPool, ts: &[&NewTransfer]) -> sqlx::Result
     if !repeats.is_empty() {
         let users: Vec<i64> = repeats.iter().map(|t| t.user_id).collect();
         let keys: Vec<&str> = repeats.iter().map(|t| t.idempotency_key.as_str()).collect();
-        let columns = TRANSFER_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
         let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
-            "SELECT t.user_id AS claim_user, t.idempotency_key AS claim_key, {columns} FROM gateway.transfers t \
-             JOIN unnest($1::bigint[], $2::text[]) AS k(user_id, idempotency_key) \
-               ON t.user_id = k.user_id AND t.idempotency_key = k.idempotency_key"
+            "SELECT user_id AS claim_user, idempotency_key AS claim_key, {TRANSFER_COLUMNS} FROM gateway.transfers \
+             WHERE (user_id, idempotency_key) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))"
         ))
         .bind(&users)
         .bind(&keys)
