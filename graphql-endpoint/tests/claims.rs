@@ -93,3 +93,47 @@ async fn a_claim_postgres_refuses_fails_alone() {
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM gateway.transfers").fetch_one(&pool).await.unwrap();
     assert_eq!(stored, 90);
 }
+
+/// The balance change of claimed transfer `t` on its debited account.
+fn debit_of(t: &NewTransfer, offset: i64) -> store::BalanceRecord {
+    store::BalanceRecord {
+        transfer_id: Some(t.id),
+        iban: t.from_iban.clone(),
+        new_balance: 100 - t.amount,
+        changed_by: -t.amount,
+        from_to: t.to_iban.clone(),
+        description: t.description.clone(),
+        at: chrono::Utc::now(),
+        partition: 0,
+        offset,
+        account_seq: offset + 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_notice_says_whether_its_balance_change_is_stored() {
+    let pool = database().await;
+    let alice = user(&pool, "alice").await;
+    let claims = Claims::start(pool.clone());
+    let (with, without) = (transfer(alice, "with", 5), transfer(alice, "without", 5));
+    for t in [&with, &without] {
+        assert!(claims.claim(t.clone()).await.unwrap().1);
+    }
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+    listener.listen(graphql_endpoint::channel::CHANNEL).await.unwrap();
+    // `with`'s result comes with its balance change; `without`'s alone (its change in a later batch).
+    let batch = store::ProjectionBatch {
+        balances: vec![debit_of(&with, 0)],
+        results: vec![(with.id, true, None), (without.id, true, None)],
+        ..Default::default()
+    };
+    store::project(&pool, &batch).await.unwrap();
+    let mut balance = HashMap::new();
+    for _ in 0..2 {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv()).await.unwrap().unwrap();
+        let notice: graphql_endpoint::channel::Notice = serde_json::from_str(n.payload()).unwrap();
+        balance.insert(notice.id, notice.balance);
+    }
+    assert_eq!(balance.get(&with.id), Some(&true), "{balance:?}");
+    assert_eq!(balance.get(&without.id), Some(&false), "{balance:?}");
+}
